@@ -1,0 +1,54 @@
+"""Paired source/target images: DATAROOT/PHASE/A and DATAROOT/PHASE/B, paired by file name."""
+
+from data.base_dataset import BaseDataset, category_of
+from data.image_io import list_image_files
+from util.errors import SargenError
+
+
+class AlignedDataset(BaseDataset):
+    """Items from one side's folder, with the other side's image of the same name when it exists."""
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Add --sides."""
+        parser.add_argument("--sides", default="A,B", choices=("A,B", "B,A", "A", "B"),
+                            help="sides to read; the first side's files make the items, the second is paired "
+                                 "by file name when present")
+        return parser
+
+    def __init__(self, opt):
+        """List the primary side's files and index the other side's by name."""
+        super().__init__(opt)
+        if not self.root.is_dir():
+            raise SargenError(f"--dataroot not found: {self.root} (expected {self.root}/{opt.phase}/A and .../B)")
+        source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
+        self.folders = {"A": self.root / opt.phase / source, "B": self.root / opt.phase / target}
+        self.channels = {"A": opt.input_nc, "B": opt.output_nc}
+        sides = opt.sides.split(",")
+        self.primary, self.other = sides[0], (sides[1] if len(sides) > 1 else None)
+        self.paths = list_image_files(self.folders[self.primary], opt.max_dataset_size, f"{self.primary} images")
+        other_folder = self.folders.get(self.other)
+        other_files = list_image_files(other_folder) if other_folder and _has_images(other_folder) else []
+        self.other_by_stem = {path.stem: path for path in other_files}
+
+    def __len__(self):
+        """Number of items."""
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        """The primary image, its paired image (if any), their paths and the category."""
+        path = self.paths[index]
+        params = self.sample_params(path)
+        item = {self.primary: self.load(path, self.channels[self.primary], params),
+                f"{self.primary}_paths": str(path), "category": category_of(path)}
+        if self.other is None:
+            return item
+        paired = self.other_by_stem.get(path.stem)
+        item[self.other] = None if paired is None else self.load(paired, self.channels[self.other], params)
+        item[f"{self.other}_paths"] = None if paired is None else str(paired)
+        return item
+
+
+def _has_images(folder):
+    """Whether `folder` exists and holds at least one file."""
+    return folder.is_dir() and any(folder.iterdir())

@@ -1,0 +1,225 @@
+"""The VGG feature extractor shared by every script: backbones, weights policy, layer names, truncation.
+
+Weights (``--vgg_weights``):
+- ``imagenet``: torchvision's ImageNet weights through its weights API and cache (TORCH_HOME,
+  by default ~/.cache/torch/hub/checkpoints/vgg19-dcbb9e9d.pth or vgg16-397923af.pth).
+- ``random``: seeded He initialisation, then each convolution is rescaled so that its ReLU output has
+  unit variance on a fixed set of typical (smooth, speckled) inputs. Plain random initialisation makes
+  deep features vanish and the style loss barely moves.
+- ``PATH``: a local file holding a torchvision VGG state dict (``features.N.weight`` ...) or just the
+  ``features`` part (``N.weight`` ...).
+"""
+
+import functools
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from util.checkpoint import load_checkpoint
+from util.errors import SargenError
+
+logger = logging.getLogger("sargen")
+
+BACKBONES = ("vgg16", "vgg19")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZATION = "imagenet mean/std on [0, 1] RGB"
+TORCHVISION_CONFIGS = {"vgg16": "D", "vgg19": "E"}
+
+
+def build_architecture(backbone):
+    """torchvision's VGG `features` module for `backbone` (its own layer table), untrained."""
+    if backbone not in BACKBONES:
+        raise SargenError(f"unknown VGG backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
+    # Only `features` is built: the classifier's 120 M parameters would take seconds to initialise.
+    configuration = torchvision.models.vgg.cfgs[TORCHVISION_CONFIGS[backbone]]
+    return torchvision.models.vgg.make_layers(configuration, batch_norm=False)
+
+
+@functools.lru_cache(maxsize=None)
+def layer_names(backbone):
+    """Names of the modules of `features` in order: conv1_1, relu1_1, ..., pool1, conv2_1, ..."""
+    if backbone not in BACKBONES:
+        raise SargenError(f"unknown VGG backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
+    names, block, position = [], 1, 1
+    for entry in torchvision.models.vgg.cfgs[TORCHVISION_CONFIGS[backbone]]:
+        if entry == "M":
+            names.append(f"pool{block}")
+            block, position = block + 1, 1
+        else:
+            names += [f"conv{block}_{position}", f"relu{block}_{position}"]
+            position += 1
+    return tuple(names)
+
+
+def block_layers(backbone):
+    """The last ReLU of each of the five blocks (block index 0-4), e.g. relu3_4 for vgg19."""
+    names = layer_names(backbone)
+    return [names[names.index(f"pool{block}") - 1] for block in range(1, 6)]
+
+
+def resolve_layer(backbone, spec, block_indices=True):
+    """A layer name from a block index 0-4 (or, with block_indices=False, a `features` index) or a name."""
+    names = layer_names(backbone)
+    spec = str(spec).strip()
+    if spec.isdigit():
+        index = int(spec)
+        valid = block_layers(backbone) if block_indices else names
+        if index >= len(valid):
+            kind = "block indices 0-4" if block_indices else f"features indices 0-{len(names) - 1}"
+            raise SargenError(f"layer {spec} does not exist in {backbone}: use {kind} or a name like relu4_2")
+        return valid[index]
+    if spec not in names:
+        raise SargenError(f"unknown {backbone} layer '{spec}': valid names are {', '.join(names)}")
+    return spec
+
+
+def parse_layers(backbone, text, option, block_indices=True):
+    """A list of layer names from a comma-separated option value."""
+    parts = [part for part in str(text).split(",") if part.strip()]
+    if not parts:
+        raise SargenError(f"{option} is empty: give block indices 0-4 or layer names")
+    try:
+        return [resolve_layer(backbone, part, block_indices) for part in parts]
+    except SargenError as error:
+        raise SargenError(f"{option}: {error}") from None
+
+
+def load_imagenet_weights(backbone, features):
+    """Load torchvision's ImageNet weights (cache or download) into `features`; returns the description."""
+    weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
+    file_name = Path(weights.url).name
+    cache_path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if cache_path.is_file():
+        state = load_checkpoint(cache_path, "VGG weights")
+    else:
+        try:
+            state = weights.get_state_dict(progress=True, weights_only=True)
+        except Exception as error:  # offline: URLError, socket errors, HTTP errors
+            raise SargenError(f"ImageNet {backbone} weights are not in {cache_path} and could not be downloaded "
+                              f"({type(error).__name__}): download {weights.url} to that path (or set TORCH_HOME), "
+                              f"pass --vgg_weights PATH, or --vgg_weights random") from None
+    load_features_state(features, state, cache_path)
+    return f"imagenet:{file_name}"
+
+
+def load_weights_file(path, features):
+    """Load a local torchvision-format VGG state dict into `features`; returns the description."""
+    path = Path(path)
+    if not path.is_file():
+        raise SargenError(f"--vgg_weights file not found: {path} (give a path, 'imagenet' or 'random')")
+    load_features_state(features, load_checkpoint(path, "VGG weights"), path)
+    return f"file:{file_digest(path)}"
+
+
+def load_features_state(features, state, path):
+    """Copy the `features` part of a VGG state dict into `features`, naming the file on mismatch."""
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise SargenError(f"{path} does not hold a VGG state dict")
+    if any(key.startswith("features.") for key in state):
+        state = {key[len("features."):]: value for key, value in state.items() if key.startswith("features.")}
+    expected = features.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise SargenError(f"{path} lacks VGG weight '{key}': is it a state dict of this backbone?")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise SargenError(f"{path}: weight '{key}' has shape {tuple(state[key].shape)}, "
+                              f"expected {tuple(value.shape)} (another VGG backbone?)")
+    features.load_state_dict({key: state[key] for key in expected})
+
+
+def file_digest(path):
+    """The first 16 hex digits of a file's SHA-256, to identify weights in saved metadata."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def calibration_images(seed, count=4, size=64):
+    """Fixed typical inputs in [0, 1]: smooth random scenes with speckle-like multiplicative noise."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, size // 8, size // 8, generator=generator)
+    smooth = nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    speckle = -torch.log(torch.rand(count, 1, size, size, generator=generator).clamp_min(1e-6))
+    return (smooth * speckle * 0.5).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def init_random_scaled(features, seed):
+    """Seeded He initialisation, each conv rescaled so its ReLU output has unit variance on typical inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+            module.bias.zero_()
+    activations = imagenet_normalize(calibration_images(seed))
+    for index, module in enumerate(features):
+        activations = module(activations)
+        if isinstance(module, nn.ReLU) and isinstance(features[index - 1], nn.Conv2d):
+            # ReLU is positively homogeneous and the bias is zero, so scaling the weight scales the output.
+            scale = activations.std().clamp_min(1e-12)
+            features[index - 1].weight.div_(scale)
+            activations = activations / scale
+    return f"random:seed={seed},unit-variance"
+
+
+def imagenet_normalize(images):
+    """Normalize [0, 1] RGB images with ImageNet's mean and standard deviation."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def load_vgg_features(backbone, weights, seed=0):
+    """torchvision's VGG `features` with the weights policy applied; returns (features, description)."""
+    features = build_architecture(backbone)
+    if weights == "imagenet":
+        description = load_imagenet_weights(backbone, features)
+    elif weights == "random":
+        description = init_random_scaled(features, seed)
+    else:
+        description = load_weights_file(weights, features)
+    return features, description
+
+
+class VGGFeatures(nn.Module):
+    """A frozen VGG cut after the deepest requested layer, returning the requested layers' features."""
+
+    def __init__(self, backbone="vgg19", weights="imagenet", layers=("relu4_2",), seed=0):
+        """Build the backbone, load the weights and keep only the modules up to the deepest layer."""
+        super().__init__()
+        names = layer_names(backbone)
+        self.backbone = backbone
+        self.layers = list(dict.fromkeys(layers))
+        self.layer_indices = {names.index(name): name for name in self.layers}
+        features, self.weights_description = load_vgg_features(backbone, weights, seed)
+        self.features = features[: max(self.layer_indices) + 1]
+        self.requires_grad_(False)
+        self.eval()
+        logger.info("VGG %s, weights %s, cut after %s", backbone, self.weights_description,
+                    names[max(self.layer_indices)])
+
+    def train(self, mode=True):
+        """Stay in eval mode: the extractor is frozen."""
+        return super().train(False)
+
+    def forward(self, images):
+        """Features of [0, 1] images (1 or 3 channels) at the requested layers, as a dict by name."""
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        activations = imagenet_normalize(images)
+        outputs = {}
+        for index, module in enumerate(self.features):
+            activations = module(activations)
+            if index in self.layer_indices:
+                outputs[self.layer_indices[index]] = activations
+        return outputs

@@ -1,0 +1,125 @@
+"""Options shared by every script, parsed in two passes so models and datasets add their own."""
+
+import argparse
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+import models
+from data.image_io import add_image_options
+from data.transforms import add_preprocess_options
+from util.device import parse_gpu_ids, select_device
+from util.fileio import write_text_atomic
+
+logger = logging.getLogger("sargen")
+
+
+def positive_int(text):
+    """An argparse type for integers >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    """An argparse type for integers >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+class BaseOptions:
+    """Common options; subclasses set `is_train` and add their own flags."""
+
+    is_train = False
+
+    def initialize(self, parser):
+        """Add the options every script shares (pix2pix's names and meanings)."""
+        parser.add_argument("--dataroot", default=None, help="data folder (layout depends on --dataset_mode)")
+        parser.add_argument("--name", default="experiment_name", help="experiment name: checkpoints/NAME, results/NAME")
+        parser.add_argument("--gpu_ids", default="0", help="GPU ids, e.g. 0 or 0,1; -1 for the CPU")
+        parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where models and options are saved")
+        parser.add_argument("--model", default="gatys", choices=models.available_models(), help="which model")
+        parser.add_argument("--dataset_mode", default="aligned", choices=data.available_dataset_modes(),
+                            help="how the data folder is read")
+        parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
+        parser.add_argument("--input_nc", type=int, default=3, choices=(1, 3), help="source image channels")
+        parser.add_argument("--output_nc", type=int, default=3, choices=(1, 3), help="generated image channels")
+        parser.add_argument("--batch_size", type=positive_int, default=1, help="images per batch")
+        parser.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
+        parser.add_argument("--num_threads", type=non_negative_int, default=4, help="data-loading worker processes")
+        parser.add_argument("--max_dataset_size", type=positive_int, default=None,
+                            help="use at most this many images (default: all)")
+        parser.add_argument("--display_winsize", type=positive_int, default=256, help="image width on HTML pages")
+        parser.add_argument("--epoch", default="latest", help="which saved state to load (latest or an iteration)")
+        parser.add_argument("--seed", type=int, default=0, help="random seed for python, numpy and torch")
+        parser.add_argument("--verbose", action="store_true", help="log debugging details")
+        add_preprocess_options(parser)
+        add_image_options(parser)
+        return parser
+
+    def build_parser(self, argv):
+        """Build the full parser: common options, then the chosen model's and dataset's."""
+        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser = self.initialize(parser)
+        known, _ = parser.parse_known_args(argv)
+        parser = models.get_option_setter(known.model)(parser, self.is_train)
+        model_defaults = dict(parser._defaults)
+        known, _ = parser.parse_known_args(argv)  # the model may have changed the dataset default
+        parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
+        parser.set_defaults(**model_defaults)  # a model's defaults win over its dataset mode's
+        return parser
+
+    def parse(self, argv=None, save=True):
+        """Parse the command line, set seeds and the device, print the options and save them."""
+        argv = sys.argv[1:] if argv is None else argv
+        parser = self.build_parser(argv)
+        opt = parser.parse_args(argv)
+        opt.is_train = self.is_train
+        opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
+        self.validate(parser, opt)
+        if opt.verbose:
+            logger.setLevel(logging.DEBUG)
+        opt.device = select_device(opt.gpu_ids)
+        seed_everything(opt.seed)
+        self.parser = parser
+        logger.info(format_options(opt, parser))
+        if save:
+            save_options(opt, parser, Path(opt.checkpoints_dir) / opt.name / f"{'train' if self.is_train else 'test'}_opt.txt")
+        return opt
+
+    def validate(self, parser, opt):
+        """Reject option combinations that cannot work, through argparse's error (usage + one line)."""
+        if opt.crop_size > opt.load_size and opt.preprocess.startswith(("resize_and", "scale_width_and")):
+            parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}")
+
+
+def seed_everything(seed):
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def format_options(opt, parser):
+    """The options as a table, marking values that differ from the defaults."""
+    option_names = {action.dest for action in parser._actions}
+    lines = ["----------------- Options ---------------"]
+    for key, value in sorted(vars(opt).items()):
+        default = parser.get_default(key)
+        note = f"\t[default: {default}]" if key in option_names and value != default else ""
+        lines.append(f"{key:>25}: {value!s:<30}{note}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines)
+
+
+def save_options(opt, parser, path):
+    """Write the option table to `path` atomically."""
+    write_text_atomic(path, format_options(opt, parser) + "\n")

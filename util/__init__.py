@@ -1,0 +1,1 @@
+"""Shared utilities: errors, atomic files, devices, logging, HTML pages and result writing."""

@@ -1,0 +1,48 @@
+"""Checkpoint files: atomic saves with a format version, loads that never run code (weights_only)."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from util.errors import SargenError
+from util.fileio import atomic_path
+
+FORMAT_KEY = "sargen_format"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(payload, path):
+    """Save a dict of tensors and plain values to `path` atomically, stamped with the format version."""
+    with atomic_path(path) as temp_path:
+        torch.save({**payload, FORMAT_KEY: FORMAT_VERSION}, temp_path)
+    return Path(path)
+
+
+def load_checkpoint(path, what="checkpoint"):
+    """Load a tensor file with weights_only=True, turning every failure into a one-line SargenError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SargenError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise SargenError(f"refused to load {what} {path}: it holds more than tensors and plain values "
+                          f"and loading it could run code ({reason})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SargenError(f"cannot load {what} {path}: corrupt or not a PyTorch file ({reason})") from None
+
+
+def check_format(payload, path, kind):
+    """Check that a loaded payload is a sargen file of `kind` in a version this code reads."""
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+        raise SargenError(f"{path} is not a {kind} file (found {found!r})")
+    version = payload.get(FORMAT_KEY)
+    if version != FORMAT_VERSION:
+        raise SargenError(f"{path} has format version {version}, this sargen reads {FORMAT_VERSION}: "
+                          f"recreate it with this version")
+    return payload

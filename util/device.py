@@ -1,0 +1,47 @@
+"""Device choice from pix2pix's --gpu_ids, falling back to the CPU with one warning."""
+
+import logging
+
+import torch
+
+logger = logging.getLogger("sargen")
+
+
+def parse_gpu_ids(text):
+    """Parse '0,1' or '-1' into a list of GPU indices (empty for the CPU)."""
+    ids = [int(part) for part in str(text).split(",") if part.strip() != ""]
+    return [gpu_id for gpu_id in ids if gpu_id >= 0]
+
+
+def select_device(gpu_ids):
+    """The torch device for `gpu_ids`: the first GPU, or the CPU when none is asked for or available."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on the CPU (pass --gpu_ids -1 to silence this)")
+        return torch.device("cpu")
+    if gpu_ids[0] >= torch.cuda.device_count():
+        logger.warning("GPU %d does not exist (%d found): using cuda:0", gpu_ids[0], torch.cuda.device_count())
+        return torch.device("cuda:0")
+    return torch.device(f"cuda:{gpu_ids[0]}")
+
+
+def cpu_supports_bfloat16():
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device, precision):
+    """The autocast dtype for --precision (auto|float32|bfloat16) on `device`, or None for float32."""
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_supports_bfloat16() else None
