@@ -14,10 +14,10 @@ from util.results import ResultsWriter, result_dir
 logger = logging.getLogger("sargen")
 
 
-def main():
+def main(argv=None):
     """Parse options, build from the registries, process each batch and write the results page."""
     options = TestOptions()
-    opt = options.parse()
+    opt = options.parse(argv)
     dataset = create_dataset(opt)
     dataset = Subset(dataset, range(min(opt.num_test, len(dataset)))) if opt.num_test >= 0 else dataset
     model = create_model(opt)

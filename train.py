@@ -6,9 +6,9 @@ from options.train_options import TrainOptions
 from util.cli import progress, run_main
 
 
-def main():
+def main(argv=None):
     """Parse options, build the dataset and model from the registries, and run the training loop."""
-    opt = TrainOptions().parse()
+    opt = TrainOptions().parse(argv)
     dataset = create_dataset(opt)
     model = create_model(opt)
     model.setup()

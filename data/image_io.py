@@ -132,7 +132,7 @@ def to_unit_range(array, scaling, path="image"):
         low, high = scaling.db_window
     if high <= low:
         return np.zeros_like(values)
-    return np.clip((values - low) / (high - low), 0.0, 1.0)
+    return np.clip((values - np.float32(low)) / np.float32(high - low), 0.0, 1.0).astype(np.float32)
 
 
 def convert_channels(array, channels):

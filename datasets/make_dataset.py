@@ -1,4 +1,4 @@
-"""Make small, deterministic synthetic example data sets: ``x2ka`` (paired X/Ka PolSAR) and ``eo2sar`` (unpaired EO/SAR).
+"""Make small, deterministic synthetic example data: ``x2ka`` (paired X/Ka PolSAR) and ``eo2sar`` (unpaired EO/SAR).
 
 Physical model (one scene = one land-cover map, rendered by every sensor):
 - Land cover: water, vegetation, farmland (rectangular parcels of four crop types with 3-5 px row structure),
@@ -36,10 +36,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data.image_io import write_image
-from util.errors import SargenError
+from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
+from data.image_io import write_image  # noqa: E402
+from util.errors import SargenError  # noqa: E402
 
-CATEGORIES = ("building", "farmland", "road", "vegetation", "water")  # label index = position; also file prefix
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
 POLARIZATIONS = ("HH", "HV", "VV")
 NAME_PATTERN = re.compile(r"^(" + "|".join(CATEGORIES) + r")_\d{4,}\.png$")
@@ -79,7 +79,7 @@ BUILDING_FEATURES_DB = {  # (HH, HV, VV) offsets to the building sigma0 and the 
 LAYOVER_DB, SHADOW_DB, SLOPE_GAIN_DB = 3.0, -20.0, 6.0
 INCIDENCE_DEG = 35.0  # radar looks from the left (near range at x = 0)
 SUN_AZIMUTH_DEG, SUN_ELEVATION_DEG = 315.0, 45.0  # sun in the north-west (upper left), as in map hillshades
-PAULI_WINDOWS_DB = ((-26.0, -1.0), (-29.0, -6.0), (-23.0, 2.0))  # R double bounce, G volume, B surface
+PAULI_WINDOWS_DB = ((-26.0, -1.0), (-27.0, -5.0), (-23.0, 2.0))  # R double bounce, G volume, B surface
 SAR_GRAY_WINDOW_DB = (-25.0, 0.0)
 
 # Scene seed = --seed + offset of the folder + index, so that every folder holds different scenes.
@@ -104,8 +104,8 @@ class Band:
 
 
 BANDS = {
-    "X": Band("X", 9.6, looks=3, grain=1.5, noise_floor_db=-27.0, row_amplitude_db=1.5),
-    "Ka": Band("Ka", 35.75, looks=6, grain=0.6, noise_floor_db=-25.0, row_amplitude_db=1.0),
+    "X": Band("X", 9.6, looks=3, grain=1.5, noise_floor_db=-30.0, row_amplitude_db=1.5),
+    "Ka": Band("Ka", 35.75, looks=6, grain=0.6, noise_floor_db=-28.0, row_amplitude_db=1.0),
 }
 
 
@@ -278,9 +278,9 @@ def backscatter(scene, band):
 
 def complex_speckle(rng, shape, looks, grain):
     """`looks` independent unit-power circular complex Gaussian fields of `shape`, correlated over `grain` pixels."""
+    assert shape[-1] == shape[-2], "square images only"
     noise = rng.standard_normal((looks, *shape)) + 1j * rng.standard_normal((looks, *shape))
     transfer = gaussian_transfer(shape[-1], grain) if grain > 0 else np.ones(shape[-2:])
-    assert shape[-1] == shape[-2], "square images only"
     filtered = np.fft.ifft2(np.fft.fft2(noise) * transfer)
     return filtered / np.sqrt(2.0 * np.mean(transfer**2))
 
@@ -475,7 +475,8 @@ def main(argv=None):
             what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"
         else:
             written, removed = make_eo2sar(out, args.size, args.n_train, args.n_test, args.seed, args.band)
-            what = f"{args.n_train}+{args.n_train} train, {args.n_test}+{args.n_test} test optical/SAR-{args.band} images"
+            what = (f"{args.n_train}+{args.n_train} train, {args.n_test}+{args.n_test} test "
+                    f"optical/SAR-{args.band} images")
     except (SargenError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

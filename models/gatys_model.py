@@ -9,6 +9,7 @@ Gram (``total``), the paired real target image (``real``) or a target-band train
 
 import logging
 import random
+import time
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -202,11 +203,13 @@ class GatysModel(BaseModel):
             if missing:
                 raise SargenError(f"--style_source real needs the paired target image of {missing[0]} "
                                   f"in {Path(self.opt.dataroot) / self.opt.phase / 'B'}")
+            real_B = self.real_B if isinstance(self.real_B, torch.Tensor) else torch.stack(self.real_B)
             with torch.no_grad():
-                return self.grams(self.features(torch.stack(self.real_B).to(self.device), precision=False)), None
+                return self.grams(self.features(real_B.to(self.real_A), precision=False)), None
         if source == "style":
             style_images = torch.stack([self.load_style_image(path, category)
-                                        for path, category in zip(self.image_paths, self.categories)]).to(self.device)
+                                        for path, category in zip(self.image_paths, self.categories)])
+            style_images = style_images.to(self.real_A)
             with torch.no_grad():
                 return self.grams(self.features(style_images, precision=False)), style_images
         per_image = [self.saved_category_grams(category) for category in self.categories]
@@ -239,7 +242,7 @@ class GatysModel(BaseModel):
         if self.opt.init == "content":
             return content.clone()
         generator = torch.Generator().manual_seed(self.opt.seed)
-        return (torch.rand(content.shape, generator=generator) * 2.0 - 1.0).to(self.device)
+        return (torch.rand(content.shape, generator=generator) * 2.0 - 1.0).to(content)
 
     def losses(self, images, content_targets, style_targets, precision=True):
         """Per-image total, style and content losses of [-1, 1] images."""
@@ -255,11 +258,12 @@ class GatysModel(BaseModel):
         style_targets, self.style_images = self.style_targets()
         with torch.no_grad():
             content_features = self.features(self.real_A, precision=False)
-            content_targets = {name: content_features[name].float() for name in self.content_layers}
+            content_targets = {name: content_features[name] for name in self.content_layers}
         images = self.initial_images().requires_grad_(True)
         optimizer = make_image_optimizer(opt.optimizer, images, opt.lr, opt.history_size)
         self.curves = [[] for _ in range(images.shape[0])]
         self.intermediate = OrderedDict()
+        self.start_time = time.perf_counter()
         for step in progress(range(opt.n_iter), desc="optimizing", unit="step", leave=False):
             optimizer.zero_grad(set_to_none=True)
             total, style, content = self.losses(images, content_targets, style_targets)
@@ -267,7 +271,7 @@ class GatysModel(BaseModel):
             optimizer.step()
             with torch.no_grad():
                 images.clamp_(-1.0, 1.0)
-            if step % opt.log_freq == 0 or step == opt.n_iter - 1:
+            if step == 0 or (step + 1) % opt.log_freq == 0 or step == opt.n_iter - 1:
                 self.record(step, total, style, content)
             if opt.save_midResult and (step + 1) % opt.save_epoch == 0 and step + 1 < opt.n_iter:
                 self.intermediate[f"fake_B_step_{step + 1:05d}"] = images.detach().clone()
@@ -277,8 +281,10 @@ class GatysModel(BaseModel):
 
     def record(self, step, total, style, content):
         """Append the step's per-image losses to the loss curves."""
+        total, style, content = total.detach(), style.detach(), content.detach()
         for index, curve in enumerate(self.curves):
-            curve.append({"step": step, "total": float(total[index]), "style": float(style[index]),
+            curve.append({"step": step, "seconds": time.perf_counter() - self.start_time,
+                          "total": float(total[index]), "style": float(style[index]),
                           "content": float(content[index])})
 
     def get_current_results(self):

@@ -40,7 +40,7 @@ def build_architecture(backbone):
     return torchvision.models.vgg.make_layers(configuration, batch_norm=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layer_names(backbone):
     """Names of the modules of `features` in order: conv1_1, relu1_1, ..., pool1, conv2_1, ..."""
     if backbone not in BACKBONES:
@@ -92,8 +92,7 @@ def parse_layers(backbone, text, option, block_indices=True):
 def load_imagenet_weights(backbone, features):
     """Load torchvision's ImageNet weights (cache or download) into `features`; returns the description."""
     weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
-    file_name = Path(weights.url).name
-    cache_path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    cache_path = imagenet_cache_path(backbone)
     if cache_path.is_file():
         state = load_checkpoint(cache_path, "VGG weights")
     else:
@@ -104,7 +103,7 @@ def load_imagenet_weights(backbone, features):
                               f"({type(error).__name__}): download {weights.url} to that path (or set TORCH_HOME), "
                               f"pass --vgg_weights PATH, or --vgg_weights random") from None
     load_features_state(features, state, cache_path)
-    return f"imagenet:{file_name}"
+    return f"imagenet:{cache_path.name}"
 
 
 def load_weights_file(path, features):
@@ -223,3 +222,73 @@ class VGGFeatures(nn.Module):
             if index in self.layer_indices:
                 outputs[self.layer_indices[index]] = activations
         return outputs
+
+
+def imagenet_cache_path(backbone):
+    """Where torchvision's cache keeps the ImageNet weights file of `backbone` (TORCH_HOME aware)."""
+    weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def vgg_input(images):
+    """[0, 1] images (1 or 3 channels) as VGG's input: grey repeated to RGB, then ImageNet-normalized."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return imagenet_normalize(images)
+
+
+def selected_conv2d(inputs, conv, channels):
+    """Output channels `channels` (B x K indices, per image) of the 3x3, stride-1 `conv` on B images: B x K x H x W.
+
+    Each image gets only its own K output channels. The convolution is done as one batched matrix product of
+    the K x 9 kernel taps with the input channels, then a sum of the nine shifted tap maps: cheaper than a
+    grouped convolution and far cheaper than computing all output channels.
+    """
+    batch, in_channels, height, width = inputs.shape
+    taps = conv.kernel_size[0] * conv.kernel_size[1]
+    count = channels.shape[1]
+    kernels = conv.weight[channels].permute(0, 1, 3, 4, 2).reshape(batch, count * taps, in_channels)
+    tap_maps = torch.bmm(kernels.to(inputs.dtype), inputs.reshape(batch, in_channels, height * width))
+    tap_maps = nn.functional.pad(tap_maps.reshape(batch, count, taps, height, width), (1, 1, 1, 1))
+    outputs = conv.bias[channels][:, :, None, None].to(tap_maps.dtype)
+    for tap in range(taps):
+        row, column = divmod(tap, conv.kernel_size[1])
+        outputs = outputs + tap_maps[:, :, tap, row:row + height, column:column + width]
+    return outputs
+
+
+def last_conv_index(features, layer_index):
+    """The index of the last Conv2d of `features` at or before `layer_index`."""
+    return max(index for index in range(layer_index + 1) if isinstance(features[index], nn.Conv2d))
+
+
+class ChannelSelectedVGG(nn.Module):
+    """A frozen VGG `features` cut after one layer whose last convolution computes only the channels asked for.
+
+    forward(images, channels) gives, for each image, the layer's activations at its own channels (B x K indices):
+    the same values as the full layer's, at a fraction of the last convolution's cost. The modules after the
+    last convolution (ReLU, max-pooling) act channel by channel, so they apply to the selected channels as is.
+    """
+
+    def __init__(self, features, layer_index):
+        """Keep the modules of `features` up to `layer_index` (a `features` index)."""
+        super().__init__()
+        conv_index = last_conv_index(features, layer_index)
+        last_conv = features[conv_index]
+        if last_conv.kernel_size != (3, 3) or last_conv.stride != (1, 1) or last_conv.padding != (1, 1):
+            raise SargenError(f"channel selection needs a 3x3, stride-1, padding-1 convolution, got {last_conv}")
+        self.prefix = features[:conv_index]
+        self.last_conv = last_conv
+        self.tail = features[conv_index + 1: layer_index + 1]
+        self.channel_count = last_conv.out_channels
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode=True):
+        """Stay in eval mode: the extractor is frozen."""
+        return super().train(False)
+
+    def forward(self, images, channels):
+        """Activations at `channels` (B x K long tensor) of [0, 1] images (1 or 3 channels): B x K x H x W."""
+        hidden = self.prefix(vgg_input(images)).contiguous()
+        return self.tail(selected_conv2d(hidden, self.last_conv, channels))

@@ -92,7 +92,8 @@ class BaseOptions:
         self.parser = parser
         logger.info(format_options(opt, parser))
         if save:
-            save_options(opt, parser, Path(opt.checkpoints_dir) / opt.name / f"{'train' if self.is_train else 'test'}_opt.txt")
+            file_name = f"{'train' if self.is_train else 'test'}_opt.txt"
+            save_options(opt, parser, Path(opt.checkpoints_dir) / opt.name / file_name)
         return opt
 
     def validate(self, parser, opt):

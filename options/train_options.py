@@ -1,6 +1,6 @@
 """Options of train.py."""
 
-from options.base_options import BaseOptions
+from options.base_options import BaseOptions, positive_int
 
 
 class TrainOptions(BaseOptions):
@@ -13,4 +13,22 @@ class TrainOptions(BaseOptions):
         parser = super().initialize(parser)
         parser.add_argument("--phase", default="train", help="data subfolder to read (train, val, test, ...)")
         parser.add_argument("--continue_train", action="store_true", help="resume from the saved --epoch state")
+        add_display_options(parser)
         return parser
+
+
+def add_display_options(parser):
+    """Add pix2pix's logging, display and saving frequencies (in training steps) and the visdom settings."""
+    parser.add_argument("--print_freq", type=positive_int, default=100, help="log the losses every this many steps")
+    parser.add_argument("--save_freq", type=positive_int, default=1000, help="save a checkpoint every this many steps")
+    parser.add_argument("--display_freq", type=positive_int, default=400,
+                        help="show the current images on visdom every this many steps")
+    parser.add_argument("--update_html_freq", type=positive_int, default=1000,
+                        help="save the current images to the training HTML page every this many steps")
+    parser.add_argument("--no_html", action="store_true", help="do not write checkpoints/NAME/web/index.html")
+    parser.add_argument("--display_id", type=int, default=1, help="visdom window id; 0 or less: no visdom display")
+    parser.add_argument("--display_server", default="http://localhost", help="visdom server address")
+    parser.add_argument("--display_port", type=int, default=8097, help="visdom server port")
+    parser.add_argument("--display_env", default="main", help="visdom environment (default: main)")
+    parser.add_argument("--display_ncols", type=int, default=4, help="images per row in the visdom image window")
+    return parser

@@ -1,6 +1,8 @@
 """Checkpoint files: atomic saves with a format version, loads that never run code (weights_only)."""
 
+import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -46,3 +48,14 @@ def check_format(payload, path, kind):
         raise SargenError(f"{path} has format version {version}, this sargen reads {FORMAT_VERSION}: "
                           f"recreate it with this version")
     return payload
+
+
+def alias_checkpoint(source, alias):
+    """Make `alias` (e.g. latest_*.pth) atomically a hard link to, or where links fail a copy of, `source`."""
+    with atomic_path(alias) as temp_path:
+        os.unlink(temp_path)
+        try:
+            os.link(source, temp_path)
+        except OSError:
+            shutil.copyfile(source, temp_path)
+    return Path(alias)

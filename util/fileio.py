@@ -15,6 +15,7 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield Path(temp_name)
+        os.chmod(temp_name, 0o666 & ~current_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -26,3 +27,10 @@ def write_text_atomic(path, text):
     """Write `text` to `path` atomically."""
     with atomic_path(path) as temp_path:
         temp_path.write_text(text, encoding="utf-8")
+
+
+def current_umask():
+    """The process's file-creation mask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,123 @@
+"""The U-GAT-IT checkpoint format (eo2sar / reference-code compatible) and sargen's extra training state.
+
+A checkpoint is one torch file holding the six state dicts ``genA2B, genB2A, disGA, disGB, disLA,
+disLB`` exactly as the U-GAT-IT PyTorch reference code saves them, so it loads there unchanged.
+sargen adds, under the key ``sargen_ugatit``, plain values only (loadable with weights_only=True):
+the iteration, the options, the optimizer states and the random-number generator states. Plain
+reference files (just the six state dicts) load too; they simply have no extra state.
+"""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.ugatit_networks import (
+    CheckpointMismatchError,
+    Generator,
+    generator_config_from_state_dict,
+    load_state_dict_strict,
+)
+from util.checkpoint import load_checkpoint
+from util.errors import SargenError
+
+GENERATOR_NAMES = ("genA2B", "genB2A")
+DISCRIMINATOR_NAMES = ("disGA", "disGB", "disLA", "disLB")
+NETWORK_NAMES = GENERATOR_NAMES + DISCRIMINATOR_NAMES
+SARGEN_STATE_KEY = "sargen_ugatit"
+CHECKPOINT_SUFFIX = "_net_ugatit.pth"
+DEFAULT_IMG_SIZE = 256
+
+
+def checkpoint_path(save_dir, epoch):
+    """CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth, for --epoch latest or an iteration number."""
+    return Path(save_dir) / f"{epoch}{CHECKPOINT_SUFFIX}"
+
+
+def read_checkpoint(path):
+    """Load a U-GAT-IT checkpoint (weights_only) and check that it holds at least one generator."""
+    payload = load_checkpoint(path, "U-GAT-IT checkpoint")
+    if not isinstance(payload, dict) or not any(name in payload for name in GENERATOR_NAMES):
+        found = ", ".join(sorted(map(str, payload))[:6]) if isinstance(payload, dict) else type(payload).__name__
+        raise SargenError(f"{path} is not a U-GAT-IT checkpoint: expected the state dicts "
+                          f"{', '.join(NETWORK_NAMES)}, found {found or 'nothing'}")
+    return payload
+
+
+def sargen_state(payload):
+    """sargen's extra state of a checkpoint ({} for a plain reference-format file)."""
+    state = payload.get(SARGEN_STATE_KEY)
+    return state if isinstance(state, dict) else {}
+
+
+def saved_options(payload):
+    """The options a sargen checkpoint was trained with ({} for a plain file)."""
+    return sargen_state(payload).get("options", {})
+
+
+def network_state(payload, name, path):
+    """The state dict `name` of a checkpoint, or an error naming the file and the missing network."""
+    if name not in payload:
+        present = ", ".join(key for key in payload if key in NETWORK_NAMES)
+        raise SargenError(f"{path} has no '{name}' state dict (it has {present}): use a complete U-GAT-IT checkpoint")
+    return payload[name]
+
+
+def generator_from_checkpoint(payload, name, path, img_size=None):
+    """Build generator `name` with the hyper-parameters its shapes (and saved options) give, and load it."""
+    state = network_state(payload, name, path)
+    try:
+        config = generator_config_from_state_dict(state)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError(f"{path} '{name}': {error}") from None
+    if config["img_size"] is None:  # light generators' shapes do not depend on img_size
+        config["img_size"] = img_size or saved_options(payload).get("img_size") or DEFAULT_IMG_SIZE
+    elif img_size and img_size != config["img_size"]:
+        raise CheckpointMismatchError(
+            f"{path} '{name}' is a full (non-light) generator for {config['img_size']} px images "
+            f"(FC.0.weight {list(state['FC.0.weight'].shape)}), not --img_size {img_size}: drop --img_size")
+    return load_state_dict_strict(Generator(**config), state, f"{path} '{name}'")
+
+
+def plain_value(value):
+    """An option value as something weights_only loading accepts (device, tuples, paths -> plain)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    return str(value)
+
+
+def plain_options(opt):
+    """The parsed options as a dict of plain values."""
+    return {key: plain_value(value) for key, value in sorted(vars(opt).items())}
+
+
+def rng_state():
+    """The python, numpy and torch (CPU and CUDA) random states as tensors and plain values."""
+    version, internal, gauss = random.getstate()
+    name, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    """Restore random states saved by rng_state()."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def state_dicts_on_cpu(networks):
+    """{name: state dict with CPU tensors} of a {name: module} mapping, in the reference's key layout."""
+    return {name: {key: tensor.detach().cpu() for key, tensor in network.state_dict().items()}
+            for name, network in networks.items()}

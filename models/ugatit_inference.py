@@ -1,0 +1,263 @@
+"""U-GAT-IT inference: the fast translation path, tiled translation of large scenes, and app.py's logic.
+
+The fast path runs the generator in inference mode under bfloat16 autocast where the hardware has
+native bfloat16 (normalization layers stay float32, which keeps outputs close to the float32 forward),
+with channels_last memory on CUDA. ``--precision float32`` runs the plain float32 forward, bit for bit.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torch import nn
+
+from data.image_io import IntensityScaling, read_image, write_image
+from data.single_dataset import resolve_image_paths
+from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
+from models.ugatit_networks import BOTTLENECK_SCALE, AdaptiveInstanceLayerNorm, InstanceLayerNorm
+from util.cli import progress
+from util.device import autocast_dtype
+from util.errors import SargenError
+from util.visuals import heatmap_overlay
+
+logger = logging.getLogger("sargen")
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.InstanceNorm2d)
+
+
+def _float32_inputs(module, inputs):
+    """Forward pre-hook: cast a normalization layer's inputs to float32 (statistics need the precision)."""
+    return tuple(value.float() if torch.is_tensor(value) else value for value in inputs)
+
+
+class Translator:
+    """A generator in eval mode on a device, run with the fast inference settings."""
+
+    def __init__(self, generator, device, precision="auto"):
+        """Move `generator` to `device` and choose autocast and memory layout for `precision`."""
+        self.device = torch.device(device)
+        self.dtype = autocast_dtype(self.device, precision)
+        self.channels_last = self.device.type == "cuda" and precision != "float32"
+        self.generator = generator.eval().requires_grad_(False).to(self.device)
+        if self.channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+        self.hooks = []
+        if self.dtype is not None:
+            self.hooks = [module.register_forward_pre_hook(_float32_inputs)
+                          for module in self.generator.modules() if isinstance(module, NORMALIZATION_TYPES)]
+
+    @property
+    def input_nc(self):
+        """Channels the generator expects."""
+        return self.generator.input_nc
+
+    @property
+    def description(self):
+        """The network and arithmetic, for logs and result pages."""
+        g = self.generator
+        return (f"{'light' if g.light else 'full'} generator ngf {g.ngf}, {g.n_blocks} residual blocks, "
+                f"img_size {g.img_size}, {g.input_nc}->{g.output_nc} channels, "
+                f"{self.dtype or torch.float32} on {self.device}")
+
+    def __call__(self, images):
+        """Translate a Bx C x H x W batch in [-1, 1]; return float32 (output, cam_logit, heatmap) on the CPU."""
+        with torch.inference_mode():
+            images = images.to(self.device)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                output, cam_logit, heatmap = self.generator(images)
+            return output.float().cpu(), cam_logit.float().cpu(), heatmap.float().cpu()
+
+
+def load_translator(model_path, direction="AtoB", device="cpu", precision="auto", img_size=None):
+    """A Translator for genA2B (AtoB) or genB2A (BtoA) of a U-GAT-IT checkpoint file."""
+    payload = read_checkpoint(model_path)
+    name = "genA2B" if direction == "AtoB" else "genB2A"
+    return Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
+
+
+def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
+    """Reflect-pad a CxHxW image at the bottom and right to a multiple of `multiple`; return it and (H, W)."""
+    height, width = image.shape[-2:]
+    pad_bottom, pad_right = -height % multiple, -width % multiple
+    if pad_bottom or pad_right:
+        mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
+        image = F.pad(image[None], (0, pad_right, 0, pad_bottom), mode=mode)[0]
+    return image, (height, width)
+
+
+def translate_whole(translator, image):
+    """Translate one CxHxW image at its own size (padded to a multiple of 4); return (output, heatmap)."""
+    padded, (height, width) = pad_to_multiple(image)
+    output, _, heatmap = translator(padded[None])
+    return output[0, :, :height, :width], heatmap[0]
+
+
+def tile_starts(length, tile, stride):
+    """Start offsets of tiles of size `tile` covering [0, length) with at most `stride` between them."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def blend_window(tile, overlap):
+    """A tile x tile weight that ramps from ~0 to 1 over `overlap` pixels at each edge (separable)."""
+    ramp = torch.ones(tile)
+    if overlap > 0:
+        edge = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
+        ramp[:overlap] = edge
+        ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
+    return ramp[:, None] * ramp[None, :]
+
+
+def translate_tiled(translator, image, tile, overlap, tile_batch=4):
+    """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
+
+    Tiles of `tile` pixels step by tile - overlap and are translated `tile_batch` at a time; each
+    output tile is weighted by a window that fades out over the overlap, so neighbouring tiles
+    cross-fade instead of meeting at a seam. Working memory grows with the tile batch, not the image.
+    """
+    if tile % BOTTLENECK_SCALE or tile <= 2 * overlap:
+        raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
+                          f"--overlap {overlap}")
+    generator = translator.generator
+    if not generator.light and tile != generator.img_size:
+        raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
+                          f"use --tile {generator.img_size}")
+    height, width = image.shape[-2:]
+    padded = image
+    if height < tile or width < tile:  # small images: pad up to one tile, crop back at the end
+        padded = F.pad(image[None], (0, max(0, tile - width), 0, max(0, tile - height)), mode="replicate")[0]
+    padded_height, padded_width = padded.shape[-2:]
+    window = blend_window(tile, overlap)
+    heatmap_scale = BOTTLENECK_SCALE
+    output = torch.zeros(generator.output_nc, padded_height, padded_width)
+    heatmap = torch.zeros(1, padded_height // heatmap_scale + 1, padded_width // heatmap_scale + 1)
+    weights = torch.zeros(1, padded_height, padded_width)
+    heat_weights = torch.zeros_like(heatmap)
+    heat_window = window[::heatmap_scale, ::heatmap_scale]
+    positions = [(top, left) for top in tile_starts(padded_height, tile, tile - overlap)
+                 for left in tile_starts(padded_width, tile, tile - overlap)]
+    for first in range(0, len(positions), tile_batch):
+        batch_positions = positions[first: first + tile_batch]
+        tiles = torch.stack([padded[:, top: top + tile, left: left + tile] for top, left in batch_positions])
+        tile_outputs, _, tile_heatmaps = translator(tiles)
+        for (top, left), tile_output, tile_heatmap in zip(batch_positions, tile_outputs, tile_heatmaps):
+            output[:, top: top + tile, left: left + tile] += tile_output * window
+            weights[:, top: top + tile, left: left + tile] += window
+            heat_top, heat_left = top // heatmap_scale, left // heatmap_scale
+            side = tile // heatmap_scale
+            heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += tile_heatmap * heat_window
+            heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
+    output = (output / weights)[:, :height, :width]
+    heatmap = (heatmap / heat_weights.clamp_min(1e-12))[:, : -(-height // heatmap_scale), : -(-width // heatmap_scale)]
+    return output, heatmap
+
+
+# ---- app.py -----------------------------------------------------------------------------------------
+
+
+def build_app_parser():
+    """The command line of app.py (the eo2sar app's, plus folders/globs, tiling and heatmaps)."""
+    parser = argparse.ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
+                                                 "U-GAT-IT checkpoint.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model_path", required=True, help="U-GAT-IT checkpoint (eo2sar or sargen format)")
+    parser.add_argument("--img", required=True, help="an image file, a folder or a glob pattern")
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N]; default: cuda when present, else cpu")
+    parser.add_argument("--out_img_size", type=int, default=256,
+                        help="side of the written image when not tiling (0: the input's size)")
+    parser.add_argument("--out", default=".", help="output folder, or a file name for a single input")
+    parser.add_argument("--heatmap", action="store_true", help="also save the CAM heatmap over the input")
+    parser.add_argument("--tile", type=int, default=0,
+                        help="translate at the input's own size, tile by tile, with tiles of this many pixels")
+    parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (--tile)")
+    parser.add_argument("--tile_batch", type=int, default=4, help="tiles translated at once (bounds memory)")
+    parser.add_argument("--img_size", type=int, default=None,
+                        help="translation size without tiling; default: the checkpoint's (256 for plain files)")
+    parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="genA2B or genB2A")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bfloat16 where the hardware has it; float32: the plain forward, bit for bit")
+    return parser
+
+
+def choose_device(name):
+    """The torch device for --device: CUDA when present and not named, else the CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SargenError(f"--device {name} is not a device: use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SargenError(f"--device {name}: CUDA is not available here, use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SargenError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise SargenError(f"--device {name} is not supported: use cpu or cuda[:N]")
+    return device
+
+
+def output_paths(image_paths, out):
+    """gen_sar_NAME.png in folder `out` for each input, or the file `out` itself for a single input."""
+    out = Path(out)
+    if out.suffix and not out.is_dir():
+        if len(image_paths) > 1:
+            raise SargenError(f"--out {out} is a file name but --img names {len(image_paths)} images: "
+                              f"give a folder")
+        return [out]
+    return [out / f"gen_sar_{path.stem}.png" for path in image_paths]
+
+
+def heatmap_path(path):
+    """Where the heatmap of output `path` goes: NAME_heatmap.png beside it."""
+    return path.with_name(f"{path.stem}_heatmap.png")
+
+
+def resize_image(image, size):
+    """Resize a CxHxW image in [-1, 1] to `size` (a side or (H, W)) with antialiasing; unchanged if it fits."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return TF.resize(image, list(size), antialias=True).clamp(-1.0, 1.0)
+
+
+def translate_file(translator, path, args):
+    """Translate one image file as app.py does; return (output, heatmap overlay), both CxHxW in [-1, 1]."""
+    source = read_image(path, translator.input_nc, IntensityScaling()) * 2.0 - 1.0
+    if args.tile:
+        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch)
+        return output, heatmap_overlay(heatmap, source)
+    size = translator.generator.img_size
+    resized = resize_image(source, size)
+    output, heatmap = translate_whole(translator, resized)
+    if args.out_img_size:
+        output, shown = resize_image(output, args.out_img_size), resize_image(source, args.out_img_size)
+    else:
+        output, shown = resize_image(output, source.shape[-2:]), source
+    return output, heatmap_overlay(heatmap, shown)
+
+
+def app_main(argv=None):
+    """app.py: translate each image named by --img and write gen_sar_NAME.png (and the heatmap)."""
+    args = build_app_parser().parse_args(argv)
+    if args.tile and args.overlap < 0:
+        raise SargenError(f"--overlap {args.overlap} must be >= 0")
+    device = choose_device(args.device)
+    image_paths = resolve_image_paths(args.img)
+    targets = output_paths(image_paths, args.out)
+    translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
+    logger.info("%s: %s", args.model_path, translator.description)
+    for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
+        output, heatmap = translate_file(translator, path, args)
+        write_image(output, target, value_range=(-1.0, 1.0))
+        if args.heatmap:
+            write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+        logger.info("wrote %s", target)
+    return targets

@@ -1,0 +1,529 @@
+"""U-GAT-IT: unpaired image-to-image translation with CAM attention and AdaLIN (Kim et al., ICLR 2020).
+
+train.py: both generators (A->B, B->A) and the four discriminators (global and local for each domain)
+trained by iteration with the published losses, weights, optimizer and learning-rate decay, saved as
+eo2sar-compatible checkpoints (models/ugatit_checkpoint.py) with sargen's resume state.
+test.py: for each source image, the seven panels of U-GAT-IT's results (real; identity heatmap and
+image; translation heatmap and image; reconstruction heatmap and image).
+
+Channels: --input_nc is domain A's (trainA, testA) and --output_nc domain B's. Identity mappings
+feed an image to the generator of its own domain, converted to that generator's input channels.
+"""
+
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from data.base_dataset import BaseDataset
+from data.image_io import LUMINANCE_WEIGHTS
+from models.base_model import BaseModel
+from models.ugatit_checkpoint import (
+    DISCRIMINATOR_NAMES,
+    GENERATOR_NAMES,
+    SARGEN_STATE_KEY,
+    checkpoint_path,
+    generator_from_checkpoint,
+    network_state,
+    plain_options,
+    read_checkpoint,
+    rng_state,
+    sargen_state,
+    saved_options,
+    set_rng_state,
+    state_dicts_on_cpu,
+)
+from models.ugatit_inference import PRECISIONS, Translator
+from models.ugatit_networks import (
+    GLOBAL_DISCRIMINATOR_LAYERS,
+    LOCAL_DISCRIMINATOR_LAYERS,
+    Discriminator,
+    Generator,
+    RhoClipper,
+    load_state_dict_strict,
+)
+from options.base_options import non_negative_int, positive_int
+from util.checkpoint import alias_checkpoint, save_checkpoint
+from util.device import autocast_dtype
+from util.errors import SargenError
+from util.results import ImageResult
+from util.visualizer import Visualizer
+from util.visuals import heatmap_overlay
+
+logger = logging.getLogger("sargen")
+
+LOSS_NAMES = ("D_A", "D_B", "G_adv_A", "G_adv_B", "G_cycle_A", "G_cycle_B", "G_identity_A", "G_identity_B",
+              "G_cam_A", "G_cam_B", "D", "G")
+ADAM_BETAS = (0.5, 0.999)
+
+
+def str2bool(text):
+    """An argparse type accepting true/false, yes/no, 1/0 (the reference code's --decay_flag True)."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "1", "t", "y"):
+        return True
+    if value in ("false", "no", "0", "f", "n"):
+        return False
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def to_channels(images, channels):
+    """A Bx C x H x W batch with `channels` channels (3 -> 1: luminance, 1 -> 3: repeated)."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 1:
+        weights = torch.as_tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
+        return torch.einsum("bchw,c->bhw", images[:, :3], weights)[:, None]
+    return images.expand(-1, channels, -1, -1)
+
+
+def learning_rate(step, opt):
+    """The learning rate of 1-based `step`: constant, then linear decay to 0 over the second half (--decay_flag)."""
+    half = opt.iteration // 2
+    if not opt.decay_flag or half == 0 or step <= half:
+        return opt.lr
+    return opt.lr * max(0.0, 1.0 - (step - half) / half)
+
+
+def lsgan(outputs, target):
+    """Least-squares adversarial loss of (patch logit, CAM logit) pairs against a constant target."""
+    return sum(F.mse_loss(logit, torch.full_like(logit, target)) for pair in outputs for logit in pair)
+
+
+def discriminator_domain_loss(real_outputs, fake_outputs, opt):
+    """One domain's global+local discriminator loss: real patches and CAM logits to 1, fakes to 0."""
+    return opt.adv_weight * (lsgan(real_outputs, 1.0) + lsgan(fake_outputs, 0.0))
+
+
+def generator_domain_losses(fake_outputs, real, reconstruction, identity, cam_translated, cam_identity):
+    """The losses of the generator producing one domain: adversarial, cycle, identity and CAM (unweighted)."""
+    return {
+        "adv": lsgan(fake_outputs, 1.0),
+        "cycle": F.l1_loss(reconstruction, real),
+        "identity": F.l1_loss(identity, real),
+        "cam": (F.binary_cross_entropy_with_logits(cam_translated, torch.ones_like(cam_translated))
+                + F.binary_cross_entropy_with_logits(cam_identity, torch.zeros_like(cam_identity))),
+    }
+
+
+def weighted_generator_loss(losses, opt):
+    """The published weighting of one domain's generator losses."""
+    return (opt.adv_weight * losses["adv"] + opt.cycle_weight * losses["cycle"]
+            + opt.identity_weight * losses["identity"] + opt.cam_weight * losses["cam"])
+
+
+def set_requires_grad(networks, flag):
+    """Switch gradient tracking of every parameter of `networks`."""
+    for network in networks:
+        for parameter in network.parameters():
+            parameter.requires_grad_(flag)
+
+
+def check_discriminator_size(img_size, global_layers):
+    """Refuse image sizes the global discriminator would shrink below its last 4x4 convolution."""
+    local_layers = global_layers - (GLOBAL_DISCRIMINATOR_LAYERS - LOCAL_DISCRIMINATOR_LAYERS)
+    if local_layers < 3:
+        raise SargenError(f"--n_dis {global_layers} is too small: use at least "
+                          f"{3 + GLOBAL_DISCRIMINATOR_LAYERS - LOCAL_DISCRIMINATOR_LAYERS}")
+    # n_layers - 2 stride-2 stages, then a stride-1 stage and a 4x4 conv need >= 3 pixels left.
+    smallest = 3 * 2 ** (global_layers - 2)
+    if img_size < smallest:
+        raise SargenError(f"--img_size {img_size} is too small for a {global_layers}-layer global discriminator: "
+                          f"use --img_size >= {smallest} or a smaller --n_dis")
+
+
+class TrainingSampler(Sampler):
+    """(a_index, b_index, seed) per sample of steps start_step+1 .. iteration, reproducible from any step.
+
+    Each domain is read in a fresh seeded permutation per pass (in order with --serial_batches), and
+    each sample's crop/flip seed depends only on its position, so a resumed run sees the same data.
+    """
+
+    def __init__(self, counts, batch_size, start_step, iteration, seed, serial=False):
+        """Remember the domain sizes and the range of samples to yield."""
+        self.counts, self.batch_size, self.seed, self.serial = counts, batch_size, seed, serial
+        self.first, self.stop = start_step * batch_size, iteration * batch_size
+
+    def __len__(self):
+        """Samples left to yield."""
+        return max(0, self.stop - self.first)
+
+    def index(self, domain, position, cache):
+        """The image index of `domain` at global sample `position`."""
+        count = self.counts[domain]
+        if self.serial:
+            return position % count
+        epoch = position // count
+        if cache.get(domain, (None,))[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 2 + domain)
+            cache[domain] = (epoch, torch.randperm(count, generator=generator).tolist())
+        return cache[domain][1][position % count]
+
+    def __iter__(self):
+        """Yield one (a_index, b_index, seed) per sample."""
+        cache = {}
+        for position in range(self.first, self.stop):
+            yield self.index(0, position, cache), self.index(1, position, cache), self.seed * 1_000_003 + position
+
+
+class UGATITModel(BaseModel):
+    """U-GAT-IT training and test-set translation, with eo2sar-compatible checkpoints."""
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Add the network, loss and optimizer options; read unaligned data resized as U-GAT-IT does."""
+        parser.set_defaults(dataset_mode="unaligned", load_size=0, crop_size=0)
+        parser.add_argument("--ch", "--ngf", dest="ch", type=positive_int, default=64,
+                            help="base channel count of the networks (ngf, ndf); read from the checkpoint at test")
+        parser.add_argument("--n_res", type=non_negative_int, default=4, help="residual blocks of the generator")
+        parser.add_argument("--n_dis", type=positive_int, default=GLOBAL_DISCRIMINATOR_LAYERS,
+                            help="layers of the global discriminators; the local ones have 2 fewer (published: 7)")
+        parser.add_argument("--light", action="store_true",
+                            help="light generator (pooled MLP input; the published eo2sar model is light)")
+        parser.add_argument("--img_size", type=positive_int, default=256 if is_train else None,
+                            help="image side for training (and for testing; default at test: the checkpoint's); "
+                                 "--load_size/--crop_size 0 mean img_size+30 / img_size")
+        if is_train:
+            parser.add_argument("--iteration", type=positive_int, default=1_000_000, help="training steps")
+            parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+            parser.add_argument("--weight_decay", type=float, default=1e-4, help="Adam weight decay")
+            parser.add_argument("--decay_flag", type=str2bool, default=True,
+                                help="decay the learning rate linearly to 0 over the second half of the steps")
+            parser.add_argument("--adv_weight", type=float, default=1.0, help="weight of the adversarial losses")
+            parser.add_argument("--cycle_weight", type=float, default=10.0, help="weight of the cycle L1 loss")
+            parser.add_argument("--identity_weight", type=float, default=10.0, help="weight of the identity L1 loss")
+            parser.add_argument("--cam_weight", type=float, default=1000.0, help="weight of the CAM BCE loss")
+            parser.add_argument("--amp", action="store_true",
+                                help="bfloat16 mixed precision for the networks (losses and optimizer in float32)")
+        else:
+            parser.add_argument("--checkpoint", default=None,
+                                help="checkpoint file to test (default: CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth), "
+                                     "e.g. the published eo2sar model")
+            parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                                help="auto: bfloat16 where the hardware has it; float32: the plain forward")
+        return parser
+
+    def __init__(self, opt):
+        """Build the six networks and the optimizers for training; testing builds from the checkpoint in setup()."""
+        super().__init__(opt)
+        self.step = 0
+        self.losses = {}
+        self.visualizer = None
+        if not self.is_train:
+            return
+        self.channels_last = self.device.type == "cuda"
+        self.autocast_dtype = autocast_dtype(self.device, "bfloat16") if opt.amp else None
+        a_channels, b_channels = opt.input_nc, opt.output_nc
+        check_discriminator_size(opt.img_size, opt.n_dis)
+        global_layers, local_layers = opt.n_dis, opt.n_dis - (GLOBAL_DISCRIMINATOR_LAYERS - LOCAL_DISCRIMINATOR_LAYERS)
+        generator_args = {"ngf": opt.ch, "n_blocks": opt.n_res, "img_size": opt.img_size, "light": opt.light}
+        try:
+            self.networks = OrderedDict(
+                genA2B=Generator(a_channels, b_channels, **generator_args),
+                genB2A=Generator(b_channels, a_channels, **generator_args),
+                disGA=Discriminator(a_channels, opt.ch, global_layers),
+                disGB=Discriminator(b_channels, opt.ch, global_layers),
+                disLA=Discriminator(a_channels, opt.ch, local_layers),
+                disLB=Discriminator(b_channels, opt.ch, local_layers),
+            )
+        except ValueError as error:
+            raise SargenError(f"cannot build U-GAT-IT from the options: {error} (check --img_size, --n_res)") from None
+        for network in self.networks.values():
+            network.to(self.device).train()
+            if self.channels_last:
+                network.to(memory_format=torch.channels_last)
+        self.generators = [self.networks[name] for name in GENERATOR_NAMES]
+        self.discriminators = [self.networks[name] for name in DISCRIMINATOR_NAMES]
+        adam = {"lr": opt.lr, "betas": ADAM_BETAS, "weight_decay": opt.weight_decay}
+        # foreach/fused updates: one kernel sweep over all tensors instead of one per parameter.
+        fast = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        self.optimizer_G = torch.optim.Adam([p for g in self.generators for p in g.parameters()], **adam, **fast)
+        self.optimizer_D = torch.optim.Adam([p for d in self.discriminators for p in d.parameters()], **adam, **fast)
+        self.rho_clipper = RhoClipper(0.0, 1.0)
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+
+    def save(self, step_label=None):
+        """Save CHECKPOINTS_DIR/NAME/latest_net_ugatit.pth (and STEP_net_ugatit.pth) atomically."""
+        payload = state_dicts_on_cpu(self.networks)
+        payload[SARGEN_STATE_KEY] = {
+            "iteration": self.step,
+            "options": plain_options(self.opt),
+            "optimizer_G": self.optimizer_G.state_dict(),
+            "optimizer_D": self.optimizer_D.state_dict(),
+            "learning_rate": learning_rate(self.step, self.opt),
+            "rng": rng_state(),
+        }
+        latest = checkpoint_path(self.save_dir, "latest")
+        if step_label is None:
+            return save_checkpoint(payload, latest)
+        numbered = save_checkpoint(payload, checkpoint_path(self.save_dir, step_label))
+        alias_checkpoint(numbered, latest)
+        return numbered
+
+    def resume(self):
+        """Load the --epoch checkpoint into the networks, optimizers, step counter and random states."""
+        path = checkpoint_path(self.save_dir, self.opt.epoch)
+        payload = read_checkpoint(path)
+        for name, network in self.networks.items():
+            load_state_dict_strict(network, network_state(payload, name, path), f"{path} '{name}'")
+        state = sargen_state(payload)
+        if not state:
+            self.step = int(self.opt.epoch) if str(self.opt.epoch).isdigit() else 0
+            logger.warning("%s holds only the networks (reference format): optimizers start fresh at step %d",
+                           path, self.step)
+            return
+        self.step = int(state["iteration"])
+        try:
+            self.optimizer_G.load_state_dict(state["optimizer_G"])
+            self.optimizer_D.load_state_dict(state["optimizer_D"])
+        except (ValueError, KeyError) as error:
+            raise SargenError(f"{path}: its optimizer state does not fit these networks ({error})") from None
+        set_rng_state(state["rng"])
+        logger.info("resumed from %s at step %d, learning rate %g", path, self.step, learning_rate(self.step, self.opt))
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    def setup(self):
+        """Resume (--continue_train) and start the display for training; load the generators for testing."""
+        if not self.is_train:
+            self.load_for_test()
+            return
+        if self.opt.continue_train:
+            self.resume()
+        self.start_step = self.step
+        self.visualizer = Visualizer(self.opt)
+        self.step_started = time.perf_counter()
+
+    def training_batches(self, dataset):
+        """Batches for the steps still to run, reproducible from any step (see TrainingSampler)."""
+        counts = [len(dataset.paths["A"]), len(dataset.paths["B"])]
+        sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
+                                  self.opt.serial_batches)
+        return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
+                          collate_fn=BaseDataset.collate)
+
+    def num_training_steps(self, dataset):
+        """--iteration."""
+        return self.opt.iteration
+
+    def set_input(self, batch):
+        """Take a batch: both domains for training, the source domain for testing."""
+        if self.is_train:
+            self.real_A = self.to_device(batch["A"])
+            self.real_B = self.to_device(batch["B"])
+            return
+        source = "A" if self.opt.direction == "AtoB" else "B"
+        self.real_source = batch[source]
+        self.image_paths = batch[f"{source}_paths"]
+
+    def to_device(self, images):
+        """Move a batch to the model's device (channels_last on CUDA)."""
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def autocast(self):
+        """The mixed-precision context of --amp (a no-op without it)."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def discriminate(self, names, images):
+        """[(patch logit, CAM logit)] of the discriminators `names` on `images`, as float32."""
+        outputs = []
+        for name in names:
+            logit, cam_logit, _ = self.networks[name](images)
+            outputs.append((logit.float(), cam_logit.float()))
+        return outputs
+
+    def set_learning_rate(self):
+        """Set both optimizers' learning rate for the current step."""
+        rate = learning_rate(self.step, self.opt)
+        for optimizer in (self.optimizer_G, self.optimizer_D):
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+
+    def optimize_parameters(self):
+        """One U-GAT-IT step: discriminators on detached translations, then generators, then rho clipping."""
+        self.step += 1
+        self.set_learning_rate()
+        opt, real_A, real_B = self.opt, self.real_A, self.real_B
+        genA2B, genB2A = self.networks["genA2B"], self.networks["genB2A"]
+        with self.autocast():
+            fake_A2B, cam_logit_A2B, heatmap_A2B = genA2B(real_A)
+            fake_B2A, cam_logit_B2A, heatmap_B2A = genB2A(real_B)
+
+        # Discriminators: the translations are detached, so this backward pass stays out of the generators
+        # (the reference recomputes them and backpropagates the discriminator loss through both).
+        self.optimizer_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            real_outputs_A = self.discriminate(("disGA", "disLA"), real_A)
+            real_outputs_B = self.discriminate(("disGB", "disLB"), real_B)
+            fake_outputs_A = self.discriminate(("disGA", "disLA"), fake_B2A.detach())
+            fake_outputs_B = self.discriminate(("disGB", "disLB"), fake_A2B.detach())
+        loss_D_A = discriminator_domain_loss(real_outputs_A, fake_outputs_A, opt)
+        loss_D_B = discriminator_domain_loss(real_outputs_B, fake_outputs_B, opt)
+        (loss_D_A + loss_D_B).backward()
+        self.optimizer_D.step()
+
+        # Generators: reuse the translations above; batch the two passes of each generator into one call.
+        self.optimizer_G.zero_grad(set_to_none=True)
+        set_requires_grad(self.discriminators, False)  # only input gradients are needed through them
+        batch = real_A.shape[0]
+        with self.autocast():
+            to_A, cam_to_A, _ = genB2A(torch.cat([fake_A2B, to_channels(real_A, genB2A.input_nc)]))
+            to_B, cam_to_B, _ = genA2B(torch.cat([fake_B2A, to_channels(real_B, genA2B.input_nc)]))
+            fake_A2B2A, fake_A2A, cam_logit_A2A = to_A[:batch], to_A[batch:], cam_to_A[batch:]
+            fake_B2A2B, fake_B2B, cam_logit_B2B = to_B[:batch], to_B[batch:], cam_to_B[batch:]
+            fake_outputs_A = self.discriminate(("disGA", "disLA"), fake_B2A)
+            fake_outputs_B = self.discriminate(("disGB", "disLB"), fake_A2B)
+        losses_A = generator_domain_losses(fake_outputs_A, real_A, fake_A2B2A.float(), fake_A2A.float(),
+                                           cam_logit_B2A.float(), cam_logit_A2A.float())
+        losses_B = generator_domain_losses(fake_outputs_B, real_B, fake_B2A2B.float(), fake_B2B.float(),
+                                           cam_logit_A2B.float(), cam_logit_B2B.float())
+        loss_G = weighted_generator_loss(losses_A, opt) + weighted_generator_loss(losses_B, opt)
+        loss_G.backward()
+        self.optimizer_G.step()
+        set_requires_grad(self.discriminators, True)
+        for generator in self.generators:
+            self.rho_clipper(generator)
+
+        self.record_losses(loss_D_A, loss_D_B, losses_A, losses_B, loss_G)
+        self.current_images = (real_A[0], fake_A2B[0], heatmap_A2B[0], real_B[0], fake_B2A[0], heatmap_B2A[0])
+
+    def record_losses(self, loss_D_A, loss_D_B, losses_A, losses_B, loss_G):
+        """Keep the step's losses (as detached tensors; get_current_losses makes numbers of them)."""
+        self.losses = {"D_A": loss_D_A, "D_B": loss_D_B, "D": loss_D_A + loss_D_B, "G": loss_G}
+        for domain, losses in (("A", losses_A), ("B", losses_B)):
+            for key, value in losses.items():
+                self.losses[f"G_{key}_{domain}"] = value
+        self.losses = {name: self.losses[name].detach() for name in LOSS_NAMES}
+
+    def get_current_losses(self):
+        """The last step's losses as {name: float}, in LOSS_NAMES order."""
+        return OrderedDict((name, float(value)) for name, value in self.losses.items())
+
+    def get_current_visuals(self):
+        """The first image of the last step: real, translated and heatmap (over the real image) per domain."""
+        real_A, fake_A2B, heatmap_A2B, real_B, fake_B2A, heatmap_B2A = (
+            image.detach().float().cpu() for image in self.current_images)
+        return OrderedDict(real_A=real_A, fake_A2B=fake_A2B, heatmap_A2B=heatmap_overlay(heatmap_A2B, real_A),
+                           real_B=real_B, fake_B2A=fake_B2A, heatmap_B2A=heatmap_overlay(heatmap_B2A, real_B))
+
+    def after_step(self, progress_bar=None):
+        """Log, display, add to the HTML page and save at their frequencies."""
+        opt, step = self.opt, self.step
+        if step % opt.print_freq == 0:
+            seconds = (time.perf_counter() - self.step_started) / opt.print_freq
+            losses = self.get_current_losses()
+            self.visualizer.print_current_losses(step, losses, learning_rate(step, opt), seconds)
+            self.visualizer.plot_current_losses(step, losses)
+            if progress_bar is not None:
+                progress_bar.set_postfix(D=f"{losses['D']:.3f}", G=f"{losses['G']:.3f}")
+            self.step_started = time.perf_counter()
+        if step % opt.display_freq == 0:
+            self.visualizer.display_current_results(self.get_current_visuals(), step)
+        if step % opt.update_html_freq == 0:
+            self.visualizer.save_html_images(self.get_current_visuals(), step)
+        if step % opt.save_freq == 0:
+            logger.info("saved %s", self.save(step_label=step))
+
+    def finish_training(self):
+        """Save the final state (unless the last step was just saved)."""
+        if self.step % self.opt.save_freq != 0 and self.step > self.start_step:
+            logger.info("saved %s", self.save(step_label=self.step))
+
+    # ---- test.py ----------------------------------------------------------------------------------
+
+    def load_for_test(self):
+        """Load both generators; take img_size and the domains' channels from the checkpoint."""
+        opt = self.opt
+        path = opt.checkpoint or checkpoint_path(self.save_dir, opt.epoch)
+        payload = read_checkpoint(path)
+        img_size = opt.img_size or saved_options(payload).get("img_size")
+        generators = {name: generator_from_checkpoint(payload, name, path, img_size) for name in GENERATOR_NAMES}
+        self.translators = {name: Translator(generator, self.device, opt.precision)
+                            for name, generator in generators.items()}
+        genA2B = generators["genA2B"]
+        opt.img_size, opt.input_nc, opt.output_nc = genA2B.img_size, genA2B.input_nc, genA2B.output_nc
+        self.checkpoint_file = path
+        self.checkpoint_step = sargen_state(payload).get("iteration", "unknown (reference-format file)")
+        logger.info("%s: %s", path, self.translators["genA2B"].description)
+
+    def result_notes(self):
+        """The checkpoint and networks shown on the results page."""
+        return [f"checkpoint {self.checkpoint_file}, step {self.checkpoint_step}",
+                f"genA2B: {self.translators['genA2B'].description}"]
+
+    def test(self):
+        """Translate the source images, their identity mappings and the reconstructions, with heatmaps."""
+        forward, backward = ("genA2B", "genB2A") if self.opt.direction == "AtoB" else ("genB2A", "genA2B")
+        forward, backward = self.translators[forward], self.translators[backward]
+        source = self.real_source
+        fake_identity, _, heatmap_identity = backward(to_channels(source, backward.input_nc))
+        fake, _, heatmap = forward(source)
+        reconstruction, _, heatmap_reconstruction = backward(fake)
+        self.test_outputs = (source, heatmap_identity, fake_identity, heatmap, fake, heatmap_reconstruction,
+                             reconstruction)
+
+    def get_current_results(self):
+        """One ImageResult per image with U-GAT-IT's seven panels (heatmaps over the image they came from)."""
+        x, y = ("A", "B") if self.opt.direction == "AtoB" else ("B", "A")
+        results = []
+        for index, path in enumerate(self.image_paths):
+            real, heat_id, fake_id, heat, fake, heat_rec, rec = (tensor[index] for tensor in self.test_outputs)
+            visuals = OrderedDict()
+            visuals[f"real_{x}"] = real
+            visuals[f"heatmap_{x}2{x}"] = heatmap_overlay(heat_id, real)
+            visuals[f"fake_{x}2{x}"] = fake_id
+            visuals[f"heatmap_{x}2{y}"] = heatmap_overlay(heat, real)
+            visuals[f"fake_{x}2{y}"] = fake
+            visuals[f"heatmap_{x}2{y}2{x}"] = heatmap_overlay(heat_rec, fake)
+            visuals[f"fake_{x}2{y}2{x}"] = rec
+            results.append(ImageResult(Path(path).stem, visuals))
+        return results
+
+
+def original_training_step(model):
+    """The reference code's step on model's current batch: the benchmark's baseline and the tests' oracle.
+
+    It recomputes the translations for the generator update and backpropagates the discriminator loss
+    through both generators, as znxlwm/UGATIT-pytorch does; losses and updates equal optimize_parameters'.
+    """
+    model.step += 1
+    model.set_learning_rate()
+    opt, real_A, real_B, nets = model.opt, model.real_A, model.real_B, model.networks
+    model.optimizer_D.zero_grad()
+    fake_A2B, _, _ = nets["genA2B"](real_A)
+    fake_B2A, _, _ = nets["genB2A"](real_B)
+    real_outputs_A = model.discriminate(("disGA", "disLA"), real_A)
+    real_outputs_B = model.discriminate(("disGB", "disLB"), real_B)
+    fake_outputs_A = model.discriminate(("disGA", "disLA"), fake_B2A)
+    fake_outputs_B = model.discriminate(("disGB", "disLB"), fake_A2B)
+    loss_D_A = discriminator_domain_loss(real_outputs_A, fake_outputs_A, opt)
+    loss_D_B = discriminator_domain_loss(real_outputs_B, fake_outputs_B, opt)
+    (loss_D_A + loss_D_B).backward()
+    model.optimizer_D.step()
+
+    model.optimizer_G.zero_grad()
+    fake_A2B, cam_logit_A2B, _ = nets["genA2B"](real_A)
+    fake_B2A, cam_logit_B2A, _ = nets["genB2A"](real_B)
+    fake_A2B2A, _, _ = nets["genB2A"](fake_A2B)
+    fake_B2A2B, _, _ = nets["genA2B"](fake_B2A)
+    fake_A2A, cam_logit_A2A, _ = nets["genB2A"](to_channels(real_A, nets["genB2A"].input_nc))
+    fake_B2B, cam_logit_B2B, _ = nets["genA2B"](to_channels(real_B, nets["genA2B"].input_nc))
+    fake_outputs_A = model.discriminate(("disGA", "disLA"), fake_B2A)
+    fake_outputs_B = model.discriminate(("disGB", "disLB"), fake_A2B)
+    losses_A = generator_domain_losses(fake_outputs_A, real_A, fake_A2B2A, fake_A2A, cam_logit_B2A, cam_logit_A2A)
+    losses_B = generator_domain_losses(fake_outputs_B, real_B, fake_B2A2B, fake_B2B, cam_logit_A2B, cam_logit_B2B)
+    loss_G = weighted_generator_loss(losses_A, opt) + weighted_generator_loss(losses_B, opt)
+    loss_G.backward()
+    model.optimizer_G.step()
+    for generator in model.generators:
+        model.rho_clipper(generator)
+    model.record_losses(loss_D_A, loss_D_B, losses_A, losses_B, loss_G)

@@ -1,0 +1,204 @@
+"""Tests of app.py: exact agreement with the network, bfloat16 accuracy, inputs, tiling, heatmaps and errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_script
+from data.image_io import read_image, tensor_to_uint8, write_image
+from models.ugatit_inference import Translator, app_main, blend_window, load_translator, translate_tiled
+from models.ugatit_networks import Generator
+from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+from util.device import cpu_supports_bfloat16
+from util.errors import SargenError
+
+KEY_LIST_PATH = Path(__file__).parent / "data" / "ugatit_eo2sar_checkpoint_keys.json"
+
+
+def smooth_texture(height, width, channels=3, seed=0):
+    """A stationary, smoothly varying random image in [0, 1] (CxHxW), like a land-cover scene."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, channels, height // 8 + 2, width // 8 + 2, generator=generator)
+    smooth = torch.nn.functional.interpolate(coarse, size=(height + 16, width + 16), mode="bicubic",
+                                             align_corners=False)[0, :, 8:-8, 8:-8]
+    return (smooth + 0.05 * torch.rand(channels, height, width, generator=generator)).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A fixed, seeded light checkpoint (ngf 8, 2 blocks, img 32, EO 3 -> SAR 1 channel) in reference format."""
+    torch.manual_seed(3)
+    networks = {"genA2B": Generator(3, 1, ngf=8, n_blocks=2, img_size=32, light=True),
+                "genB2A": Generator(1, 3, ngf=8, n_blocks=2, img_size=32, light=True)}
+    with torch.no_grad():  # move rho off its initial values so both norm mixtures matter
+        for network in networks.values():
+            for name, parameter in network.named_parameters():
+                if name.endswith("rho"):
+                    parameter.uniform_(0.2, 0.8)
+    path = tmp_path_factory.mktemp("ckpt") / "eo2sar_params_latest.pt"
+    torch.save({name: network.state_dict() for name, network in networks.items()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def eo_image(tmp_path_factory):
+    """A 32 px optical PNG."""
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    write_image(smooth_texture(32, 32, seed=1), path)
+    return path
+
+
+def test_app_output_equals_the_network_forward_bit_for_bit(checkpoint, eo_image, tmp_path):
+    """--precision float32 writes exactly the 8-bit image of genA2B's forward pass."""
+    app_main(["--model_path", str(checkpoint), "--img", str(eo_image), "--out", str(tmp_path),
+              "--out_img_size", "32", "--precision", "float32", "--device", "cpu"])
+    written = np.asarray(Image.open(tmp_path / "gen_sar_scene.png"))
+    generator = Generator(3, 1, ngf=8, n_blocks=2, img_size=32, light=True)
+    generator.load_state_dict(torch.load(checkpoint, weights_only=True)["genA2B"])
+    with torch.no_grad():
+        expected = generator.eval()(read_image(eo_image, 3)[None] * 2 - 1)[0][0]
+    assert np.array_equal(written, tensor_to_uint8(expected, (-1.0, 1.0)))
+
+
+@pytest.mark.skipif(not cpu_supports_bfloat16(), reason="the default is float32 without native bfloat16")
+def test_default_bfloat16_output_is_within_two_grey_levels(checkpoint, tmp_path):
+    """The default (bfloat16) translation stays within 2 grey levels of float32 on a 128 px scene."""
+    image = smooth_texture(128, 128, seed=2) * 2 - 1
+    fast = Translator(load_translator(checkpoint, precision="float32").generator, "cpu", "auto")
+    assert fast.dtype == torch.bfloat16
+    plain = load_translator(checkpoint, precision="float32")
+    difference = (tensor_to_uint8(fast(image[None])[0][0], (-1, 1)).astype(int)
+                  - tensor_to_uint8(plain(image[None])[0][0], (-1, 1)).astype(int))
+    assert np.abs(difference).max() <= 2
+    assert np.abs(difference).mean() < 0.5
+
+
+def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):
+    """--img takes a folder or a glob; grey inputs work; --heatmap writes a colour overlay beside the output."""
+    inputs = tmp_path / "in"
+    write_image(smooth_texture(40, 56, channels=1, seed=4), inputs / "grey.png")
+    write_image(smooth_texture(24, 24, seed=5), inputs / "rgb.png")
+    outputs = tmp_path / "out"
+    app_main(["--model_path", str(checkpoint), "--img", str(inputs), "--out", str(outputs), "--heatmap"])
+    with Image.open(outputs / "gen_sar_grey.png") as image:
+        assert (image.size, image.mode) == ((256, 256), "L")
+    with Image.open(outputs / "gen_sar_grey_heatmap.png") as heatmap:
+        assert (heatmap.size, heatmap.mode) == ((256, 256), "RGB")
+        pixels = np.asarray(heatmap).astype(int)
+        assert (pixels[..., 0] - pixels[..., 2]).std() > 10  # a colour map, not grey
+    app_main(["--model_path", str(checkpoint), "--img", str(inputs / "r*.png"), "--out", str(tmp_path / "glob"),
+              "--out_img_size", "0"])
+    assert [path.name for path in (tmp_path / "glob").iterdir()] == ["gen_sar_rgb.png"]
+    with Image.open(tmp_path / "glob" / "gen_sar_rgb.png") as image:
+        assert image.size == (24, 24)
+
+
+def test_tiled_output_matches_untiled_away_from_seams_and_has_no_seam_lines(checkpoint):
+    """A 160x136 scene in 64 px tiles: same size, close to the whole-image translation, no steps at seams."""
+    translator = load_translator(checkpoint, precision="float32")
+    image = smooth_texture(160, 136, seed=6) * 2 - 1
+    whole, _, _ = translator(image[None])
+    tiled, heatmap = translate_tiled(translator, image, tile=64, overlap=16, tile_batch=3)
+    assert tiled.shape == (1, 160, 136) and heatmap.shape == (1, 40, 34)
+    whole_levels = tensor_to_uint8(whole[0], (-1, 1)).astype(float)
+    tiled_levels = tensor_to_uint8(tiled, (-1, 1)).astype(float)
+    difference = np.abs(whole_levels - tiled_levels)
+    # tile starts every 48 px (and the last tile flush with the edge): compare away from the overlaps
+    interior = np.ones((160, 136), dtype=bool)
+    for start in (48, 96, 112, 160 - 64):
+        interior[max(0, start - 4): start + 20, :] = False
+    for start in (48, 72, 136 - 64):
+        interior[:, max(0, start - 4): start + 20] = False
+    assert interior.sum() > 1000
+    assert difference[interior].mean() < 3.0
+    # no seam lines: the jump across a tile border is no larger than the image's ordinary pixel steps
+    column_steps = np.abs(np.diff(tiled_levels, axis=1)).mean(axis=0)
+    row_steps = np.abs(np.diff(tiled_levels, axis=0)).mean(axis=1)
+    for steps in (column_steps, row_steps):
+        assert steps.max() < 2.0 * np.median(steps) + 1.0
+
+
+def test_hard_tile_edges_would_show_seams(checkpoint):
+    """The seam check above can fail: pasting tiles without blending leaves visible steps."""
+    translator = load_translator(checkpoint, precision="float32")
+    image = smooth_texture(128, 128, seed=6) * 2 - 1
+    pasted = torch.cat([torch.cat([translator(image[None, :, r:r + 64, c:c + 64])[0][0] for c in (0, 64)], dim=2)
+                        for r in (0, 64)], dim=1)
+    levels = tensor_to_uint8(pasted, (-1, 1)).astype(float)
+    column_steps = np.abs(np.diff(levels, axis=1)).mean(axis=0)
+    assert column_steps[63] > 2.0 * np.median(column_steps) + 1.0
+
+
+def test_tiles_are_translated_in_bounded_batches(checkpoint):
+    """Memory is bounded by --tile_batch: no call sees more tiles than that, whatever the image size."""
+    translator = load_translator(checkpoint, precision="float32")
+    seen = []
+    original_call = Translator.__call__
+
+    class Recording(Translator):
+        def __call__(self, images):
+            seen.append(images.shape[0])
+            return original_call(self, images)
+
+    recording = Recording(translator.generator, "cpu", "float32")
+    translate_tiled(recording, smooth_texture(200, 120) * 2 - 1, tile=64, overlap=16, tile_batch=2)
+    assert max(seen) <= 2 and sum(seen) == 5 * 3
+
+
+def test_blend_window_fades_over_the_overlap():
+    """The window is 1 inside, ramps at the edges, and overlapping windows sum to a constant along a line."""
+    window = blend_window(16, 4)
+    assert window[8, 8] == 1 and window[0, 8] < 0.2
+    line = torch.zeros(28)
+    line[:16] += window[8]
+    line[12:] += window[8]
+    assert torch.allclose(line[4:24], torch.ones(20))
+
+
+def test_published_key_list_checkpoint_runs(tmp_path, eo_image):
+    """A checkpoint with the published eo2sar generators' keys and shapes loads (ngf 64, 4 blocks, light)."""
+    published = json.loads(KEY_LIST_PATH.read_text())
+    generator = torch.Generator().manual_seed(0)
+    payload = {name: {key: torch.randn(shape, generator=generator) * 0.02 for key, shape in published[name]}
+               for name in ("genA2B", "genB2A")}
+    torch.save(payload, tmp_path / "eo2sar.pt")
+    translator = load_translator(tmp_path / "eo2sar.pt", precision="float32")
+    g = translator.generator
+    assert (g.ngf, g.n_blocks, g.light, g.img_size, g.input_nc, g.output_nc) == (64, 4, True, 256, 3, 3)
+    app_main(["--model_path", str(tmp_path / "eo2sar.pt"), "--img", str(eo_image), "--out", str(tmp_path / "o.png"),
+              "--img_size", "32", "--out_img_size", "48"])
+    with Image.open(tmp_path / "o.png") as image:
+        assert (image.size, image.mode) == ((48, 48), "RGB")
+
+
+def test_wrong_checkpoint_names_the_key_and_shapes(checkpoint, eo_image, tmp_path):
+    """A checkpoint whose tensor does not fit prints one line naming the key and both shapes."""
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["genA2B"]["UpBlock1_1.conv1.weight"] = torch.zeros(32, 32, 3, 3)
+    torch.save(payload, tmp_path / "bad.pt")
+    code, _, stderr = run_script("app.py", ["--model_path", tmp_path / "bad.pt", "--img", eo_image,
+                                            "--out", tmp_path, "--device", "cpu"])
+    assert code == 2 and "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert "'UpBlock1_1.conv1.weight'" in line and "[32, 32, 3, 3]" in line and "[32, 32, 3, 3]" in line
+    assert "bad.pt" in line
+    assert not (tmp_path / "gen_sar_scene.png").exists()
+
+
+def test_bad_inputs_are_one_line_errors(checkpoint, eo_image, tmp_path):
+    """Missing images, unavailable devices and ambiguous --out are SargenErrors naming the option or file."""
+    with pytest.raises(SargenError, match="no image file, folder or glob match: .*missing"):
+        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "missing*.png")])
+    if not torch.cuda.is_available():
+        with pytest.raises(SargenError, match="--device cuda"):
+            app_main(["--model_path", str(checkpoint), "--img", str(eo_image), "--device", "cuda"])
+    with pytest.raises(SargenError, match="--out .*out.png is a file name"):
+        app_main(["--model_path", str(checkpoint), "--img", str(eo_image.parent), "--out", str(tmp_path / "out.png"),
+                  "--img", str(eo_image.parent / "*.png")])
+    with pytest.raises(SargenError, match="not a U-GAT-IT checkpoint"):
+        torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+        app_main(["--model_path", str(tmp_path / "other.pt"), "--img", str(eo_image)])

@@ -1,0 +1,242 @@
+"""Tests of U-GAT-IT training, checkpoints, resume, test-set translation and the unaligned dataset."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import test as test_script
+import train as train_script
+from conftest import run_script
+from data import create_dataset
+from datasets.make_dataset import main as make_dataset
+from models import create_model
+from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
+from models.ugatit_model import TrainingSampler, learning_rate, original_training_step
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+from ugatit_helpers import loss_values, read_loss_log, run_entry_point, ugatit_args
+from util.errors import SargenError
+
+PANELS = ["real_A", "heatmap_A2A", "fake_A2A", "heatmap_A2B", "fake_A2B", "heatmap_A2B2A", "fake_A2B2A"]
+
+
+@pytest.fixture(scope="module")
+def eo2sar_root(tmp_path_factory):
+    """A tiny unpaired EO/SAR set: 40 px, 5 images per training domain, 2 per test domain."""
+    root = tmp_path_factory.mktemp("eo2sar")
+    make_dataset(["eo2sar", "--out", str(root), "--size", "40", "--n_train", "5", "--n_test", "2"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(eo2sar_root, tmp_path_factory):
+    """A 4-step run saving at steps 2 and 4: (work folder, options)."""
+    work = tmp_path_factory.mktemp("ugatit")
+    args = ugatit_args(eo2sar_root, work, "full", "--iteration", 4, "--save_freq", 2, "--update_html_freq", 2)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_entry_point(train_script, args, monkeypatch)
+    return work, args
+
+
+def parse_train_options(args):
+    """Parsed training options of `args`, without writing the option file."""
+    return TrainOptions().parse(list(map(str, args)), save=False)
+
+
+def test_training_lowers_cycle_loss(eo2sar_root, tmp_path, monkeypatch):
+    """Thirty steps on five image pairs bring the cycle losses clearly below their start."""
+    args = ugatit_args(eo2sar_root, tmp_path, "falls", "--iteration", 30, "--save_freq", 30, "--lr", "5e-4",
+                       "--decay_flag", "false", "--update_html_freq", 100)
+    run_entry_point(train_script, args, monkeypatch)
+    log = read_loss_log(tmp_path / "checkpoints" / "falls" / "loss_log.txt")
+    cycle = [sum(loss_values(log[step][1])[f"G_cycle_{d}"] for d in "AB") for step in sorted(log)]
+    assert len(cycle) == 30
+    first, last = sum(cycle[:5]) / 5, sum(cycle[-5:]) / 5
+    assert last < 0.8 * first, f"cycle loss went from {first:.4f} to {last:.4f}"
+
+
+def test_checkpoint_has_the_reference_layout_and_plain_extras(trained):
+    """Saved files hold the six reference state dicts plus plain resume state, loadable with weights_only."""
+    work, args = trained
+    folder = work / "checkpoints" / "full"
+    assert {path.name for path in folder.glob("*.pth")} == {"2_net_ugatit.pth", "4_net_ugatit.pth",
+                                                           "latest_net_ugatit.pth"}
+    payload = torch.load(folder / "4_net_ugatit.pth", weights_only=True)
+    assert set(NETWORK_NAMES) <= set(payload)
+    model = create_model(parse_train_options(args))
+    for name in NETWORK_NAMES:
+        assert list(payload[name]) == list(model.networks[name].state_dict())
+    assert "weight_orig" in " ".join(payload["disGA"])
+    extra = payload[SARGEN_STATE_KEY]
+    assert extra["iteration"] == 4
+    assert extra["options"]["img_size"] == 32 and extra["options"]["device"] == "cpu"
+    assert extra["optimizer_G"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    assert torch.equal(torch.load(folder / "latest_net_ugatit.pth", weights_only=True)["genA2B"]["FC.0.weight"],
+                       payload["genA2B"]["FC.0.weight"])
+
+
+def test_resume_continues_like_an_uninterrupted_run(trained, tmp_path, monkeypatch):
+    """Resuming from step 2 gives the same learning rates and losses at steps 3 and 4 as the full run."""
+    work, args = trained
+    resumed = tmp_path / "checkpoints" / "resumed"
+    resumed.mkdir(parents=True)
+    shutil.copy(work / "checkpoints" / "full" / "2_net_ugatit.pth", resumed / "latest_net_ugatit.pth")
+    resume_args = ugatit_args(args[args.index("--dataroot") + 1], tmp_path, "resumed", "--iteration", 4,
+                              "--save_freq", 2, "--update_html_freq", 2, "--continue_train")
+    run_entry_point(train_script, resume_args, monkeypatch)
+    full_log = read_loss_log(work / "checkpoints" / "full" / "loss_log.txt")
+    resumed_log = read_loss_log(resumed / "loss_log.txt")
+    assert sorted(resumed_log) == [3, 4]
+    assert resumed_log[3] == full_log[3] and resumed_log[4] == full_log[4]
+    assert float(resumed_log[3][0]) == pytest.approx(5e-5)  # linear decay over the second half of 4 steps
+    full = read_checkpoint(work / "checkpoints" / "full" / "4_net_ugatit.pth")
+    again = read_checkpoint(resumed / "4_net_ugatit.pth")
+    for name in NETWORK_NAMES:
+        for key, tensor in full[name].items():
+            assert torch.allclose(tensor, again[name][key], atol=1e-6), f"{name}.{key} differs after resume"
+
+
+def test_plain_reference_file_resumes_at_its_step(trained, tmp_path, monkeypatch):
+    """A file with only the six state dicts resumes (fresh optimizers) at the step its name gives."""
+    work, args = trained
+    payload = read_checkpoint(work / "checkpoints" / "full" / "2_net_ugatit.pth")
+    folder = tmp_path / "checkpoints" / "plain"
+    folder.mkdir(parents=True)
+    torch.save({name: payload[name] for name in NETWORK_NAMES}, folder / "2_net_ugatit.pth")
+    plain_args = ugatit_args(args[args.index("--dataroot") + 1], tmp_path, "plain", "--iteration", 3,
+                             "--save_freq", 10, "--continue_train", "--epoch", 2)
+    run_entry_point(train_script, plain_args, monkeypatch)
+    assert sorted(read_loss_log(folder / "loss_log.txt")) == [3]
+    assert read_checkpoint(folder / "3_net_ugatit.pth")[SARGEN_STATE_KEY]["iteration"] == 3
+
+
+def test_fast_step_matches_the_original_step(eo2sar_root, tmp_path):
+    """Detaching translations for the discriminators changes neither the losses nor the updates."""
+    args = ugatit_args(eo2sar_root, tmp_path, "same", "--iteration", 10)
+    opt = parse_train_options(args)
+    dataset = create_dataset(opt)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        model = create_model(opt)
+        model.setup()
+        models.append(model)
+    fast, original = models
+    for batch in list(fast.training_batches(dataset))[:2]:
+        for model in models:
+            model.set_input(batch)
+        fast.optimize_parameters()
+        original_training_step(original)
+        for name, value in fast.get_current_losses().items():
+            assert value == pytest.approx(original.get_current_losses()[name], rel=1e-4, abs=1e-6), name
+    for name in NETWORK_NAMES:
+        for (key, tensor), other in zip(fast.networks[name].state_dict().items(),
+                                        original.networks[name].state_dict().values()):
+            assert torch.allclose(tensor, other, atol=1e-5), f"{name}.{key}"
+
+
+def test_learning_rate_decays_linearly_over_the_second_half():
+    """--decay_flag: constant for the first half, then linear to zero; off keeps it constant."""
+    class Options:
+        lr, iteration, decay_flag = 1e-4, 100, True
+
+    assert [learning_rate(step, Options) for step in (1, 50, 75, 100)] == pytest.approx([1e-4, 1e-4, 5e-5, 0.0])
+    Options.decay_flag = False
+    assert learning_rate(100, Options) == 1e-4
+
+
+def test_training_sampler_is_reproducible_from_any_step():
+    """The samples of steps 3..6 are the same whether the sampler starts at step 0 or at step 2."""
+    whole = list(TrainingSampler([5, 3], 2, 0, 6, seed=1))
+    resumed = list(TrainingSampler([5, 3], 2, 2, 6, seed=1))
+    assert whole[4:] == resumed
+    assert sorted(a for a, _, _ in whole[:5]) == [0, 1, 2, 3, 4]  # each pass visits every A image once
+    assert len({seed for _, _, seed in whole}) == len(whole)
+
+
+def test_test_script_writes_seven_panels_at_the_checkpoints_size(trained, tmp_path, monkeypatch):
+    """test.py takes img_size and channels from the checkpoint and writes U-GAT-IT's seven panels."""
+    work, args = trained
+    dataroot = args[args.index("--dataroot") + 1]
+    run_entry_point(test_script, ["--model", "ugatit", "--dataroot", dataroot, "--name", "full", "--gpu_ids", "-1",
+                                  "--checkpoints_dir", work / "checkpoints", "--results_dir", tmp_path,
+                                  "--num_threads", "0"], monkeypatch)
+    page = tmp_path / "full" / "test_latest" / "index.html"
+    html = page.read_text()
+    names = sorted(path.stem for path in (Path(dataroot) / "testA").iterdir())
+    for name in names:
+        for panel in PANELS:
+            image_path = page.parent / "images" / f"{name}_{panel}.png"
+            assert f"images/{name}_{panel}.png" in html
+            with Image.open(image_path) as image:
+                assert image.size == (32, 32)
+                expected = "RGB" if panel.startswith("heatmap") or panel in ("real_A", "fake_A2A", "fake_A2B2A") else "L"
+                assert image.mode == expected, panel
+
+
+def test_test_script_direction_b_to_a(trained, tmp_path, monkeypatch):
+    """--direction BtoA translates the SAR test images with genB2A."""
+    work, args = trained
+    dataroot = args[args.index("--dataroot") + 1]
+    run_entry_point(test_script, ["--model", "ugatit", "--dataroot", dataroot, "--name", "full", "--gpu_ids", "-1",
+                                  "--checkpoints_dir", work / "checkpoints", "--results_dir", tmp_path,
+                                  "--num_threads", "0", "--direction", "BtoA"], monkeypatch)
+    images = tmp_path / "full" / "test_latest" / "images"
+    name = sorted((Path(dataroot) / "testB").iterdir())[0].stem
+    with Image.open(images / f"{name}_fake_B2A.png") as fake, Image.open(images / f"{name}_real_B.png") as real:
+        assert (fake.mode, real.mode) == ("RGB", "L")
+
+
+def test_missing_checkpoint_is_one_line_naming_the_file(eo2sar_root, tmp_path):
+    """test.py without a trained model prints one error line naming the expected checkpoint file."""
+    code, _, stderr = run_script("test.py", ["--model", "ugatit", "--dataroot", eo2sar_root, "--name", "nothing",
+                                             "--gpu_ids", "-1", "--checkpoints_dir", tmp_path,
+                                             "--results_dir", tmp_path])
+    assert code == 2
+    assert stderr.strip().splitlines()[-1].startswith("error: U-GAT-IT checkpoint not found")
+    assert "nothing/latest_net_ugatit.pth" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_too_small_img_size_is_refused_with_the_option(eo2sar_root, tmp_path):
+    """The 7-layer global discriminator needs 96 px: a smaller --img_size is a one-line error."""
+    with pytest.raises(SargenError, match="--img_size 64 is too small.*>= 96"):
+        create_model(parse_train_options(ugatit_args(eo2sar_root, tmp_path, "small", "--n_dis", 7,
+                                                     "--img_size", 64)))
+
+
+def test_unaligned_training_items_are_cropped_flipped_and_unpaired(eo2sar_root, tmp_path):
+    """Training items: A with input_nc, B with output_nc channels, img_size crops of img_size+30 resizes."""
+    opt = parse_train_options(ugatit_args(eo2sar_root, tmp_path, "data"))
+    dataset = create_dataset(opt)
+    assert len(dataset) == 5
+    item = dataset[(1, 2, 99)]
+    assert item["A"].shape == (3, 32, 32) and item["B"].shape == (1, 32, 32)
+    assert item["A_paths"].endswith(sorted((eo2sar_root / "trainA").iterdir())[1].name)
+    assert torch.equal(dataset[(1, 2, 99)]["A"], item["A"])  # the seed fixes crop and flip
+    crops = {dataset[(1, 2, seed)]["A"].sum().item() for seed in range(8)}
+    assert len(crops) > 1
+    assert item["A"].min() >= -1 and item["A"].max() <= 1
+
+
+def test_unaligned_test_items_are_resized_source_images(eo2sar_root, tmp_path):
+    """Test items hold only the source domain, resized to img_size without cropping."""
+    opt = TestOptions().parse(["--model", "ugatit", "--dataroot", str(eo2sar_root), "--gpu_ids", "-1",
+                               "--img_size", "32", "--direction", "BtoA", "--output_nc", "1"], save=False)
+    dataset = create_dataset(opt)
+    assert len(dataset) == 2
+    item = dataset[0]
+    assert set(item) == {"B", "B_paths", "category"} and item["B"].shape == (1, 32, 32)
+
+
+def test_missing_domain_folder_is_named(tmp_path):
+    """A dataroot without trainB says which folder is missing."""
+    (tmp_path / "trainA").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "trainA" / "a.png")
+    opt = parse_train_options(ugatit_args(tmp_path, tmp_path, "x"))
+    with pytest.raises(SargenError, match="trainB"):
+        create_dataset(opt)

@@ -1,0 +1,48 @@
+"""Helpers shared by the U-GAT-IT tests: tiny options, in-process train/test runs, loss-log parsing."""
+
+import re
+import sys
+
+import pytest
+import torch
+
+TINY_NETWORK = ["--ch", "8", "--n_res", "1", "--light", "--n_dis", "5", "--output_nc", "1"]
+LOG_LINE = re.compile(r"^\(step: (\d+), lr: ([^,]+), time: [^)]+\) (.*)$")
+
+
+def ugatit_args(root, work, name, *extra):
+    """Options of a tiny U-GAT-IT run on the CPU (32 px, ch 8, one residual block, no visdom)."""
+    return ["--model", "ugatit", "--dataroot", str(root), "--name", name, "--gpu_ids", "-1",
+            "--checkpoints_dir", str(work / "checkpoints"), "--img_size", "32", "--num_threads", "0",
+            "--display_id", "0", "--print_freq", "1", *TINY_NETWORK, *map(str, extra)]
+
+
+def run_entry_point(module, args, monkeypatch):
+    """Run train.main or test.main in this process with `args` as the command line."""
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *map(str, args)])
+    module.main()
+
+
+def read_loss_log(path):
+    """{step: (learning-rate text, losses text)} from a loss_log.txt."""
+    steps = {}
+    for line in path.read_text().splitlines():
+        match = LOG_LINE.match(line)
+        if match:
+            steps[int(match.group(1))] = (match.group(2), match.group(3))
+    return steps
+
+
+def loss_values(losses_text):
+    """{name: float} of a loss-log line's 'name: value' pairs."""
+    parts = losses_text.split()
+    return {name.rstrip(":"): float(value) for name, value in zip(parts[::2], parts[1::2])}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run torch on one thread: tiny networks on a shared 2-core machine are many times faster so."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,1 @@
+"""Feature visualization: the activation-maximization engine and its two scripts."""
