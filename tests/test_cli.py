@@ -3,7 +3,6 @@
 import shutil
 
 import pytest
-
 from conftest import gatys_test_args, gatys_train_args, run_script
 
 

@@ -4,10 +4,10 @@ import re
 
 import pytest
 import torch
+from conftest import gatys_test_args, gatys_train_args
 
 import test as test_script
 import train as train_script
-from conftest import gatys_test_args, gatys_train_args
 from data import create_dataloader, create_dataset
 from models.gatys_model import GatysModel
 from models.losses import content_loss, gram_matrix, style_loss

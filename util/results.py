@@ -60,7 +60,7 @@ class ResultsWriter:
 
     def loss_log(self):
         """Every result's loss curve and final values as text, one line per logged step."""
-        lines = []
+        lines = [f"# {note}" for note in self.notes]
         for result, _ in self.results:
             for point in result.curve:
                 values = " ".join(f"{key}: {format_value(value)}" for key, value in point.items())
