@@ -5,11 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-DEMO_DATA := datasets/x2ka
 # Small sizes so the demo ends in a few minutes on two CPU cores.
-GATYS_DEMO := --dataroot $(DEMO_DATA) --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1
+GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1 \
+	--num_threads 0
+EO2SAR_DEMO := --dataroot datasets/eo2sar --name eo2sar_demo --gpu_ids -1 --num_threads 0
+# imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
+WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-.PHONY: demo test lint venv clean-demo
+.PHONY: demo demo-gatys demo-visualization demo-ugatit test lint venv
 
 venv: $(INSTALLED)
 
@@ -19,14 +22,37 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
 	touch $(INSTALLED)
 
-demo: $(INSTALLED)
+demo: demo-gatys demo-visualization demo-ugatit
+	@echo "Result pages:"
+	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html"
+	@echo "  feature visualization:  results/content_demo/VGG16/index.html, results/style_demo/VGG16/index.html"
+	@echo "  EO to SAR (U-GAT-IT):   results/eo2sar_demo/test_latest/index.html, results/eo2sar_demo/app*/"
+
+demo-gatys: $(INSTALLED)
 	$(PY) datasets/make_dataset.py x2ka
-	@weights=$$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('vgg19').is_file() else 'random')"); \
-	if [ "$$weights" = random ]; then echo "ImageNet VGG19 weights not found in the torch cache: the demo uses --vgg_weights random (see README)"; fi; \
-	set -e; \
-	$(PY) train.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_threads 0; \
-	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 2 --num_threads 0
-	@echo "Cross-band results: results/x2ka_demo/test_latest/index.html"
+	@set -e; weights=$(call WEIGHTS_FOR,vgg19); \
+	if [ "$$weights" = random ]; then echo "No ImageNet VGG19 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
+	$(PY) train.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights; \
+	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 2 --n_iter 150
+
+demo-visualization: $(INSTALLED)
+	@set -e; weights=$(call WEIGHTS_FOR,vgg16); \
+	if [ "$$weights" = random ]; then echo "No ImageNet VGG16 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
+	$(PY) visualization/ContentVisualization.py --model VGG16 --layers_ids 3,8,15 --n_channels 9 --n_iter 200 \
+		--im_size 48 --name content_demo --vgg_weights $$weights --gpu_ids -1; \
+	$(PY) visualization/StyleVisualization.py --model VGG16 --layers_ids 3,8 --n_channels 6 --n_iter 200 \
+		--name style_demo --vgg_weights $$weights --gpu_ids -1
+
+demo-ugatit: $(INSTALLED)
+	$(PY) datasets/make_dataset.py eo2sar --size 64
+	$(PY) train.py --model ugatit $(EO2SAR_DEMO) --light --ch 16 --n_res 2 --img_size 48 --n_dis 6 --output_nc 1 \
+		--iteration 300 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
+	$(PY) test.py --model ugatit $(EO2SAR_DEMO) --num_test 6
+	$(PY) app.py --model_path checkpoints/eo2sar_demo/latest_net_ugatit.pth --img datasets/eo2sar/testA \
+		--out results/eo2sar_demo/app --heatmap --device cpu
+	$(PY) datasets/make_dataset.py eo2sar --out datasets/eo2sar_large --size 256 --n_train 5 --n_test 1
+	$(PY) app.py --model_path checkpoints/eo2sar_demo/latest_net_ugatit.pth --img datasets/eo2sar_large/testA \
+		--out results/eo2sar_demo/app_tiled --tile 64 --overlap 16 --heatmap --device cpu
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,7 @@ with channels_last memory on CUDA. ``--precision float32`` runs the plain float3
 """
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
@@ -106,6 +107,16 @@ def tile_starts(length, tile, stride):
     return starts + [length - tile]
 
 
+def tile_cores(starts, tile, length):
+    """Each tile's own part of [0, length) as (first, stop) relative to the tile: split mid-overlap, on 4 px."""
+    bounds = [0]
+    for previous, start in zip(starts, starts[1:]):
+        middle = (start + previous + tile) // 2
+        bounds.append(middle - middle % BOTTLENECK_SCALE)
+    bounds.append(length)
+    return [(first - start, stop - start) for start, first, stop in zip(starts, bounds, bounds[1:])]
+
+
 def blend_window(tile, overlap):
     """A tile x tile weight that ramps from ~0 to 1 over `overlap` pixels at each edge (separable)."""
     ramp = torch.ones(tile)
@@ -116,17 +127,96 @@ def blend_window(tile, overlap):
     return ramp[:, None] * ramp[None, :]
 
 
-def translate_tiled(translator, image, tile, overlap, tile_batch=4):
+class SharedNormStatistics:
+    """Forward hooks that let every normalization layer use statistics pooled over all tiles of one image.
+
+    U-GAT-IT normalizes by instance and layer statistics, so a tile normalized on its own differs from
+    the same region of the whole image. A collecting pass sums each layer's inputs over the part of the
+    image each tile owns; later passes normalize every tile with those image-wide statistics (the
+    formulas of ugatit_networks' InstanceNorm2d, AdaLIN and LIN with the statistics given).
+    """
+
+    def __init__(self, generator, tile):
+        """Prepare hooks for the normalization layers of `generator` run on `tile`-pixel tiles."""
+        self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)]
+        self.tile = tile
+        self.sums, self.shared, self.cores, self.handles = {}, None, [], []
+
+    def __enter__(self):
+        """Install the hooks."""
+        self.handles = [layer.register_forward_hook(functools.partial(self.hook, index))
+                        for index, layer in enumerate(self.layers)]
+        return self
+
+    def __exit__(self, *exc_info):
+        """Remove the hooks."""
+        for handle in self.handles:
+            handle.remove()
+
+    def hook(self, index, module, inputs, output):
+        """Collect this layer's sums over the tiles' own parts; normalize with shared statistics once known."""
+        features = inputs[0].float()
+        self.collect(index, features)
+        return None if self.shared is None else self.normalize(index, module, features, inputs)
+
+    def collect(self, index, features):
+        """Add the per-channel count, sum and sum of squares over each tile's own part (float64)."""
+        scale = self.tile // features.shape[-1]
+        count, total, squares = self.sums.get(index, (0, 0.0, 0.0))
+        for sample, (top, bottom, left, right) in enumerate(self.cores):
+            core = features[sample, :, top // scale: bottom // scale, left // scale: right // scale].double()
+            count += core[0].numel()
+            total = total + core.sum(dim=(1, 2))
+            squares = squares + core.square().sum(dim=(1, 2))
+        self.sums[index] = (count, total, squares)
+
+    def finish_pass(self):
+        """Turn the collected sums into the statistics the next pass normalizes with."""
+        self.shared = {}
+        for index, (count, total, squares) in self.sums.items():
+            channels = total.numel()
+            mean = total / count
+            biased = (squares / count - mean.square()).clamp_min(0)
+            layer_mean = total.sum() / (count * channels)
+            layer_var = ((squares.sum() - count * channels * layer_mean**2) / (count * channels - 1)).clamp_min(0)
+            as_map = lambda values: values.float().view(1, -1, 1, 1)  # noqa: E731
+            self.shared[index] = (as_map(mean), as_map(biased), as_map(biased * count / max(count - 1, 1)),
+                                  float(layer_mean), float(layer_var))
+        self.sums = {}
+
+    def normalize(self, index, module, features, inputs):
+        """The layer's output computed with the shared statistics."""
+        mean, biased_var, unbiased_var, layer_mean, layer_var = self.shared[index]
+        if isinstance(module, nn.InstanceNorm2d):
+            return (features - mean) / torch.sqrt(biased_var + module.eps)
+        instance = (features - mean) / torch.sqrt(unbiased_var + module.eps)
+        layer = (features - layer_mean) / (layer_var + module.eps) ** 0.5
+        mixed = module.rho * instance + (1 - module.rho) * layer
+        if isinstance(module, AdaptiveInstanceLayerNorm):
+            gamma, beta = inputs[1].float(), inputs[2].float()
+            return mixed * gamma[:, :, None, None] + beta[:, :, None, None]
+        return mixed * module.gamma + module.beta
+
+
+def default_tile_batch(device):
+    """Tiles per call: batches pay off on GPUs; on CPUs single tiles stay in cache and run faster."""
+    return 4 if torch.device(device).type == "cuda" else 1
+
+
+def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2):
     """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
 
     Tiles of `tile` pixels step by tile - overlap and are translated `tile_batch` at a time; each
     output tile is weighted by a window that fades out over the overlap, so neighbouring tiles
-    cross-fade instead of meeting at a seam. Working memory grows with the tile batch, not the image.
+    cross-fade instead of meeting at a seam. With passes > 1 the first passes only gather image-wide
+    normalization statistics (SharedNormStatistics), so tiles match the whole-image translation.
+    Working memory grows with the tile batch, not the image.
     """
     if tile % BOTTLENECK_SCALE or tile <= 2 * overlap:
         raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
                           f"--overlap {overlap}")
     generator = translator.generator
+    tile_batch = tile_batch or default_tile_batch(translator.device)
     if not generator.light and tile != generator.img_size:
         raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
                           f"use --tile {generator.img_size}")
@@ -134,29 +224,46 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=4):
     padded = image
     if height < tile or width < tile:  # small images: pad up to one tile, crop back at the end
         padded = F.pad(image[None], (0, max(0, tile - width), 0, max(0, tile - height)), mode="replicate")[0]
+    row_starts = tile_starts(padded.shape[-2], tile, tile - overlap)
+    column_starts = tile_starts(padded.shape[-1], tile, tile - overlap)
+    row_cores, column_cores = tile_cores(row_starts, tile, height), tile_cores(column_starts, tile, width)
+    tiles = [((top, left), row_core + column_core) for top, row_core in zip(row_starts, row_cores)
+             for left, column_core in zip(column_starts, column_cores)]
+    statistics = SharedNormStatistics(generator, tile)
+    with statistics:
+        for _ in range(passes - 1):
+            for first in range(0, len(tiles), tile_batch):
+                statistics.cores = [core for _, core in tiles[first: first + tile_batch]]
+                translator(torch.stack([padded[:, top: top + tile, left: left + tile]
+                                        for (top, left), _ in tiles[first: first + tile_batch]]))
+            statistics.finish_pass()
+        return blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, (height, width))
+
+
+def blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, size):
+    """Translate the tiles batch by batch and cross-fade them into the output and heatmap canvases."""
+    generator, (height, width) = translator.generator, size
     padded_height, padded_width = padded.shape[-2:]
     window = blend_window(tile, overlap)
-    heatmap_scale = BOTTLENECK_SCALE
+    scale = BOTTLENECK_SCALE
     output = torch.zeros(generator.output_nc, padded_height, padded_width)
-    heatmap = torch.zeros(1, padded_height // heatmap_scale + 1, padded_width // heatmap_scale + 1)
     weights = torch.zeros(1, padded_height, padded_width)
+    heatmap = torch.zeros(1, padded_height // scale + 1, padded_width // scale + 1)
     heat_weights = torch.zeros_like(heatmap)
-    heat_window = window[::heatmap_scale, ::heatmap_scale]
-    positions = [(top, left) for top in tile_starts(padded_height, tile, tile - overlap)
-                 for left in tile_starts(padded_width, tile, tile - overlap)]
-    for first in range(0, len(positions), tile_batch):
-        batch_positions = positions[first: first + tile_batch]
-        tiles = torch.stack([padded[:, top: top + tile, left: left + tile] for top, left in batch_positions])
-        tile_outputs, _, tile_heatmaps = translator(tiles)
-        for (top, left), tile_output, tile_heatmap in zip(batch_positions, tile_outputs, tile_heatmaps):
+    heat_window, side = window[::scale, ::scale], tile // scale
+    for first in range(0, len(tiles), tile_batch):
+        batch = tiles[first: first + tile_batch]
+        statistics.cores = [core for _, core in batch]
+        tile_outputs, _, tile_heatmaps = translator(
+            torch.stack([padded[:, top: top + tile, left: left + tile] for (top, left), _ in batch]))
+        for ((top, left), _), tile_output, tile_heatmap in zip(batch, tile_outputs, tile_heatmaps):
             output[:, top: top + tile, left: left + tile] += tile_output * window
             weights[:, top: top + tile, left: left + tile] += window
-            heat_top, heat_left = top // heatmap_scale, left // heatmap_scale
-            side = tile // heatmap_scale
+            heat_top, heat_left = top // scale, left // scale
             heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += tile_heatmap * heat_window
             heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
     output = (output / weights)[:, :height, :width]
-    heatmap = (heatmap / heat_weights.clamp_min(1e-12))[:, : -(-height // heatmap_scale), : -(-width // heatmap_scale)]
+    heatmap = (heatmap / heat_weights.clamp_min(1e-12))[:, : -(-height // scale), : -(-width // scale)]
     return output, heatmap
 
 
@@ -178,7 +285,11 @@ def build_app_parser():
     parser.add_argument("--tile", type=int, default=0,
                         help="translate at the input's own size, tile by tile, with tiles of this many pixels")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (--tile)")
-    parser.add_argument("--tile_batch", type=int, default=4, help="tiles translated at once (bounds memory)")
+    parser.add_argument("--tile_batch", type=int, default=None,
+                        help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
+    parser.add_argument("--tile_passes", type=int, default=2,
+                        help="1: each tile normalized on its own; 2: a first pass pools the normalization "
+                             "statistics of the whole image, so tiles agree (twice the work)")
     parser.add_argument("--img_size", type=int, default=None,
                         help="translation size without tiling; default: the checkpoint's (256 for plain files)")
     parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="genA2B or genB2A")
@@ -229,26 +340,33 @@ def resize_image(image, size):
 
 
 def translate_file(translator, path, args):
-    """Translate one image file as app.py does; return (output, heatmap overlay), both CxHxW in [-1, 1]."""
+    """Translate one image file as app.py does; return the output and, with --heatmap, the heatmap overlay."""
+    output, heatmap, source = translate_source(translator, path, args)
+    if not args.heatmap:
+        return output, None
+    return output, heatmap_overlay(heatmap, resize_image(source, output.shape[-2:]))
+
+
+def translate_source(translator, path, args):
+    """Translate one image file as app.py does; return (output in [-1, 1], raw heatmap, source image)."""
     source = read_image(path, translator.input_nc, IntensityScaling()) * 2.0 - 1.0
     if args.tile:
-        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch)
-        return output, heatmap_overlay(heatmap, source)
+        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch,
+                                          args.tile_passes)
+        return output, heatmap, source
     size = translator.generator.img_size
     resized = resize_image(source, size)
     output, heatmap = translate_whole(translator, resized)
-    if args.out_img_size:
-        output, shown = resize_image(output, args.out_img_size), resize_image(source, args.out_img_size)
-    else:
-        output, shown = resize_image(output, source.shape[-2:]), source
-    return output, heatmap_overlay(heatmap, shown)
+    output = resize_image(output, args.out_img_size or source.shape[-2:])
+    return output, heatmap, source
 
 
 def app_main(argv=None):
     """app.py: translate each image named by --img and write gen_sar_NAME.png (and the heatmap)."""
     args = build_app_parser().parse_args(argv)
-    if args.tile and args.overlap < 0:
-        raise SargenError(f"--overlap {args.overlap} must be >= 0")
+    if args.tile and (args.overlap < 0 or (args.tile_batch or 1) < 1 or args.tile_passes < 1):
+        raise SargenError(f"--overlap {args.overlap} must be >= 0, --tile_batch {args.tile_batch} and "
+                          f"--tile_passes {args.tile_passes} >= 1")
     device = choose_device(args.device)
     image_paths = resolve_image_paths(args.img)
     targets = output_paths(image_paths, args.out)

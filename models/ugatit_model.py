@@ -10,6 +10,7 @@ Channels: --input_nc is domain A's (trainA, testA) and --output_nc domain B's. I
 feed an image to the generator of its own domain, converted to that generator's input channels.
 """
 
+import argparse
 import logging
 import time
 from collections import OrderedDict
@@ -47,6 +48,7 @@ from models.ugatit_networks import (
     load_state_dict_strict,
 )
 from options.base_options import non_negative_int, positive_int
+from options.train_options import add_iterative_training_options
 from util.checkpoint import alias_checkpoint, save_checkpoint
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -68,8 +70,6 @@ def str2bool(text):
         return True
     if value in ("false", "no", "0", "f", "n"):
         return False
-    import argparse
-
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
@@ -181,11 +181,13 @@ class UGATITModel(BaseModel):
         parser.set_defaults(dataset_mode="unaligned", load_size=0, crop_size=0)
         parser.add_argument("--ch", "--ngf", dest="ch", type=positive_int, default=64,
                             help="base channel count of the networks (ngf, ndf); read from the checkpoint at test")
-        parser.add_argument("--n_res", type=non_negative_int, default=4, help="residual blocks of the generator")
+        parser.add_argument("--n_res", type=non_negative_int, default=4,
+                            help="residual blocks of the generators (at test: read from the checkpoint)")
         parser.add_argument("--n_dis", type=positive_int, default=GLOBAL_DISCRIMINATOR_LAYERS,
                             help="layers of the global discriminators; the local ones have 2 fewer (published: 7)")
         parser.add_argument("--light", action="store_true",
-                            help="light generator (pooled MLP input; the published eo2sar model is light)")
+                            help="light generator (pooled MLP input; the published eo2sar model is light); "
+                                 "at test: read from the checkpoint")
         parser.add_argument("--img_size", type=positive_int, default=256 if is_train else None,
                             help="image side for training (and for testing; default at test: the checkpoint's); "
                                  "--load_size/--crop_size 0 mean img_size+30 / img_size")
@@ -201,6 +203,7 @@ class UGATITModel(BaseModel):
             parser.add_argument("--cam_weight", type=float, default=1000.0, help="weight of the CAM BCE loss")
             parser.add_argument("--amp", action="store_true",
                                 help="bfloat16 mixed precision for the networks (losses and optimizer in float32)")
+            add_iterative_training_options(parser)
         else:
             parser.add_argument("--checkpoint", default=None,
                                 help="checkpoint file to test (default: CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth), "

@@ -12,13 +12,12 @@ class TrainOptions(BaseOptions):
         """Add the training options."""
         parser = super().initialize(parser)
         parser.add_argument("--phase", default="train", help="data subfolder to read (train, val, test, ...)")
-        parser.add_argument("--continue_train", action="store_true", help="resume from the saved --epoch state")
-        add_display_options(parser)
         return parser
 
 
-def add_display_options(parser):
-    """Add pix2pix's logging, display and saving frequencies (in training steps) and the visdom settings."""
+def add_iterative_training_options(parser):
+    """Add resuming and pix2pix's logging, saving and visdom display options (models that train by steps)."""
+    parser.add_argument("--continue_train", action="store_true", help="resume from the saved --epoch state")
     parser.add_argument("--print_freq", type=positive_int, default=100, help="log the losses every this many steps")
     parser.add_argument("--save_freq", type=positive_int, default=1000, help="save a checkpoint every this many steps")
     parser.add_argument("--display_freq", type=positive_int, default=400,

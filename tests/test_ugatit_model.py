@@ -5,11 +5,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_script
 from PIL import Image
+from ugatit_helpers import (
+    loss_values,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    read_loss_log,
+    run_entry_point,
+    ugatit_args,
+)
 
 import test as test_script
 import train as train_script
-from conftest import run_script
 from data import create_dataset
 from datasets.make_dataset import main as make_dataset
 from models import create_model
@@ -17,8 +24,6 @@ from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_check
 from models.ugatit_model import TrainingSampler, learning_rate, original_training_step
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
-from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from ugatit_helpers import loss_values, read_loss_log, run_entry_point, ugatit_args
 from util.errors import SargenError
 
 PANELS = ["real_A", "heatmap_A2A", "fake_A2A", "heatmap_A2B", "fake_A2B", "heatmap_A2B2A", "fake_A2B2A"]
@@ -174,8 +179,8 @@ def test_test_script_writes_seven_panels_at_the_checkpoints_size(trained, tmp_pa
             assert f"images/{name}_{panel}.png" in html
             with Image.open(image_path) as image:
                 assert image.size == (32, 32)
-                expected = "RGB" if panel.startswith("heatmap") or panel in ("real_A", "fake_A2A", "fake_A2B2A") else "L"
-                assert image.mode == expected, panel
+                optical = panel.startswith("heatmap") or panel in ("real_A", "fake_A2A", "fake_A2B2A")
+                assert image.mode == ("RGB" if optical else "L"), panel
 
 
 def test_test_script_direction_b_to_a(trained, tmp_path, monkeypatch):
@@ -240,3 +245,32 @@ def test_missing_domain_folder_is_named(tmp_path):
     opt = parse_train_options(ugatit_args(tmp_path, tmp_path, "x"))
     with pytest.raises(SargenError, match="trainB"):
         create_dataset(opt)
+
+
+def test_resume_with_other_network_options_names_key_and_shapes(trained, tmp_path, monkeypatch):
+    """--continue_train with a different --ch stops with the first key whose shapes disagree."""
+    work, args = trained
+    folder = tmp_path / "checkpoints" / "wider"
+    folder.mkdir(parents=True)
+    shutil.copy(work / "checkpoints" / "full" / "latest_net_ugatit.pth", folder / "latest_net_ugatit.pth")
+    wider = ugatit_args(args[args.index("--dataroot") + 1], tmp_path, "wider", "--iteration", 5, "--continue_train")
+    wider[wider.index("--ch") + 1] = "16"
+    with pytest.raises(SargenError, match=r"latest_net_ugatit.pth 'genA2B'.*'gap_fc.weight' has shape "
+                                          r"\[1, 32\] in the checkpoint but \[1, 64\] in the model"):
+        run_entry_point(train_script, wider, monkeypatch)
+
+
+def test_test_script_reads_a_plain_reference_checkpoint(trained, tmp_path, monkeypatch):
+    """--checkpoint takes a file of the reference code (state dicts only) without any network flags."""
+    work, args = trained
+    payload = read_checkpoint(work / "checkpoints" / "full" / "latest_net_ugatit.pth")
+    torch.save({name: payload[name] for name in NETWORK_NAMES}, tmp_path / "params_latest.pt")
+    dataroot = args[args.index("--dataroot") + 1]
+    run_entry_point(test_script, ["--model", "ugatit", "--dataroot", dataroot, "--name", "plain", "--gpu_ids", "-1",
+                                  "--checkpoints_dir", tmp_path, "--results_dir", tmp_path, "--num_threads", "0",
+                                  "--checkpoint", tmp_path / "params_latest.pt", "--img_size", "24"], monkeypatch)
+    page = (tmp_path / "plain" / "test_latest" / "index.html").read_text()
+    assert "params_latest.pt, step unknown (reference-format file)" in page
+    name = sorted((Path(dataroot) / "testA").iterdir())[0].stem
+    with Image.open(tmp_path / "plain" / "test_latest" / "images" / f"{name}_fake_A2B.png") as image:
+        assert (image.size, image.mode) == ((24, 24), "L")

@@ -54,6 +54,7 @@ class Visualizer:
         except ImportError:
             logger.warning("visdom is not installed: no live display (pip install visdom, or --display_id 0)")
             return None
+        logging.getLogger("visdom").setLevel(logging.ERROR)  # its own connection chatter
         try:
             vis = visdom.Visdom(server=server, port=port, env=self.opt.display_env, raise_exceptions=True,
                                 use_incoming_socket=False)

@@ -1,0 +1,120 @@
+"""Tests of the training display: a real visdom server on loopback, the no-server path, HTML page, colour maps."""
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from ugatit_helpers import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    run_entry_point,
+    ugatit_args,
+)
+
+import train as train_script
+from datasets.make_dataset import main as make_dataset
+from util.visuals import heatmap_overlay, jet_colormap
+
+visdom = pytest.importorskip("visdom")
+
+SERVER_START_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def eo2sar_root(tmp_path_factory):
+    """A tiny unpaired EO/SAR set."""
+    root = tmp_path_factory.mktemp("eo2sar")
+    make_dataset(["eo2sar", "--out", str(root), "--size", "32", "--n_train", "5", "--n_test", "1"])
+    return root
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def visdom_server(tmp_path):
+    """A visdom server on a free loopback port (started without its script download), stopped afterwards."""
+    port = free_port()
+    code = ("import sys; from visdom.server.run_server import main; "
+            f"sys.argv = ['visdom', '-port', '{port}', '--hostname', '127.0.0.1', '-env_path', r'{tmp_path}', "
+            "'-logging_level', 'WARNING']; main()")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"visdom server exited: {process.stderr.read().decode()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("visdom server did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_visdom_server_receives_loss_and_image_windows(eo2sar_root, tmp_path, visdom_server, monkeypatch):
+    """Training with a server shows the loss plot (window 1) and the current images (window 2) in its env."""
+    env = "sargen_test"
+    args = ugatit_args(eo2sar_root, tmp_path, "live", "--iteration", 2, "--display_id", 1, "--display_freq", 1,
+                       "--display_server", "http://127.0.0.1", "--display_port", visdom_server,
+                       "--display_env", env, "--save_freq", 10)
+    run_entry_point(train_script, args, monkeypatch)
+    client = visdom.Visdom(server="http://127.0.0.1", port=visdom_server, env=env, use_incoming_socket=False,
+                           raise_exceptions=True)
+    assert client.win_exists("1", env=env) and client.win_exists("2", env=env)
+    plot = json.loads(client.get_window_data("1", env=env))
+    assert plot["title"] == "live loss over time"
+    assert [trace["name"] for trace in plot["content"]["data"]][:2] == ["D_A", "D_B"]
+    assert len(plot["content"]["data"][0]["x"]) == 2  # both steps plotted
+    images = json.loads(client.get_window_data("2", env=env))
+    assert images["type"] == "image" and "real_A" in images["title"] and "heatmap_B2A" in images["title"]
+
+
+def test_without_a_server_training_warns_once_and_writes_html(eo2sar_root, tmp_path, monkeypatch, caplog):
+    """No server on the port: one warning, training finishes, the HTML page and loss_log.txt are written."""
+    args = ugatit_args(eo2sar_root, tmp_path, "offline", "--iteration", 4, "--display_id", 1, "--display_freq", 1,
+                       "--display_server", "http://127.0.0.1", "--display_port", free_port(),
+                       "--update_html_freq", 2, "--save_freq", 10)
+    with caplog.at_level(logging.WARNING, logger="sargen"):
+        run_entry_point(train_script, args, monkeypatch)
+    warnings = [record for record in caplog.records if "no visdom server" in record.getMessage()]
+    assert len(warnings) == 1
+    folder = tmp_path / "checkpoints" / "offline"
+    html = (folder / "web" / "index.html").read_text()
+    assert html.index("step [4]") < html.index("step [2]")  # newest first
+    for label in ("real_A", "fake_A2B", "heatmap_A2B", "real_B", "fake_B2A", "heatmap_B2A"):
+        assert f"images/step00000004_{label}.png" in html
+        assert (folder / "web" / "images" / f"step00000002_{label}.png").is_file()
+    log_lines = (folder / "loss_log.txt").read_text().splitlines()
+    assert log_lines[0].startswith("================ Training Loss")
+    assert [line.split(",")[0] for line in log_lines[1:]] == [f"(step: {step}" for step in (1, 2, 3, 4)]
+    assert (folder / "4_net_ugatit.pth").is_file()
+
+
+def test_jet_colormap_runs_from_blue_to_red():
+    """Low values are blue, the middle green, high values red."""
+    colours = jet_colormap(torch.tensor([[0.0, 0.5, 1.0]]))
+    assert torch.argmax(colours[:, 0, 0]) == 2 and torch.argmax(colours[:, 0, 1]) == 1
+    assert torch.argmax(colours[:, 0, 2]) == 0
+
+
+def test_heatmap_overlay_is_a_colour_image_over_the_input():
+    """A quarter-size heatmap becomes a 3-channel image of the input's size; its hot corner is red."""
+    heatmap = torch.zeros(1, 8, 8)
+    heatmap[0, :2, :2] = 5.0
+    image = torch.zeros(1, 32, 32)
+    overlay = heatmap_overlay(heatmap, image)
+    assert overlay.shape == (3, 32, 32) and overlay.min() >= -1 and overlay.max() <= 1
+    assert overlay[0, 0, 0] > overlay[2, 0, 0] and overlay[2, 31, 31] > overlay[0, 31, 31]
