@@ -1,5 +1,6 @@
 """Paired source/target images: DATAROOT/PHASE/A and DATAROOT/PHASE/B, paired by file name."""
 
+from data import transforms
 from data.base_dataset import BaseDataset, category_of
 from data.image_io import list_image_files
 from util.errors import SargenError
@@ -38,13 +39,15 @@ class AlignedDataset(BaseDataset):
     def __getitem__(self, index):
         """The primary image, its paired image (if any), their paths and the category."""
         path = self.paths[index]
-        params = self.sample_params(path)
-        item = {self.primary: self.load(path, self.channels[self.primary], params),
+        primary_image = self.read(path, self.channels[self.primary])
+        params = transforms.sample_params(self.opt, *primary_image.shape[-2:])
+        item = {self.primary: self.preprocess(primary_image, params),
                 f"{self.primary}_paths": str(path), "category": category_of(path)}
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        item[self.other] = None if paired is None else self.load(paired, self.channels[self.other], params)
+        item[self.other] = None if paired is None else self.preprocess(self.read(paired, self.channels[self.other]),
+                                                                        params)
         item[f"{self.other}_paths"] = None if paired is None else str(paired)
         return item
 

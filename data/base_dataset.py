@@ -34,20 +34,15 @@ class BaseDataset(torch.utils.data.Dataset):
         self.root = Path(opt.dataroot)
         self.scaling = IntensityScaling.from_options(opt)
 
-    def load(self, path, channels, params):
-        """Read one image with `channels` channels and preprocess it with the shared `params`."""
-        return transforms.apply_preprocess(read_image(path, channels, self.scaling), self.opt, params)
+    def read(self, path, channels):
+        """Read one image as a CxHxW tensor in [0, 1] with `channels` channels."""
+        return read_image(path, channels, self.scaling)
 
-    def sample_params(self, path):
-        """Random crop/flip parameters for a sample whose first image is `path`."""
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except OSError as error:
-            raise SargenError(f"cannot read image {path}: {error}") from None
-        return transforms.sample_params(self.opt, height, width)
+    def preprocess(self, image, params=None):
+        """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""
+        if params is None:
+            params = transforms.sample_params(self.opt, *image.shape[-2:])
+        return transforms.apply_preprocess(image, self.opt, params)
 
     @staticmethod
     def collate(items):

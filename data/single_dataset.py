@@ -36,5 +36,5 @@ class SingleDataset(BaseDataset):
     def __getitem__(self, index):
         """One source image and its path."""
         path = self.paths[index]
-        image = self.load(path, self.opt.input_nc, self.sample_params(path))
+        image = self.preprocess(self.read(path, self.opt.input_nc))
         return {"A": image, "A_paths": str(path), "category": category_of(path)}

@@ -13,7 +13,7 @@ import random
 
 from data import transforms
 from data.base_dataset import BaseDataset, category_of
-from data.image_io import list_image_files, read_image
+from data.image_io import list_image_files
 from util.errors import SargenError
 
 UGATIT_RESIZE_MARGIN = 30
@@ -59,7 +59,7 @@ class UnalignedDataset(BaseDataset):
         """Read one image of `domain`, then resize, crop and flip it with parameters drawn from `rng`."""
         path = self.paths[domain][index % len(self.paths[domain])]
         opt = preprocess_options(self.opt)
-        image = read_image(path, self.domain_channels(domain), self.scaling)
+        image = self.read(path, self.domain_channels(domain))
         params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
         return transforms.apply_preprocess(image, opt, params), str(path)
 
