@@ -146,6 +146,16 @@ def convert_channels(array, channels):
     raise SargenError(f"cannot convert a {array.shape[2]}-channel image to {channels} channels")
 
 
+def to_channels(images, channels):
+    """A BxCxHxW batch with `channels` channels, by the same rule as convert_channels."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 1:
+        weights = torch.as_tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
+        return torch.einsum("bchw,c->bhw", images[:, :3], weights)[:, None]
+    return images.expand(-1, channels, -1, -1)
+
+
 def read_image(path, channels=None, scaling=IntensityScaling()):
     """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels."""
     array = to_unit_range(read_raw_array(path), scaling, path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from data.base_dataset import category_of
-from data.image_io import IntensityScaling, list_image_files, read_image
+from data.image_io import IntensityScaling, list_image_files, read_image, to_channels
 from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
 from models.image_optimizers import make_image_optimizer
@@ -236,9 +236,7 @@ class GatysModel(BaseModel):
 
     def initial_images(self):
         """The starting images in [-1, 1]: the content images or seeded noise, with output_nc channels."""
-        content = self.real_A
-        if content.shape[1] != self.opt.output_nc:
-            content = content.mean(1, keepdim=True) if self.opt.output_nc == 1 else content.expand(-1, 3, -1, -1)
+        content = to_channels(self.real_A, self.opt.output_nc)
         if self.opt.init == "content":
             return content.clone()
         generator = torch.Generator().manual_seed(self.opt.seed)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from data.base_dataset import BaseDataset
-from data.image_io import LUMINANCE_WEIGHTS
+from data.image_io import to_channels
 from models.base_model import BaseModel
 from models.ugatit_checkpoint import (
     DISCRIMINATOR_NAMES,
@@ -71,16 +71,6 @@ def str2bool(text):
     if value in ("false", "no", "0", "f", "n"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
-
-
-def to_channels(images, channels):
-    """A Bx C x H x W batch with `channels` channels (3 -> 1: luminance, 1 -> 3: repeated)."""
-    if images.shape[1] == channels:
-        return images
-    if channels == 1:
-        weights = torch.as_tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
-        return torch.einsum("bchw,c->bhw", images[:, :3], weights)[:, None]
-    return images.expand(-1, channels, -1, -1)
 
 
 def learning_rate(step, opt):

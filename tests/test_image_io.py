@@ -95,3 +95,12 @@ def test_listing_missing_and_empty_folders(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     with pytest.raises(SargenError, match=r"no images .* in .*empty"):
         list_image_files(tmp_path / "empty")
+
+
+def test_batch_channel_conversion_follows_the_file_rule(tmp_path):
+    from data.image_io import to_channels
+
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    rgb = read_image(tmp_path / "c.png", 3)
+    assert torch.allclose(to_channels(rgb[None], 1)[0], read_image(tmp_path / "c.png", 1), atol=1e-6)
+    assert torch.equal(to_channels(rgb[None, :1], 3)[0, 2], rgb[0])
