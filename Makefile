@@ -24,7 +24,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 demo: demo-gatys demo-visualization demo-ugatit
 	@echo "Result pages:"
-	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html"
+	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html (metrics: metrics.json, metrics.csv)"
 	@echo "  feature visualization:  results/content_demo/VGG16/index.html, results/style_demo/VGG16/index.html"
 	@echo "  EO to SAR (U-GAT-IT):   results/eo2sar_demo/test_latest/index.html, results/eo2sar_demo/app*/"
 
@@ -33,7 +33,8 @@ demo-gatys: $(INSTALLED)
 	@set -e; weights=$(call WEIGHTS_FOR,vgg19); \
 	if [ "$$weights" = random ]; then echo "No ImageNet VGG19 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
 	$(PY) train.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights; \
-	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 2 --n_iter 150
+	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 2 --n_iter 150; \
+	$(PY) evaluate.py --results results/x2ka_demo/test_latest --vgg vgg19 --vgg_weights $$weights --gpu_ids -1
 
 demo-visualization: $(INSTALLED)
 	@set -e; weights=$(call WEIGHTS_FOR,vgg16); \

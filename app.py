@@ -1,6 +1,7 @@
 """Translate your optical images into SAR-like ones: python app.py --model_path CKPT --img PATH [options].
 
-See models/ugatit_inference.py (--tile/--overlap for large scenes, --heatmap, --device, --out).
+See models/ugatit_inference.py (--tile/--overlap for large scenes, --heatmap, --device, --out; GeoTIFF inputs
+give GeoTIFF outputs with the same georeferencing, in --out_unit).
 """
 
 from models.ugatit_inference import app_main

@@ -1,4 +1,7 @@
-"""Run a trained model on the test images: python test.py --model gatys|ugatit --dataroot DIR --name NAME."""
+"""Run a trained model on the test images: python test.py --model gatys|ugatit --dataroot DIR --name NAME.
+
+Under torchrun each rank processes every world_size-th image; rank 0 writes the page with every image.
+"""
 
 import logging
 
@@ -8,6 +11,7 @@ from data import create_dataloader, create_dataset
 from models import create_model
 from options.base_options import save_options
 from options.test_options import TestOptions
+from util import distributed
 from util.cli import progress, run_main
 from util.results import ResultsWriter, result_dir
 
@@ -15,24 +19,33 @@ logger = logging.getLogger("sargen")
 
 
 def main(argv=None):
-    """Parse options, build from the registries, process each batch and write the results page."""
+    """Parse options, build from the registries, process this rank's images and write the results page."""
     options = TestOptions()
     opt = options.parse(argv)
     dataset = create_dataset(opt)
-    dataset = Subset(dataset, range(min(opt.num_test, len(dataset)))) if opt.num_test >= 0 else dataset
+    count = len(dataset) if opt.num_test < 0 else min(opt.num_test, len(dataset))
+    positions = distributed.shard(range(count))
     model = create_model(opt)
     model.setup()
     web_dir = result_dir(opt)
     writer = ResultsWriter(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}",
                            opt.display_winsize, model.result_notes())
-    loader = create_dataloader(dataset, opt, shuffle=False)
+    names = [dataset.item_name(position) for position in range(count)]
+    if opt.skip_existing:
+        done = len(positions)
+        positions = writer.skip_finished(positions, names)
+        logger.info("--skip_existing: %d of %d images already done", done - len(positions), done)
+    position_of = {names[position]: position for position in positions}
+    loader = create_dataloader(Subset(dataset, positions), opt, shuffle=False)
     for batch in progress(loader, desc="testing", unit="batch"):
         model.set_input(batch)
         model.test()
         for result in model.get_current_results():
-            writer.add(result)
-    save_options(opt, options.parser, web_dir / "test_opt.txt")
-    logger.info("results page: %s", writer.save())
+            writer.add(result, position_of[result.name])
+    page = writer.save()
+    if distributed.is_main():
+        save_options(opt, options.parser, web_dir / "test_opt.txt")
+        logger.info("results page: %s", page)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,19 @@ def create_dataset(opt):
     return find_dataset_class(opt.dataset_mode)(opt)
 
 
+class DataLoader(torch.utils.data.DataLoader):
+    """A DataLoader that leaves out batches whose every image was skipped (--skip_bad; see BaseDataset.collate)."""
+
+    def __iter__(self):
+        """The batches, without the empty ones."""
+        return (batch for batch in super().__iter__() if batch is not None)
+
+
 def create_dataloader(dataset, opt, shuffle=None):
     """A DataLoader over `dataset` with pix2pix's batch, shuffle and worker options."""
     if shuffle is None:
         shuffle = not opt.serial_batches
-    return torch.utils.data.DataLoader(
+    return DataLoader(
         dataset,
         batch_size=opt.batch_size,
         shuffle=shuffle,

@@ -37,17 +37,21 @@ class AlignedDataset(BaseDataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        """The primary image, its paired image (if any), their paths and the category."""
+        """The primary image, its paired image (if any), their paths and the category; None if one is skipped."""
         path = self.paths[index]
         primary_image = self.read(path, self.channels[self.primary])
+        if primary_image is None:
+            return None
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:])
         item = {self.primary: self.preprocess(primary_image, params),
                 f"{self.primary}_paths": str(path), "category": category_of(path)}
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        item[self.other] = None if paired is None else self.preprocess(self.read(paired, self.channels[self.other]),
-                                                                        params)
+        paired_image = None if paired is None else self.read(paired, self.channels[self.other])
+        if paired is not None and paired_image is None:
+            return None
+        item[self.other] = None if paired is None else self.preprocess(paired_image, params)
         item[f"{self.other}_paths"] = None if paired is None else str(paired)
         return item
 

@@ -1,5 +1,11 @@
-"""The dataset base class: options hook, image loading through data/image_io, batching."""
+"""The dataset base class: options hook, image loading through data/image_io, batching.
 
+A file that cannot be read stops the run with its name; with --skip_bad it is logged once (per process) and
+left out: read() returns None, a dataset returns None for the item (or, for unaligned training, takes the
+next readable file), collate() drops None items and the loaders of data/__init__.py skip empty batches.
+"""
+
+import logging
 from pathlib import Path
 
 import torch
@@ -8,6 +14,8 @@ import torch.utils.data
 from data import transforms
 from data.image_io import IntensityScaling, read_image
 from util.errors import SargenError
+
+logger = logging.getLogger("sargen")
 
 CATEGORIES = ("building", "farmland", "road", "vegetation", "water")
 
@@ -33,10 +41,21 @@ class BaseDataset(torch.utils.data.Dataset):
             raise SargenError("--dataroot is required: the folder with your images")
         self.root = Path(opt.dataroot)
         self.scaling = IntensityScaling.from_options(opt)
+        self.skip_bad = getattr(opt, "skip_bad", False)
+        self.bad_paths = set()  # files this process found unreadable (--skip_bad)
 
     def read(self, path, channels):
-        """Read one image as a CxHxW tensor in [0, 1] with `channels` channels."""
-        return read_image(path, channels, self.scaling)
+        """Read one image as a CxHxW tensor in [0, 1] with `channels` channels; None for a bad file with --skip_bad."""
+        if str(path) in self.bad_paths:
+            return None
+        try:
+            return read_image(path, channels, self.scaling)
+        except SargenError as error:
+            if not self.skip_bad:
+                raise
+            self.bad_paths.add(str(path))
+            logger.warning("skipped (--skip_bad): %s", error)
+            return None
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""
@@ -44,9 +63,19 @@ class BaseDataset(torch.utils.data.Dataset):
             params = transforms.sample_params(self.opt, *image.shape[-2:])
         return transforms.apply_preprocess(image, self.opt, params)
 
+    def item_name(self, index):
+        """The name results of item `index` get (its source file's stem), known without reading the image."""
+        return Path(self.paths[index]).stem
+
     @staticmethod
     def collate(items):
-        """Stack equal-shaped tensors of a batch; keep everything else (paths, optional images) as lists."""
+        """Stack equal-shaped tensors of a batch; keep everything else (paths, optional images) as lists.
+
+        Items of skipped files (None) are left out; a batch of nothing but them is None.
+        """
+        items = [item for item in items if item is not None]
+        if not items:
+            return None
         batch = {}
         for key in items[0]:
             values = [item.get(key) for item in items]

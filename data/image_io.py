@@ -1,19 +1,29 @@
-"""The image reader and writer: PNG/JPEG/TIFF files <-> float tensors in [0, 1].
+"""The image reader and writer: PNG/JPEG/BMP and (Geo)TIFF files <-> float tensors in [0, 1].
 
-Scaling rule for pixel values (``--intensity_scaling``):
+TIFF files are read and written with tifffile (any dtype, one or many bands, GeoTIFF tags kept);
+PNG, JPEG and BMP, and TIFFs tifffile cannot decode (e.g. LZW or JPEG without imagecodecs), with Pillow.
+
+``--bands`` (1-based, e.g. ``1`` or ``3,2,1``) picks bands before scaling. Scaling rule for pixel
+values (``--intensity_scaling``):
 - ``auto`` (default): 8-bit images are divided by 255; 16-bit, 32-bit integer and float images
   (typical SAR amplitude or power) are mapped with the per-image ``percentile`` rule.
 - ``percentile``: values between the ``--percentiles`` (default 2 and 98) map to 0..1, clipped.
 - ``db``: values are converted to dB (10 log10, unless ``--input_unit db``) and the fixed
   ``--db_window`` (default -25..0 dB, the usual Sentinel-1 VV convention) maps to 0..1, clipped.
 - ``minmax``: the image's own minimum and maximum map to 0..1.
+The window a file was mapped with is returned by ``read_image_with_info``; ``IntensityScaling.from_unit_range``
+maps [0, 1] values back through it (dB or linear power for the db rule).
 """
 
+import argparse
+import contextlib
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image
 
@@ -21,30 +31,98 @@ from util.errors import SargenError
 from util.fileio import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_EXTENSIONS = (".tif", ".tiff")
 SCALING_MODES = ("auto", "percentile", "db", "minmax")
-PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, about 89.5 M pixels
+# Where the pixels lie: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
+# GeoAsciiParams. GDAL_METADATA and GDAL_NODATA describe the values (band names, scale/offset, no-data).
+GEOREFERENCING_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
+GDAL_VALUE_TAGS = (42112, 42113)
+TIFF_AXES_TO_HWC = {"YX": (0, 1), "YXS": (0, 1, 2), "SYX": (1, 2, 0)}  # transposes to HxW(xC)
+TIFFFILE_PHOTOMETRICS = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
+ALPHA_SAMPLES = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+
+
+def linear_to_db(values):
+    """10 log10 of linear power, floored at -100 dB."""
+    return 10.0 * np.log10(np.maximum(values, 1e-10))
+
+
+def db_to_linear(values):
+    """Linear power of dB values."""
+    return np.power(10.0, np.asarray(values) / 10.0)
 
 
 @dataclass(frozen=True)
 class IntensityScaling:
-    """How raw pixel values are mapped to [0, 1] (see the module docstring)."""
+    """Which bands are read and how their raw values map to [0, 1] (see the module docstring)."""
 
     mode: str = "auto"
     percentiles: tuple = (2.0, 98.0)
     db_window: tuple = (-25.0, 0.0)
     input_unit: str = "linear"
+    bands: tuple | None = None
+
+    OPTION_NAMES = {"mode": "intensity_scaling", "percentiles": "percentiles", "db_window": "db_window",
+                    "input_unit": "input_unit", "bands": "bands"}
 
     @classmethod
     def from_options(cls, opt):
-        """Build the rule from parsed command-line options."""
-        return cls(opt.intensity_scaling, tuple(opt.percentiles), tuple(opt.db_window), opt.input_unit)
+        """Build the rule from parsed command-line options (options `opt` lacks keep their defaults)."""
+        values = {field: getattr(opt, name) for field, name in cls.OPTION_NAMES.items() if hasattr(opt, name)}
+        return cls(**{field: tuple(value) if isinstance(value, list) else value for field, value in values.items()})
+
+    def to_window_unit(self, values):
+        """Values in the unit of the window: dB for the db rule on linear input, else unchanged."""
+        return linear_to_db(values) if self.mode == "db" and self.input_unit == "linear" else values
+
+    def window(self, values, dtype):
+        """The (low, high) values mapped to 0 and 1: fixed, or measured on `values` (already in the window unit)."""
+        mode = self.mode
+        if mode == "auto":
+            if dtype == np.uint8:
+                return 0.0, 255.0
+            mode = "percentile"
+        if mode == "percentile":
+            low, high = np.percentile(values, self.percentiles)
+            return float(low), float(high)
+        if mode == "minmax":
+            return float(values.min()), float(values.max())
+        return tuple(float(value) for value in self.db_window)
+
+    def from_unit_range(self, values, window, unit=None):
+        """Map [0, 1] values back through `window` (the inverse of the rule) to float32 in `unit`.
+
+        For the db rule `unit` is ``db`` or ``linear`` (power), by default the --input_unit; for the other
+        rules the result is in the file's own unit.
+        """
+        low, high = window
+        physical = np.float32(low) + np.asarray(values, dtype=np.float32) * np.float32(high - low)
+        if self.mode == "db" and (unit or self.input_unit) == "linear":
+            physical = db_to_linear(physical)
+        return physical.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What reading an image found and used: the window mapped to [0, 1], dtype, size and GeoTIFF tags."""
+
+    window: tuple  # (low, high) mapped to 0 and 1: in dB for the db rule, else in the file's unit
+    dtype: str  # the file's pixel type, e.g. float32
+    size: tuple  # (height, width)
+    band_count: int  # bands in the file, before --bands
+    geotags: tuple = ()  # GeoTIFF and GDAL tags as tifffile extratags (code, datatype, count, value, True)
+
+    @property
+    def georeferenced(self):
+        """Whether the file carries GeoTIFF georeferencing."""
+        return any(tag[0] in GEOREFERENCING_TAGS for tag in self.geotags)
 
 
 def parse_float_pair(text):
     """Parse 'LOW,HIGH' into two floats with LOW < HIGH (an argparse type)."""
-    import argparse
-
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
@@ -54,8 +132,21 @@ def parse_float_pair(text):
     return low, high
 
 
+def parse_band_list(text):
+    """Parse '1' or '3,2,1' into a tuple of 1-based band numbers (an argparse type)."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
+    if min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"band numbers start at 1, got '{text}'")
+    return bands
+
+
 def add_image_options(parser):
-    """Add the options of the pixel scaling rule to an argparse parser."""
+    """Add the options of band selection and the pixel scaling rule to an argparse parser."""
+    parser.add_argument("--bands", type=parse_band_list, default=None,
+                        help="1-based bands to read from multi-band images, e.g. 1 (VV) or 3,2,1 (None: all)")
     parser.add_argument("--intensity_scaling", default="auto", choices=SCALING_MODES,
                         help="how 16-bit/float pixel values map to the model range (see data/image_io.py)")
     parser.add_argument("--percentiles", type=parse_float_pair, default=(2.0, 98.0),
@@ -64,12 +155,28 @@ def add_image_options(parser):
                         help="LOW,HIGH dB window for --intensity_scaling db")
     parser.add_argument("--input_unit", default="linear", choices=("linear", "db"),
                         help="unit of float SAR pixels for --intensity_scaling db")
+    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images of more pixels (decompression-bomb guard; default Pillow's limit); "
+                             "0: no limit, e.g. for whole Sentinel-1 scenes with app.py --tile")
     return parser
+
+
+def apply_image_limits(opt):
+    """Make --max_pixels the limit of every reader (Pillow's and the TIFF check); 0 means no limit."""
+    limit = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS)
+    if limit < 0:
+        raise SargenError(f"--max_pixels {limit}: give a pixel count, or 0 for no limit")
+    Image.MAX_IMAGE_PIXELS = limit or None
 
 
 def is_image_file(path):
     """Whether `path` has one of the supported image extensions."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_tiff(path):
+    """Whether `path` names a TIFF file (.tif, .tiff)."""
+    return Path(path).suffix.lower() in TIFF_EXTENSIONS
 
 
 def list_image_files(folder, max_count=None, what="images"):
@@ -85,17 +192,72 @@ def list_image_files(folder, max_count=None, what="images"):
 
 def read_raw_array(path):
     """Read an image file into an HxWxC numpy array of its native dtype."""
+    return read_raster(path)[0]
+
+
+def read_raster(path):
+    """Read an image file into an HxWxC array of its native dtype and its GeoTIFF tags (none for non-TIFFs)."""
     path = Path(path)
+    if path.is_dir():
+        raise SargenError(f"cannot read image {path}: it is a folder, not an image file")
     if not path.is_file():
         raise SargenError(f"image not found: {path}")
+    array, geotags = read_tiff(path) if is_tiff(path) else (read_with_pillow(path), ())
+    if array.size == 0:
+        raise SargenError(f"cannot read image {path}: it has no pixels ({'x'.join(map(str, array.shape))})")
+    return array, geotags
+
+
+def max_image_pixels():
+    """The largest pixel count read: Pillow's decompression-bomb limit Image.MAX_IMAGE_PIXELS (None: no limit)."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+@contextlib.contextmanager
+def decoding(path):
+    """Turn any failure of the decoders on `path` into a one-line SargenError naming the file.
+
+    Pillow and tifffile raise many types on corrupt bytes (struct.error, zlib.error, ZeroDivisionError,
+    MemoryError, ...), so everything but sargen's own errors is caught here, around the decoder calls only.
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                array = _pil_to_array(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise SargenError(f"cannot read image {path}: {error} (corrupt, truncated or unsupported file)") from None
+        yield
+    except SargenError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise SargenError(f"cannot read image {path}: {first_line(error)} (a decompression-bomb guard: raise "
+                          f"--max_pixels, 0 for no limit, if you trust the file)") from None
+    except Exception as error:
+        raise SargenError(f"cannot read image {path}: {first_line(error)} (corrupt, truncated or unsupported "
+                          f"file)") from None
+
+
+def first_line(error):
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """Keep tifffile's log warnings about damaged files off the console (the error, if any, says it)."""
+    tiff_logger = logging.getLogger("tifffile")
+    level = tiff_logger.level
+    tiff_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        tiff_logger.setLevel(level)
+
+
+def read_with_pillow(path):
+    """Read an image file with Pillow into an HxWxC array (8-bit, 16-bit or float values kept)."""
+    with decoding(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Tag data larger than file": a damaged file fails below or reads
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # over MAX_IMAGE_PIXELS: refused
+        with Image.open(path) as image:
+            image.load()
+            array = _pil_to_array(image)
     return array if array.ndim == 3 else array[:, :, None]
 
 
@@ -112,38 +274,133 @@ def _pil_to_array(image):
     return np.asarray(image.convert("RGB"))
 
 
-def to_unit_range(array, scaling, path="image"):
-    """Map raw pixel values to float32 in [0, 1] by the scaling rule."""
+def read_tiff(path):
+    """Read a (Geo)TIFF's first image into an HxWxC array of its native dtype, with its GeoTIFF tags."""
+    with decoding(path), quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise SargenError(f"cannot read image {path}: it holds no image (corrupt or unsupported TIFF)")
+        _check_pixel_count(tif.series[0], path)
+        geotags = _geotiff_tags(tif.pages[0])
+        array = _tiff_pixels(tif, path)
+    return array, geotags
+
+
+def _check_pixel_count(series, path):
+    """Refuse, before decoding, a TIFF image of more pixels (bands not counted) than max_image_pixels()."""
+    limit = max_image_pixels()
+    pixels = 1
+    for size, axis in zip(series.shape, series.axes):
+        pixels *= 1 if axis == "S" else int(size)
+    if limit is not None and pixels > limit:
+        raise SargenError(f"cannot read image {path}: {'x'.join(map(str, series.shape))} is {pixels} pixels, more "
+                          f"than the limit of {limit} (--max_pixels, a decompression-bomb guard): raise --max_pixels "
+                          f"(0: no limit) if you trust the file, or cut it into smaller patches")
+
+
+def _geotiff_tags(page):
+    """A TIFF page's GeoTIFF and GDAL tags as tifffile extratags."""
+    tags = []
+    for code in GEOREFERENCING_TAGS + GDAL_VALUE_TAGS:
+        tag = page.tags.get(code)
+        if tag is not None:
+            value = tag.value if isinstance(tag.value, str) else tuple(np.atleast_1d(tag.value).tolist())
+            tags.append((code, int(tag.dtype), tag.count, value, True))
+    return tuple(tags)
+
+
+def _tiff_pixels(tif, path):
+    """The pixels of a TIFF's first image as HxWxC: tifffile for grey and multi-band data, Pillow for the rest."""
+    page, series = tif.pages[0], tif.series[0]
+    if page.photometric not in TIFFFILE_PHOTOMETRICS:  # palette, min-is-white, CMYK, YCbCr: Pillow converts
+        return read_with_pillow(path)
+    try:
+        array = series.asarray()
+    except ValueError as error:
+        if "imagecodecs" not in str(error):
+            raise
+        return _read_compressed_with_pillow(path, error)
+    array = _to_hwc(array, series.axes, path)
+    if page.photometric == tifffile.PHOTOMETRIC.RGB and any(sample in ALPHA_SAMPLES for sample in page.extrasamples):
+        array = array[:, :, :3]
+    return _check_dtype(array, path)
+
+
+def _read_compressed_with_pillow(path, error):
+    """Pillow's reading of a TIFF whose compression tifffile cannot decode without imagecodecs."""
+    try:
+        return read_with_pillow(path)
+    except SargenError:
+        raise SargenError(f"cannot read image {path}: {error} (pip install imagecodecs, or save the file "
+                          f"uncompressed or with deflate compression)") from None
+
+
+def _to_hwc(array, axes, path):
+    """An image of tifffile axes (YX, YXS or SYX, after dropping length-1 axes) as HxWxC; else an error."""
+    kept = [index for index, axis in enumerate(axes) if axis in "YX" or array.shape[index] > 1]
+    shape, axes = array.shape, "".join(axes[index] for index in kept)
+    array = array.reshape([shape[index] for index in kept])
+    if axes not in TIFF_AXES_TO_HWC:
+        raise SargenError(f"cannot read image {path}: unsupported TIFF layout {'x'.join(map(str, shape))} "
+                          f"(axes {axes}); sargen reads one image per file, HxW or with its bands as samples "
+                          f"(HxWxBANDS or BANDSxHxW, as GDAL writes): save a band stack with "
+                          f"tifffile.imwrite(path, bands, planarconfig='separate')")
+    array = array.transpose(TIFF_AXES_TO_HWC[axes])
+    return array if array.ndim == 3 else array[:, :, None]
+
+
+def _check_dtype(array, path):
+    """Refuse complex pixels; turn 1-bit images into 8-bit 0/255 as Pillow does."""
+    if np.iscomplexobj(array):
+        raise SargenError(f"{path} holds complex (SLC) pixels: convert them to intensity |s|^2 or amplitude first")
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    return array
+
+
+def select_bands(array, bands, path="image"):
+    """The 1-based `bands` of an HxWxC array, in that order (all bands when `bands` is None)."""
+    if bands is None:
+        return array
+    count = array.shape[2]
+    missing = [band for band in bands if not 1 <= band <= count]
+    if missing:
+        raise SargenError(f"--bands {','.join(map(str, bands))}: {path} has {count} band(s), no band {missing[0]}")
+    return array[:, :, [band - 1 for band in bands]]
+
+
+def scale_to_unit_range(array, scaling, path="image"):
+    """Map raw pixel values to float32 in [0, 1] by the scaling rule; return them and the (low, high) window."""
     values = array.astype(np.float32)
     if not np.isfinite(values).all():
         raise SargenError(f"{path} has NaN or infinite pixels: mask or fill them before use")
-    mode = scaling.mode
-    if mode == "auto":
-        if array.dtype == np.uint8:
-            return values / 255.0
-        mode = "percentile"
-    if mode == "percentile":
-        low, high = np.percentile(values, scaling.percentiles)
-    elif mode == "minmax":
-        low, high = float(values.min()), float(values.max())
-    else:
-        if scaling.input_unit == "linear":
-            values = 10.0 * np.log10(np.maximum(values, 1e-10))
-        low, high = scaling.db_window
-    if high <= low:
-        return np.zeros_like(values)
-    return np.clip((values - np.float32(low)) / np.float32(high - low), 0.0, 1.0).astype(np.float32)
+    values = scaling.to_window_unit(values)
+    low, high = scaling.window(values, array.dtype)
+    if not high > low:
+        return np.zeros_like(values), (low, high)
+    with np.errstate(over="ignore"):  # values far outside the window may overflow to +-inf: clipped below
+        span = np.float32(high - low)
+        if np.isfinite(span):
+            scaled = (values - np.float32(low)) / span
+        else:  # a window wider than float32's range (pixels near +-3.4e38): inf / inf would be NaN
+            scaled = (values.astype(np.float64) - low) / (high - low)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32), (low, high)
 
 
-def convert_channels(array, channels):
+def to_unit_range(array, scaling, path="image"):
+    """Map raw pixel values to float32 in [0, 1] by the scaling rule."""
+    return scale_to_unit_range(array, scaling, path)[0]
+
+
+def convert_channels(array, channels, path="image"):
     """Give an HxWxC float array `channels` channels (1: luminance, 3: grey repeated)."""
     if channels is None or array.shape[2] == channels:
         return array
-    if channels == 1:
-        return (array[:, :, :3] @ LUMINANCE_WEIGHTS)[:, :, None]
+    if channels == 1 and array.shape[2] == 3:
+        return (array @ LUMINANCE_WEIGHTS)[:, :, None]
     if channels == 3 and array.shape[2] == 1:
         return np.repeat(array, 3, axis=2)
-    raise SargenError(f"cannot convert a {array.shape[2]}-channel image to {channels} channels")
+    raise SargenError(f"cannot convert the {array.shape[2]} bands of {path} to {channels} channel(s): pick 1 or 3 "
+                      f"bands with --bands (e.g. --bands 1 or --bands 3,2,1)")
 
 
 def to_channels(images, channels):
@@ -156,11 +413,18 @@ def to_channels(images, channels):
     return images.expand(-1, channels, -1, -1)
 
 
+def read_image_with_info(path, channels=None, scaling=IntensityScaling()):
+    """Read an image as read_image does; also return its RasterInfo (window used, dtype, size, GeoTIFF tags)."""
+    raw, geotags = read_raster(path)
+    array, window = scale_to_unit_range(select_bands(raw, scaling.bands, path), scaling, path)
+    array = convert_channels(array, channels, path)
+    info = RasterInfo(window, str(raw.dtype), tuple(raw.shape[:2]), raw.shape[2], geotags)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), info
+
+
 def read_image(path, channels=None, scaling=IntensityScaling()):
     """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels."""
-    array = to_unit_range(read_raw_array(path), scaling, path)
-    array = convert_channels(array, channels)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return read_image_with_info(path, channels, scaling)[0]
 
 
 def tensor_to_uint8(image, value_range=(0.0, 1.0)):
@@ -172,17 +436,42 @@ def tensor_to_uint8(image, value_range=(0.0, 1.0)):
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
+def tensor_to_physical(image, scaling, window, unit=None, value_range=(0.0, 1.0)):
+    """A CxHxW float tensor in `value_range` as an HxWxC float32 array in the scaling rule's physical unit."""
+    low, high = value_range
+    unit_values = ((image.detach().float().cpu().clamp(low, high) - low) / (high - low)).numpy()
+    return scaling.from_unit_range(unit_values.transpose(1, 2, 0), window, unit)
+
+
 def write_image(image, path, value_range=(0.0, 1.0)):
     """Write a uint8 HxW(xC) array or a CxHxW float tensor in `value_range` to `path` atomically."""
     path = Path(path)
     if isinstance(image, torch.Tensor):
         image = tensor_to_uint8(image, value_range)
+    if is_tiff(path):
+        return write_raster(image, path)
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     file_format = PIL_FORMATS.get(path.suffix.lower())
     if file_format is None:
-        raise SargenError(f"cannot write {path}: use one of {', '.join(PIL_FORMATS)}")
+        raise SargenError(f"cannot write {path}: use one of {', '.join(IMAGE_EXTENSIONS)}")
     with atomic_path(path) as temp_path:
         Image.fromarray(image).save(temp_path, format=file_format)
     return path
+
+
+def write_raster(array, path, geotags=()):
+    """Write an HxW or HxWxC array as a (Geo)TIFF carrying `geotags` (from RasterInfo), atomically.
+
+    Bands are stored pixel-interleaved, uncompressed, as GDAL does by default; 3-band 8-bit images as RGB.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    rgb = array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
+    with atomic_path(path) as temp_path:
+        tifffile.imwrite(temp_path, array, photometric="rgb" if rgb else "minisblack",
+                         planarconfig="contig" if array.ndim == 3 else None, metadata=None, software="sargen",
+                         extratags=list(geotags))
+    return Path(path)

@@ -34,7 +34,9 @@ class SingleDataset(BaseDataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        """One source image and its path."""
+        """One source image and its path; None if the file is skipped (--skip_bad)."""
         path = self.paths[index]
-        image = self.preprocess(self.read(path, self.opt.input_nc))
-        return {"A": image, "A_paths": str(path), "category": category_of(path)}
+        image = self.read(path, self.opt.input_nc)
+        if image is None:
+            return None
+        return {"A": self.preprocess(image), "A_paths": str(path), "category": category_of(path)}

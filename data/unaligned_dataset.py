@@ -10,6 +10,7 @@ and randomly cropped to img_size for training, as in U-GAT-IT, and resized to im
 
 import argparse
 import random
+from pathlib import Path
 
 from data import transforms
 from data.base_dataset import BaseDataset, category_of
@@ -47,6 +48,10 @@ class UnalignedDataset(BaseDataset):
                                                f"domain {domain} images")
                       for domain in domains}
 
+    def item_name(self, index):
+        """The stem of the source-domain file of item `index`."""
+        return Path(next(iter(self.paths.values()))[index]).stem
+
     def domain_channels(self, domain):
         """Channels of a domain's images, read from the options at load time (the model may set them)."""
         return self.opt.input_nc if domain == "A" else self.opt.output_nc
@@ -55,16 +60,34 @@ class UnalignedDataset(BaseDataset):
         """Training: the larger domain's image count (pix2pix); testing: the source domain's."""
         return max(len(paths) for paths in self.paths.values())
 
+    def read_domain_image(self, domain, index):
+        """(path, image) at `index` of `domain`: None for a skipped file, in training the next readable one instead.
+
+        The replacement depends only on the index and the files, so a resumed run reads the same images.
+        """
+        paths = self.paths[domain]
+        attempts = len(paths) if self.opt.is_train else 1
+        for offset in range(attempts):
+            path = paths[(index + offset) % len(paths)]
+            image = self.read(path, self.domain_channels(domain))
+            if image is not None:
+                break
+        if image is None and self.opt.is_train:
+            raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
+                              f"(--skip_bad skipped them all)")
+        return path, image
+
     def load_domain_image(self, domain, index, rng):
-        """Read one image of `domain`, then resize, crop and flip it with parameters drawn from `rng`."""
-        path = self.paths[domain][index % len(self.paths[domain])]
+        """Read one image of `domain` (None if skipped), then resize, crop and flip it with parameters from `rng`."""
+        path, image = self.read_domain_image(domain, index)
+        if image is None:
+            return None, str(path)
         opt = preprocess_options(self.opt)
-        image = self.read(path, self.domain_channels(domain))
         params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
         return transforms.apply_preprocess(image, opt, params), str(path)
 
     def __getitem__(self, index):
-        """An item; `index` is an int, or (a_index, b_index, seed) from the U-GAT-IT training sampler."""
+        """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler."""
         if isinstance(index, (tuple, list)):
             a_index, b_index, seed = index
             rng = random.Random(seed)
@@ -79,6 +102,8 @@ class UnalignedDataset(BaseDataset):
             else:
                 position = a_index
             image, path = self.load_domain_image(domain, position, rng)
+            if image is None:
+                return None
             item[domain] = image
             item[f"{domain}_paths"] = path
         item["category"] = category_of(item[f"{next(iter(self.paths))}_paths"])

@@ -8,6 +8,7 @@ Gram (``total``), the paired real target image (``real``) or a target-band train
 """
 
 import logging
+import math
 import random
 import time
 import zlib
@@ -15,6 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from torch.utils.data import Subset
 
 from data.base_dataset import category_of
 from data.image_io import IntensityScaling, list_image_files, read_image, to_channels
@@ -22,7 +24,8 @@ from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
 from models.image_optimizers import make_image_optimizer
 from models.losses import content_loss, gram_matrix, style_loss
-from models.vgg import BACKBONES, NORMALIZATION, VGGFeatures, parse_layers
+from models.vgg import NORMALIZATION, VGGFeatures, add_vgg_options, parse_layers
+from util import distributed
 from util.checkpoint import check_format, load_checkpoint, save_checkpoint
 from util.cli import progress
 from util.device import autocast_dtype
@@ -44,12 +47,7 @@ class GatysModel(BaseModel):
         """Add the VGG, layer, loss and optimizer options; images default to 256 px, unflipped."""
         parser.set_defaults(dataset_mode="aligned", load_size=256, crop_size=256, no_flip=True,
                             sides="B" if is_train else "A,B")
-        parser.add_argument("--vgg", default="vgg19", choices=BACKBONES, help="VGG backbone")
-        parser.add_argument("--vgg_weights", default="imagenet",
-                            help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH")
-        parser.add_argument("--vgg_seed", type=int, default=0, help="seed of --vgg_weights random")
-        parser.add_argument("--style_layer", default="0,1,2,3,4",
-                            help="style layers: block indices 0-4 (last ReLU of each block) or names like relu3_1")
+        add_vgg_options(parser, "style loss")
         parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                             help="VGG arithmetic; auto = bfloat16 where the hardware has it (losses stay float32)")
         if is_train:
@@ -120,8 +118,7 @@ class GatysModel(BaseModel):
     def setup(self):
         """Before testing, load the saved Gram file if the style source needs it."""
         if self.is_train:
-            self.gram_sums, self.category_sums, self.category_counts, self.image_count = {}, {}, {}, 0
-            self.image_size = None
+            self.sums, self.image_size = {}, None
         elif self.opt.style_source == "total":
             self.saved_grams = self.load_grams(self.gram_path)
         if not self.is_train and self.opt.style_source == "style":
@@ -129,14 +126,14 @@ class GatysModel(BaseModel):
                                                 what="style images (--style_source style)")
 
     def training_batches(self, dataset):
-        """One pass over the target-band training images."""
+        """One pass over this rank's share of the target-band training images (all of them without torchrun)."""
         from data import create_dataloader
 
-        return create_dataloader(dataset, self.opt, shuffle=False)
+        return create_dataloader(Subset(dataset, distributed.shard(range(len(dataset)))), self.opt, shuffle=False)
 
     def num_training_steps(self, dataset):
-        """Batches in one pass."""
-        return -(-len(dataset) // self.opt.batch_size)
+        """Batches in this rank's pass."""
+        return -(-len(distributed.shard(range(len(dataset)))) // self.opt.batch_size)
 
     def set_input(self, batch):
         """Take a batch: target images (train) or source images with optional paired targets (test)."""
@@ -151,35 +148,42 @@ class GatysModel(BaseModel):
 
     @torch.inference_mode()
     def optimize_parameters(self):
-        """Add the batch's Gram matrices to the running sums, overall and per category."""
+        """Add the batch's Gram matrices (float64) to the running sums, overall and per category, and count images."""
         grams = self.grams(self.features(self.real_B, precision=False))
         self.image_size = list(self.real_B.shape[-2:])
         for index, category in enumerate(self.categories):
-            self.category_counts[category] = self.category_counts.get(category, 0) + 1
-            sums = self.category_sums.setdefault(category, {})
+            self.accumulate(("count", category), torch.ones((), dtype=torch.float64, device=self.device))
             for name, gram in grams.items():
-                sums[name] = sums.get(name, 0) + gram[index].double()
+                self.accumulate(("category", category, name), gram[index].double())
         for name, gram in grams.items():
-            self.gram_sums[name] = self.gram_sums.get(name, 0) + gram.double().sum(0)
-        self.image_count += len(self.categories)
+            self.accumulate(("gram", name), gram.double().sum(0))
+
+    def accumulate(self, key, value):
+        """Add `value` to the sum `key`: ("gram", layer), ("category", category, layer) or ("count", category)."""
+        self.sums[key] = self.sums[key] + value if key in self.sums else value
 
     def finish_training(self):
-        """Save the mean Grams and their metadata atomically."""
-        if self.image_count == 0:
+        """Sum the Grams and counts of every rank; rank 0 saves the mean Grams and their metadata atomically."""
+        sums = distributed.all_reduce_sum(distributed.with_keys_of_all_ranks(self.sums))
+        counts = {key[1]: round(float(total)) for key, total in sums.items() if key[0] == "count"}
+        image_count = sum(counts.values())
+        if image_count == 0:
             raise SargenError("no training images were read: nothing to save")
+        if not distributed.is_main():
+            return
         payload = {
             "kind": GRAM_KIND, **self.metadata(),
             "gram_formula": "F F^T / (C H W)",
-            "image_size": self.image_size, "image_count": self.image_count,
-            "categories": dict(sorted(self.category_counts.items())),
-            "gram": {name: (total / self.image_count).float() for name, total in self.gram_sums.items()},
-            "category_gram": {category: {name: (total / self.category_counts[category]).float()
-                                         for name, total in sums.items()}
-                              for category, sums in sorted(self.category_sums.items())},
+            "image_size": self.image_size, "image_count": image_count,
+            "categories": dict(sorted(counts.items())),
+            "gram": {name: (sums[("gram", name)] / image_count).float() for name in self.style_layers},
+            "category_gram": {category: {name: (sums[("category", category, name)] / count).float()
+                                         for name in self.style_layers}
+                              for category, count in sorted(counts.items())},
             "dataroot": str(self.opt.dataroot),
         }
         save_checkpoint(payload, self.gram_path)
-        logger.info("saved the mean Gram of %d images (%s) to %s", self.image_count,
+        logger.info("saved the mean Gram of %d images (%s) to %s", image_count,
                     ", ".join(f"{key} {value}" for key, value in payload["categories"].items()), self.gram_path)
 
     # ---- test.py: image optimization ------------------------------------------------------------
@@ -276,14 +280,27 @@ class GatysModel(BaseModel):
         self.fake_B = images.detach()
         with torch.no_grad():
             self.final_losses = self.losses(self.fake_B, content_targets, style_targets, precision=False)
+        total, style, content = self.final_losses
+        for index in range(len(self.curves)):
+            self.stop_if_not_finite(index, opt.n_iter, {"total": float(total[index]), "style": float(style[index]),
+                                                        "content": float(content[index])})
 
     def record(self, step, total, style, content):
-        """Append the step's per-image losses to the loss curves."""
+        """Append the step's per-image losses to the loss curves; stop when one is NaN or infinite."""
         total, style, content = total.detach(), style.detach(), content.detach()
         for index, curve in enumerate(self.curves):
-            curve.append({"step": step, "seconds": time.perf_counter() - self.start_time,
-                          "total": float(total[index]), "style": float(style[index]),
-                          "content": float(content[index])})
+            point = {"step": step, "seconds": time.perf_counter() - self.start_time,
+                     "total": float(total[index]), "style": float(style[index]), "content": float(content[index])}
+            self.stop_if_not_finite(index, step, point)
+            curve.append(point)
+
+    def stop_if_not_finite(self, index, step, losses):
+        """Stop the run, naming the image, the step and the loss term, when one of `losses` is NaN or infinite."""
+        for term in ("style", "content", "total"):
+            if not math.isfinite(losses[term]):
+                raise SargenError(f"non-finite loss of image {Path(self.image_paths[index]).stem} at step {step}: "
+                                  f"{term} = {losses[term]} (lower --lr, --lambda_style or --lambda_content, "
+                                  f"or check the image)")
 
     def get_current_results(self):
         """Each image's visuals, final losses (float32) and MSE against the real target when there is one."""

@@ -19,7 +19,7 @@ from models.ugatit_networks import (
     generator_config_from_state_dict,
     load_state_dict_strict,
 )
-from util.checkpoint import load_checkpoint
+from util.checkpoint import FORMAT_KEY, check_version, load_checkpoint
 from util.errors import SargenError
 
 GENERATOR_NAMES = ("genA2B", "genB2A")
@@ -36,12 +36,14 @@ def checkpoint_path(save_dir, epoch):
 
 
 def read_checkpoint(path):
-    """Load a U-GAT-IT checkpoint (weights_only) and check that it holds at least one generator."""
+    """Load a U-GAT-IT checkpoint (weights_only), check that it holds a generator and, if sargen's, its version."""
     payload = load_checkpoint(path, "U-GAT-IT checkpoint")
     if not isinstance(payload, dict) or not any(name in payload for name in GENERATOR_NAMES):
         found = ", ".join(sorted(map(str, payload))[:6]) if isinstance(payload, dict) else type(payload).__name__
         raise SargenError(f"{path} is not a U-GAT-IT checkpoint: expected the state dicts "
                           f"{', '.join(NETWORK_NAMES)}, found {found or 'nothing'}")
+    if FORMAT_KEY in payload or SARGEN_STATE_KEY in payload:  # reference-code files carry neither
+        check_version(payload, path)
     return payload
 
 

@@ -1,11 +1,16 @@
 """U-GAT-IT inference: the fast translation path, tiled translation of large scenes, and app.py's logic.
 
-The fast path runs the generator in inference mode under bfloat16 autocast where the hardware has
-native bfloat16 (normalization layers stay float32, which keeps outputs close to the float32 forward),
-with channels_last memory on CUDA. ``--precision float32`` runs the plain float32 forward, bit for bit.
+The fast path runs the generator in inference mode with its convolutions in bfloat16 where the hardware
+has native bfloat16, and channels_last memory on CUDA. Four things stay float32 and keep the output
+close to the float32 forward: the normalization layers (their statistics need the precision), the small
+linear layers (CAM, gamma/beta MLP), the encoder's stem convolutions before the residual blocks and the
+output convolution (together about 7% of the arithmetic at 256 px): they see the image itself or make
+the output, and rounding either to bfloat16 alone costs about half a grey level on average.
+``--precision float32`` runs the plain float32 forward, bit for bit.
 """
 
 import argparse
+import copy
 import functools
 import logging
 from pathlib import Path
@@ -15,10 +20,22 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from data.image_io import IntensityScaling, read_image, write_image
+from data.image_io import (
+    GEOREFERENCING_TAGS,
+    IntensityScaling,
+    add_image_options,
+    apply_image_limits,
+    is_tiff,
+    parse_float_pair,
+    read_image_with_info,
+    tensor_to_physical,
+    tensor_to_uint8,
+    write_image,
+    write_raster,
+)
 from data.single_dataset import resolve_image_paths
 from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
-from models.ugatit_networks import BOTTLENECK_SCALE, AdaptiveInstanceLayerNorm, InstanceLayerNorm
+from models.ugatit_networks import BOTTLENECK_SCALE, AdaptiveInstanceLayerNorm, InstanceLayerNorm, ResnetBlock
 from util.cli import progress
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -27,6 +44,7 @@ from util.visuals import heatmap_overlay
 logger = logging.getLogger("sargen")
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+OUT_UNITS = ("db", "linear", "uint8")
 NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.InstanceNorm2d)
 
 
@@ -35,21 +53,53 @@ def _float32_inputs(module, inputs):
     return tuple(value.float() if torch.is_tensor(value) else value for value in inputs)
 
 
+def _inputs_in_weight_dtype(module, inputs):
+    """Forward pre-hook: cast a convolution's or linear layer's inputs to the dtype of its weights."""
+    return tuple(value.to(module.weight.dtype) if torch.is_tensor(value) else value for value in inputs)
+
+
+def float32_convolutions(generator):
+    """The encoder's convolutions before its first residual block, and the output convolution."""
+    stem = []
+    for module in generator.DownBlock:
+        if isinstance(module, ResnetBlock):
+            break
+        if isinstance(module, nn.Conv2d):
+            stem.append(module)
+    output = [module for module in generator.UpBlock2 if isinstance(module, nn.Conv2d)][-1]
+    return stem + [output]
+
+
+def use_mixed_precision(generator, dtype):
+    """Store the generator's convolutions in `dtype` but a few in float32; return the pre-hooks that cast inputs."""
+    stem = {id(module) for module in float32_convolutions(generator)}
+    hooks = []
+    for module in generator.modules():
+        if isinstance(module, nn.Conv2d):
+            if id(module) not in stem:
+                module.to(dtype)
+            hooks.append(module.register_forward_pre_hook(_inputs_in_weight_dtype))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_pre_hook(_inputs_in_weight_dtype))
+        elif isinstance(module, NORMALIZATION_TYPES):
+            hooks.append(module.register_forward_pre_hook(_float32_inputs))
+    return hooks
+
+
 class Translator:
     """A generator in eval mode on a device, run with the fast inference settings."""
 
     def __init__(self, generator, device, precision="auto"):
-        """Move `generator` to `device` and choose autocast and memory layout for `precision`."""
+        """Move `generator` to `device` and choose arithmetic and memory layout for `precision`."""
         self.device = torch.device(device)
         self.dtype = autocast_dtype(self.device, precision)
         self.channels_last = self.device.type == "cuda" and precision != "float32"
+        if self.dtype is not None:
+            generator = copy.deepcopy(generator)  # the caller's network keeps its float32 weights
         self.generator = generator.eval().requires_grad_(False).to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
-        self.hooks = []
-        if self.dtype is not None:
-            self.hooks = [module.register_forward_pre_hook(_float32_inputs)
-                          for module in self.generator.modules() if isinstance(module, NORMALIZATION_TYPES)]
+        self.hooks = use_mixed_precision(self.generator, self.dtype) if self.dtype is not None else []
 
     @property
     def input_nc(self):
@@ -70,8 +120,7 @@ class Translator:
             images = images.to(self.device)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-                output, cam_logit, heatmap = self.generator(images)
+            output, cam_logit, heatmap = self.generator(images)
             return output.float().cpu(), cam_logit.float().cpu(), heatmap.float().cpu()
 
 
@@ -295,6 +344,13 @@ def build_app_parser():
     parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="genA2B or genB2A")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: bfloat16 where the hardware has it; float32: the plain forward, bit for bit")
+    parser.add_argument("--out_unit", default="db", choices=OUT_UNITS,
+                        help="value unit of .tif outputs: float32 dB or linear power through --out_db_window, "
+                             "or uint8 grey levels as in PNG outputs")
+    parser.add_argument("--out_db_window", type=parse_float_pair, default=(-25.0, 0.0),
+                        help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs): the "
+                             "window the SAR training images (domain B) were scaled with")
+    add_image_options(parser)  # how input images are read: --bands, --intensity_scaling, ...
     return parser
 
 
@@ -316,14 +372,14 @@ def choose_device(name):
 
 
 def output_paths(image_paths, out):
-    """gen_sar_NAME.png in folder `out` for each input, or the file `out` itself for a single input."""
+    """gen_sar_NAME.png (.tif for TIFF inputs) in folder `out` for each input, or the file `out` for a single input."""
     out = Path(out)
     if out.suffix and not out.is_dir():
         if len(image_paths) > 1:
             raise SargenError(f"--out {out} is a file name but --img names {len(image_paths)} images: "
                               f"give a folder")
         return [out]
-    return [out / f"gen_sar_{path.stem}.png" for path in image_paths]
+    return [out / f"gen_sar_{path.stem}{'.tif' if is_tiff(path) else '.png'}" for path in image_paths]
 
 
 def heatmap_path(path):
@@ -341,29 +397,64 @@ def resize_image(image, size):
 
 def translate_file(translator, path, args):
     """Translate one image file as app.py does; return the output and, with --heatmap, the heatmap overlay."""
-    output, heatmap, source = translate_source(translator, path, args)
+    output, heatmap, _ = translate_raster(translator, path, args)
+    return output, heatmap
+
+
+def translate_raster(translator, path, args):
+    """translate_file, also returning the input's RasterInfo (scaling window, size, GeoTIFF tags)."""
+    output, heatmap, source, info = translate_source(translator, path, args)
     if not args.heatmap:
-        return output, None
-    return output, heatmap_overlay(heatmap, resize_image(source, output.shape[-2:]))
+        return output, None, info
+    return output, heatmap_overlay(heatmap, resize_image(source, output.shape[-2:])), info
 
 
 def translate_source(translator, path, args):
-    """Translate one image file as app.py does; return (output in [-1, 1], raw heatmap, source image)."""
-    source = read_image(path, translator.input_nc, IntensityScaling()) * 2.0 - 1.0
+    """Translate one image file as app.py does; return (output in [-1, 1], raw heatmap, source image, RasterInfo).
+
+    The input is read with the image options (--bands, --intensity_scaling, ...; defaults when `args` lacks
+    them). A georeferenced input is translated back to its own size, so the result overlays it.
+    """
+    source, info = read_image_with_info(path, translator.input_nc, IntensityScaling.from_options(args))
+    source = source * 2.0 - 1.0
     if args.tile:
         output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch,
                                           args.tile_passes)
-        return output, heatmap, source
+        return output, heatmap, source, info
     size = translator.generator.img_size
     resized = resize_image(source, size)
     output, heatmap = translate_whole(translator, resized)
-    output = resize_image(output, args.out_img_size or source.shape[-2:])
-    return output, heatmap, source
+    keep_size = info.georeferenced or not args.out_img_size
+    output = resize_image(output, source.shape[-2:] if keep_size else args.out_img_size)
+    return output, heatmap, source, info
+
+
+def write_output(output, target, info, args):
+    """Write an output in [-1, 1]: a .tif in --out_unit with the input's georeferencing, else 8-bit PNG/JPEG.
+
+    Only the georeferencing tags are copied: the input's GDAL metadata and no-data value (band names,
+    scale/offset, statistics) describe its own values, not the generated SAR.
+    """
+    if not is_tiff(target):
+        if info.georeferenced:
+            logger.warning("%s: georeferencing is kept only in .tif outputs", target)
+        return write_image(output, target, value_range=(-1.0, 1.0))
+    geotags = [tag for tag in info.geotags if tag[0] in GEOREFERENCING_TAGS]
+    return write_raster(output_values(output, args), target, geotags)
+
+
+def output_values(output, args):
+    """An output in [-1, 1] as an HxWxC array in --out_unit: dB or linear power via --out_db_window, or 8-bit."""
+    if args.out_unit == "uint8":
+        return tensor_to_uint8(output, (-1.0, 1.0))
+    scaling = IntensityScaling("db", db_window=args.out_db_window)
+    return tensor_to_physical(output, scaling, scaling.db_window, args.out_unit, value_range=(-1.0, 1.0))
 
 
 def app_main(argv=None):
-    """app.py: translate each image named by --img and write gen_sar_NAME.png (and the heatmap)."""
+    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap)."""
     args = build_app_parser().parse_args(argv)
+    apply_image_limits(args)
     if args.tile and (args.overlap < 0 or (args.tile_batch or 1) < 1 or args.tile_passes < 1):
         raise SargenError(f"--overlap {args.overlap} must be >= 0, --tile_batch {args.tile_batch} and "
                           f"--tile_passes {args.tile_passes} >= 1")
@@ -373,8 +464,8 @@ def app_main(argv=None):
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
     logger.info("%s: %s", args.model_path, translator.description)
     for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
-        output, heatmap = translate_file(translator, path, args)
-        write_image(output, target, value_range=(-1.0, 1.0))
+        output, heatmap, info = translate_raster(translator, path, args)
+        write_output(output, target, info, args)
         if args.heatmap:
             write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
         logger.info("wrote %s", target)

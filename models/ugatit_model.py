@@ -8,16 +8,23 @@ image; translation heatmap and image; reconstruction heatmap and image).
 
 Channels: --input_nc is domain A's (trainA, testA) and --output_nc domain B's. Identity mappings
 feed an image to the generator of its own domain, converted to that generator's input channels.
+
+Under torchrun (several processes) each rank trains on its own share of every step's samples
+(--batch_size per rank), the two passes of a step run through DistributedDataParallel, the losses are
+averaged over the ranks, and rank 0 alone writes checkpoints, logs and the HTML page.
 """
 
 import argparse
+import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from data.base_dataset import BaseDataset
@@ -49,6 +56,7 @@ from models.ugatit_networks import (
 )
 from options.base_options import non_negative_int, positive_int
 from options.train_options import add_iterative_training_options
+from util import distributed
 from util.checkpoint import alias_checkpoint, save_checkpoint
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -61,6 +69,7 @@ logger = logging.getLogger("sargen")
 LOSS_NAMES = ("D_A", "D_B", "G_adv_A", "G_adv_B", "G_cycle_A", "G_cycle_B", "G_identity_A", "G_identity_B",
               "G_cam_A", "G_cam_B", "D", "G")
 ADAM_BETAS = (0.5, 0.999)
+DOMAIN_DISCRIMINATORS = {"A": ("disGA", "disLA"), "B": ("disGB", "disLB")}
 
 
 def str2bool(text):
@@ -108,11 +117,81 @@ def weighted_generator_loss(losses, opt):
             + opt.identity_weight * losses["identity"] + opt.cam_weight * losses["cam"])
 
 
+def discriminator_losses(outputs, opt):
+    """{D_A, D_B} from DiscriminatorPasses' outputs."""
+    return {f"D_{domain}": discriminator_domain_loss(outputs[f"real_{domain}"], outputs[f"fake_{domain}"], opt)
+            for domain in "AB"}
+
+
+def generator_losses(losses_A, losses_B, opt):
+    """{G_adv_A, ..., G_cam_B} from both domains' generator losses, and their weighted total G."""
+    named = {f"G_{key}_{domain}": value for domain, losses in (("A", losses_A), ("B", losses_B))
+             for key, value in losses.items()}
+    named["G"] = weighted_generator_loss(losses_A, opt) + weighted_generator_loss(losses_B, opt)
+    return named
+
+
 def set_requires_grad(networks, flag):
     """Switch gradient tracking of every parameter of `networks`."""
     for network in networks:
         for parameter in network.parameters():
             parameter.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def frozen(networks):
+    """Within the block `networks` build no graph for their own parameters (only input gradients pass)."""
+    set_requires_grad(networks, False)
+    try:
+        yield
+    finally:
+        set_requires_grad(networks, True)
+
+
+def discriminate(discriminators, images):
+    """[(patch logit, CAM logit)] of each of `discriminators` on `images`, as float32."""
+    outputs = []
+    for discriminator in discriminators:
+        logit, cam_logit, _ = discriminator(images)
+        outputs.append((logit.float(), cam_logit.float()))
+    return outputs
+
+
+class GeneratorPasses(nn.Module):
+    """Every generator pass of a training step in one forward call (DistributedDataParallel allows one per backward)."""
+
+    def __init__(self, genA2B, genB2A):
+        """Hold both generators."""
+        super().__init__()
+        self.genA2B, self.genB2A = genA2B, genB2A
+
+    def forward(self, real_A, real_B):
+        """The translations, then each generator's reconstruction and identity passes batched into one call."""
+        genA2B, genB2A = self.genA2B, self.genB2A
+        fake_A2B, cam_logit_A2B, heatmap_A2B = genA2B(real_A)
+        fake_B2A, cam_logit_B2A, heatmap_B2A = genB2A(real_B)
+        batch = real_A.shape[0]
+        to_A, cam_to_A, _ = genB2A(torch.cat([fake_A2B, to_channels(real_A, genB2A.input_nc)]))
+        to_B, cam_to_B, _ = genA2B(torch.cat([fake_B2A, to_channels(real_B, genA2B.input_nc)]))
+        return {"fake_A2B": fake_A2B, "cam_logit_A2B": cam_logit_A2B, "heatmap_A2B": heatmap_A2B,
+                "fake_B2A": fake_B2A, "cam_logit_B2A": cam_logit_B2A, "heatmap_B2A": heatmap_B2A,
+                "fake_A2B2A": to_A[:batch], "fake_A2A": to_A[batch:], "cam_logit_A2A": cam_to_A[batch:],
+                "fake_B2A2B": to_B[:batch], "fake_B2B": to_B[batch:], "cam_logit_B2B": cam_to_B[batch:]}
+
+
+class DiscriminatorPasses(nn.Module):
+    """Every discriminator pass of the discriminator update in one forward call, in the reference's order."""
+
+    def __init__(self, networks):
+        """Hold the four discriminators of `networks` (a {name: module} mapping)."""
+        super().__init__()
+        self.networks = nn.ModuleDict({name: networks[name] for name in DISCRIMINATOR_NAMES})
+
+    def forward(self, real_A, real_B, fake_A, fake_B):
+        """{real_A, real_B, fake_A, fake_B: [(patch logit, CAM logit)] of the global and the local discriminator}."""
+        images = {"real_A": real_A, "real_B": real_B, "fake_A": fake_A, "fake_B": fake_B}
+        return {label: discriminate([self.networks[name] for name in DOMAIN_DISCRIMINATORS[label[-1]]], batch)
+                for label, batch in images.items()}
 
 
 def check_discriminator_size(img_size, global_layers):
@@ -129,20 +208,31 @@ def check_discriminator_size(img_size, global_layers):
 
 
 class TrainingSampler(Sampler):
-    """(a_index, b_index, seed) per sample of steps start_step+1 .. iteration, reproducible from any step.
+    """(a_index, b_index, seed) per sample of this rank for steps start_step+1 .. iteration, reproducible from any step.
 
-    Each domain is read in a fresh seeded permutation per pass (in order with --serial_batches), and
-    each sample's crop/flip seed depends only on its position, so a resumed run sees the same data.
+    Samples are numbered globally: step s (from 0) reads positions s * G .. s * G + G - 1 with G = batch_size *
+    world_size, and rank r reads block r (batch_size positions) of them. The ranks' shares are thus disjoint and
+    together read what one process with batch size G reads. Each domain is read in a fresh seeded permutation per
+    pass (in order with --serial_batches), and each sample's crop/flip seed derives from the seed and its position
+    only, so every rank draws its own deterministic crops and a resumed run sees the same data.
     """
 
-    def __init__(self, counts, batch_size, start_step, iteration, seed, serial=False):
-        """Remember the domain sizes and the range of samples to yield."""
+    def __init__(self, counts, batch_size, start_step, iteration, seed, serial=False, rank=0, world_size=1):
+        """Remember the domain sizes, the steps to cover and this rank's place among the ranks."""
         self.counts, self.batch_size, self.seed, self.serial = counts, batch_size, seed, serial
-        self.first, self.stop = start_step * batch_size, iteration * batch_size
+        self.start_step, self.iteration = start_step, iteration
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self):
         """Samples left to yield."""
-        return max(0, self.stop - self.first)
+        return max(0, self.iteration - self.start_step) * self.batch_size
+
+    def positions(self):
+        """The global positions of this rank's samples, step by step."""
+        global_batch = self.batch_size * self.world_size
+        for step in range(self.start_step, self.iteration):
+            first = step * global_batch + self.rank * self.batch_size
+            yield from range(first, first + self.batch_size)
 
     def index(self, domain, position, cache):
         """The image index of `domain` at global sample `position`."""
@@ -158,7 +248,7 @@ class TrainingSampler(Sampler):
     def __iter__(self):
         """Yield one (a_index, b_index, seed) per sample."""
         cache = {}
-        for position in range(self.first, self.stop):
+        for position in self.positions():
             yield self.index(0, position, cache), self.index(1, position, cache), self.seed * 1_000_003 + position
 
 
@@ -208,6 +298,7 @@ class UGATITModel(BaseModel):
         self.step = 0
         self.losses = {}
         self.visualizer = None
+        self.last_checkpoint = None  # (path, iteration) of the newest checkpoint saved or resumed from
         if not self.is_train:
             return
         self.channels_last = self.device.type == "cuda"
@@ -233,6 +324,9 @@ class UGATITModel(BaseModel):
                 network.to(memory_format=torch.channels_last)
         self.generators = [self.networks[name] for name in GENERATOR_NAMES]
         self.discriminators = [self.networks[name] for name in DISCRIMINATOR_NAMES]
+        # The step's two forward calls; setup() wraps them in DistributedDataParallel under torchrun.
+        self.generator_passes = GeneratorPasses(self.networks["genA2B"], self.networks["genB2A"])
+        self.discriminator_passes = DiscriminatorPasses(self.networks)
         adam = {"lr": opt.lr, "betas": ADAM_BETAS, "weight_decay": opt.weight_decay}
         # foreach/fused updates: one kernel sweep over all tensors instead of one per parameter.
         fast = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
@@ -255,13 +349,15 @@ class UGATITModel(BaseModel):
         }
         latest = checkpoint_path(self.save_dir, "latest")
         if step_label is None:
-            return save_checkpoint(payload, latest)
-        numbered = save_checkpoint(payload, checkpoint_path(self.save_dir, step_label))
-        alias_checkpoint(numbered, latest)
-        return numbered
+            saved = save_checkpoint(payload, latest)
+        else:
+            saved = save_checkpoint(payload, checkpoint_path(self.save_dir, step_label))
+            alias_checkpoint(saved, latest)
+        self.last_checkpoint = (latest, self.step)
+        return saved
 
     def resume(self):
-        """Load the --epoch checkpoint into the networks, optimizers, step counter and random states."""
+        """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
         path = checkpoint_path(self.save_dir, self.opt.epoch)
         payload = read_checkpoint(path)
         for name, network in self.networks.items():
@@ -269,6 +365,7 @@ class UGATITModel(BaseModel):
         state = sargen_state(payload)
         if not state:
             self.step = int(self.opt.epoch) if str(self.opt.epoch).isdigit() else 0
+            self.last_checkpoint = (path, self.step)
             logger.warning("%s holds only the networks (reference format): optimizers start fresh at step %d",
                            path, self.step)
             return
@@ -279,6 +376,7 @@ class UGATITModel(BaseModel):
         except (ValueError, KeyError) as error:
             raise SargenError(f"{path}: its optimizer state does not fit these networks ({error})") from None
         set_rng_state(state["rng"])
+        self.last_checkpoint = (path, self.step)
         logger.info("resumed from %s at step %d, learning rate %g", path, self.step, learning_rate(self.step, self.opt))
 
     # ---- training ---------------------------------------------------------------------------------
@@ -291,14 +389,16 @@ class UGATITModel(BaseModel):
         if self.opt.continue_train:
             self.resume()
         self.start_step = self.step
-        self.visualizer = Visualizer(self.opt)
+        self.generator_passes = distributed.wrap(self.generator_passes, self.device)
+        self.discriminator_passes = distributed.wrap(self.discriminator_passes, self.device)
+        self.visualizer = Visualizer(self.opt) if distributed.is_main() else None
         self.step_started = time.perf_counter()
 
     def training_batches(self, dataset):
-        """Batches for the steps still to run, reproducible from any step (see TrainingSampler)."""
+        """This rank's batches for the steps still to run, reproducible from any step (see TrainingSampler)."""
         counts = [len(dataset.paths["A"]), len(dataset.paths["B"])]
         sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
-                                  self.opt.serial_batches)
+                                  self.opt.serial_batches, distributed.rank(), distributed.world_size())
         return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
                           collate_fn=BaseDataset.collate)
 
@@ -326,13 +426,9 @@ class UGATITModel(BaseModel):
         dtype = self.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
-    def discriminate(self, names, images):
-        """[(patch logit, CAM logit)] of the discriminators `names` on `images`, as float32."""
-        outputs = []
-        for name in names:
-            logit, cam_logit, _ = self.networks[name](images)
-            outputs.append((logit.float(), cam_logit.float()))
-        return outputs
+    def domain_discriminators(self, domain):
+        """The global and the local discriminator of `domain` (A or B), unwrapped."""
+        return [self.networks[name] for name in DOMAIN_DISCRIMINATORS[domain]]
 
     def set_learning_rate(self):
         """Set both optimizers' learning rate for the current step."""
@@ -342,60 +438,69 @@ class UGATITModel(BaseModel):
                 group["lr"] = rate
 
     def optimize_parameters(self):
-        """One U-GAT-IT step: discriminators on detached translations, then generators, then rho clipping."""
+        """One U-GAT-IT step: discriminators on detached translations, then generators, then rho clipping.
+
+        All generator passes run in one forward call, all passes of the discriminator update in another (the
+        calls DistributedDataParallel synchronizes under torchrun). The losses of each update are averaged over
+        the ranks and checked before it: a NaN or infinite one stops the run on every rank.
+        """
         self.step += 1
         self.set_learning_rate()
         opt, real_A, real_B = self.opt, self.real_A, self.real_B
-        genA2B, genB2A = self.networks["genA2B"], self.networks["genB2A"]
         with self.autocast():
-            fake_A2B, cam_logit_A2B, heatmap_A2B = genA2B(real_A)
-            fake_B2A, cam_logit_B2A, heatmap_B2A = genB2A(real_B)
+            passes = self.generator_passes(real_A, real_B)
 
         # Discriminators: the translations are detached, so this backward pass stays out of the generators
         # (the reference recomputes them and backpropagates the discriminator loss through both).
         self.optimizer_D.zero_grad(set_to_none=True)
         with self.autocast():
-            real_outputs_A = self.discriminate(("disGA", "disLA"), real_A)
-            real_outputs_B = self.discriminate(("disGB", "disLB"), real_B)
-            fake_outputs_A = self.discriminate(("disGA", "disLA"), fake_B2A.detach())
-            fake_outputs_B = self.discriminate(("disGB", "disLB"), fake_A2B.detach())
-        loss_D_A = discriminator_domain_loss(real_outputs_A, fake_outputs_A, opt)
-        loss_D_B = discriminator_domain_loss(real_outputs_B, fake_outputs_B, opt)
-        (loss_D_A + loss_D_B).backward()
+            outputs = self.discriminator_passes(real_A, real_B, passes["fake_B2A"].detach(),
+                                                passes["fake_A2B"].detach())
+        losses_D = discriminator_losses(outputs, opt)
+        logged_D = self.stop_if_not_finite(losses_D)
+        (losses_D["D_A"] + losses_D["D_B"]).backward()
         self.optimizer_D.step()
 
-        # Generators: reuse the translations above; batch the two passes of each generator into one call.
+        # Generators: the translations above, judged by the updated discriminators (unwrapped; their own
+        # weights need no gradient here, only the images do).
         self.optimizer_G.zero_grad(set_to_none=True)
-        set_requires_grad(self.discriminators, False)  # only input gradients are needed through them
-        batch = real_A.shape[0]
-        with self.autocast():
-            to_A, cam_to_A, _ = genB2A(torch.cat([fake_A2B, to_channels(real_A, genB2A.input_nc)]))
-            to_B, cam_to_B, _ = genA2B(torch.cat([fake_B2A, to_channels(real_B, genA2B.input_nc)]))
-            fake_A2B2A, fake_A2A, cam_logit_A2A = to_A[:batch], to_A[batch:], cam_to_A[batch:]
-            fake_B2A2B, fake_B2B, cam_logit_B2B = to_B[:batch], to_B[batch:], cam_to_B[batch:]
-            fake_outputs_A = self.discriminate(("disGA", "disLA"), fake_B2A)
-            fake_outputs_B = self.discriminate(("disGB", "disLB"), fake_A2B)
-        losses_A = generator_domain_losses(fake_outputs_A, real_A, fake_A2B2A.float(), fake_A2A.float(),
-                                           cam_logit_B2A.float(), cam_logit_A2A.float())
-        losses_B = generator_domain_losses(fake_outputs_B, real_B, fake_B2A2B.float(), fake_B2B.float(),
-                                           cam_logit_A2B.float(), cam_logit_B2B.float())
-        loss_G = weighted_generator_loss(losses_A, opt) + weighted_generator_loss(losses_B, opt)
-        loss_G.backward()
+        with frozen(self.discriminators), self.autocast():
+            fake_outputs_A = discriminate(self.domain_discriminators("A"), passes["fake_B2A"])
+            fake_outputs_B = discriminate(self.domain_discriminators("B"), passes["fake_A2B"])
+        losses_A = generator_domain_losses(fake_outputs_A, real_A, passes["fake_A2B2A"].float(),
+                                           passes["fake_A2A"].float(), passes["cam_logit_B2A"].float(),
+                                           passes["cam_logit_A2A"].float())
+        losses_B = generator_domain_losses(fake_outputs_B, real_B, passes["fake_B2A2B"].float(),
+                                           passes["fake_B2B"].float(), passes["cam_logit_A2B"].float(),
+                                           passes["cam_logit_B2B"].float())
+        losses_G = generator_losses(losses_A, losses_B, opt)
+        logged_G = self.stop_if_not_finite(losses_G)
+        losses_G["G"].backward()
         self.optimizer_G.step()
-        set_requires_grad(self.discriminators, True)
         for generator in self.generators:
             self.rho_clipper(generator)
 
-        self.record_losses(loss_D_A, loss_D_B, losses_A, losses_B, loss_G)
-        self.current_images = (real_A[0], fake_A2B[0], heatmap_A2B[0], real_B[0], fake_B2A[0], heatmap_B2A[0])
+        self.record_losses(logged_D, logged_G)
+        self.current_images = (real_A[0], passes["fake_A2B"][0], passes["heatmap_A2B"][0], real_B[0],
+                               passes["fake_B2A"][0], passes["heatmap_B2A"][0])
 
-    def record_losses(self, loss_D_A, loss_D_B, losses_A, losses_B, loss_G):
+    def stop_if_not_finite(self, losses):
+        """`losses` detached and averaged over the ranks; stops the run (on every rank alike) if one is NaN or Inf."""
+        averaged = distributed.all_reduce_mean({name: value.detach().float() for name, value in losses.items()})
+        if torch.isfinite(torch.stack(list(averaged.values()))).all():
+            return averaged
+        name, value = next((name, float(value)) for name, value in averaged.items() if not math.isfinite(value))
+        kept = "no checkpoint had been saved yet"
+        if self.last_checkpoint is not None:
+            path, iteration = self.last_checkpoint
+            kept = f"the last good checkpoint {path} (iteration {iteration}) is kept"
+        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; {kept} "
+                          f"(lower --lr or check the data)")
+
+    def record_losses(self, losses_D, losses_G):
         """Keep the step's losses (as detached tensors; get_current_losses makes numbers of them)."""
-        self.losses = {"D_A": loss_D_A, "D_B": loss_D_B, "D": loss_D_A + loss_D_B, "G": loss_G}
-        for domain, losses in (("A", losses_A), ("B", losses_B)):
-            for key, value in losses.items():
-                self.losses[f"G_{key}_{domain}"] = value
-        self.losses = {name: self.losses[name].detach() for name in LOSS_NAMES}
+        losses = {**losses_D, "D": losses_D["D_A"] + losses_D["D_B"], **losses_G}
+        self.losses = {name: losses[name].detach() for name in LOSS_NAMES}
 
     def get_current_losses(self):
         """The last step's losses as {name: float}, in LOSS_NAMES order."""
@@ -409,7 +514,9 @@ class UGATITModel(BaseModel):
                            real_B=real_B, fake_B2A=fake_B2A, heatmap_B2A=heatmap_overlay(heatmap_B2A, real_B))
 
     def after_step(self, progress_bar=None):
-        """Log, display, add to the HTML page and save at their frequencies."""
+        """On rank 0: log, display, add to the HTML page and save at their frequencies."""
+        if not distributed.is_main():
+            return
         opt, step = self.opt, self.step
         if step % opt.print_freq == 0:
             seconds = (time.perf_counter() - self.step_started) / opt.print_freq
@@ -427,8 +534,8 @@ class UGATITModel(BaseModel):
             logger.info("saved %s", self.save(step_label=step))
 
     def finish_training(self):
-        """Save the final state (unless the last step was just saved)."""
-        if self.step % self.opt.save_freq != 0 and self.step > self.start_step:
+        """On rank 0: save the final state (unless the last step was just saved)."""
+        if distributed.is_main() and self.step % self.opt.save_freq != 0 and self.step > self.start_step:
             logger.info("saved %s", self.save(step_label=self.step))
 
     # ---- test.py ----------------------------------------------------------------------------------
@@ -491,16 +598,14 @@ def original_training_step(model):
     model.step += 1
     model.set_learning_rate()
     opt, real_A, real_B, nets = model.opt, model.real_A, model.real_B, model.networks
+    discriminators_A, discriminators_B = model.domain_discriminators("A"), model.domain_discriminators("B")
     model.optimizer_D.zero_grad()
     fake_A2B, _, _ = nets["genA2B"](real_A)
     fake_B2A, _, _ = nets["genB2A"](real_B)
-    real_outputs_A = model.discriminate(("disGA", "disLA"), real_A)
-    real_outputs_B = model.discriminate(("disGB", "disLB"), real_B)
-    fake_outputs_A = model.discriminate(("disGA", "disLA"), fake_B2A)
-    fake_outputs_B = model.discriminate(("disGB", "disLB"), fake_A2B)
-    loss_D_A = discriminator_domain_loss(real_outputs_A, fake_outputs_A, opt)
-    loss_D_B = discriminator_domain_loss(real_outputs_B, fake_outputs_B, opt)
-    (loss_D_A + loss_D_B).backward()
+    outputs = {"real_A": discriminate(discriminators_A, real_A), "real_B": discriminate(discriminators_B, real_B),
+               "fake_A": discriminate(discriminators_A, fake_B2A), "fake_B": discriminate(discriminators_B, fake_A2B)}
+    losses_D = discriminator_losses(outputs, opt)
+    (losses_D["D_A"] + losses_D["D_B"]).backward()
     model.optimizer_D.step()
 
     model.optimizer_G.zero_grad()
@@ -510,13 +615,13 @@ def original_training_step(model):
     fake_B2A2B, _, _ = nets["genA2B"](fake_B2A)
     fake_A2A, cam_logit_A2A, _ = nets["genB2A"](to_channels(real_A, nets["genB2A"].input_nc))
     fake_B2B, cam_logit_B2B, _ = nets["genA2B"](to_channels(real_B, nets["genA2B"].input_nc))
-    fake_outputs_A = model.discriminate(("disGA", "disLA"), fake_B2A)
-    fake_outputs_B = model.discriminate(("disGB", "disLB"), fake_A2B)
+    fake_outputs_A = discriminate(discriminators_A, fake_B2A)
+    fake_outputs_B = discriminate(discriminators_B, fake_A2B)
     losses_A = generator_domain_losses(fake_outputs_A, real_A, fake_A2B2A, fake_A2A, cam_logit_B2A, cam_logit_A2A)
     losses_B = generator_domain_losses(fake_outputs_B, real_B, fake_B2A2B, fake_B2B, cam_logit_A2B, cam_logit_B2B)
-    loss_G = weighted_generator_loss(losses_A, opt) + weighted_generator_loss(losses_B, opt)
-    loss_G.backward()
+    losses_G = generator_losses(losses_A, losses_B, opt)
+    losses_G["G"].backward()
     model.optimizer_G.step()
     for generator in model.generators:
         model.rho_clipper(generator)
-    model.record_losses(loss_D_A, loss_D_B, losses_A, losses_B, loss_G)
+    model.record_losses(losses_D, losses_G)

@@ -89,6 +89,24 @@ def parse_layers(backbone, text, option, block_indices=True):
         raise SargenError(f"{option}: {error}") from None
 
 
+def add_vgg_weight_options(parser):
+    """Add --vgg_weights and --vgg_seed: the weights policy of load_vgg_features."""
+    parser.add_argument("--vgg_weights", default="imagenet",
+                        help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH")
+    parser.add_argument("--vgg_seed", type=int, default=0, help="seed of --vgg_weights random")
+    return parser
+
+
+def add_vgg_options(parser, purpose):
+    """Add --vgg, the weight options and --style_layer for the Gram matrices of `purpose`."""
+    parser.add_argument("--vgg", default="vgg19", choices=BACKBONES, help=f"VGG backbone of the {purpose}")
+    add_vgg_weight_options(parser)
+    parser.add_argument("--style_layer", default="0,1,2,3,4",
+                        help=f"layers of the {purpose}: block indices 0-4 (last ReLU of each block) or names "
+                             f"like relu3_1")
+    return parser
+
+
 def load_imagenet_weights(backbone, features):
     """Load torchvision's ImageNet weights (cache or download) into `features`; returns the description."""
     weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
@@ -127,6 +145,8 @@ def load_features_state(features, state, path):
     for key, value in expected.items():
         if key not in state:
             raise SargenError(f"{path} lacks VGG weight '{key}': is it a state dict of this backbone?")
+        if not isinstance(state[key], torch.Tensor):
+            raise SargenError(f"{path}: VGG weight '{key}' is a {type(state[key]).__name__}, not a tensor")
         if tuple(state[key].shape) != tuple(value.shape):
             raise SargenError(f"{path}: weight '{key}' has shape {tuple(state[key].shape)}, "
                               f"expected {tuple(value.shape)} (another VGG backbone?)")

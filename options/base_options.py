@@ -11,9 +11,10 @@ import torch
 
 import data
 import models
-from data.image_io import add_image_options
+from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
-from util.device import parse_gpu_ids, select_device
+from util import distributed
+from util.device import parse_gpu_ids
 from util.fileio import write_text_atomic
 
 logger = logging.getLogger("sargen")
@@ -52,9 +53,12 @@ class BaseOptions:
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
         parser.add_argument("--input_nc", type=int, default=3, choices=(1, 3), help="source image channels")
         parser.add_argument("--output_nc", type=int, default=3, choices=(1, 3), help="generated image channels")
-        parser.add_argument("--batch_size", type=positive_int, default=1, help="images per batch")
+        parser.add_argument("--batch_size", type=positive_int, default=1,
+                            help="images per batch (per process under torchrun)")
         parser.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
         parser.add_argument("--num_threads", type=non_negative_int, default=4, help="data-loading worker processes")
+        parser.add_argument("--skip_bad", action="store_true",
+                            help="warn about and leave out images that cannot be read (default: stop, naming the file)")
         parser.add_argument("--max_dataset_size", type=positive_int, default=None,
                             help="use at most this many images (default: all)")
         parser.add_argument("--display_winsize", type=positive_int, default=256, help="image width on HTML pages")
@@ -85,13 +89,14 @@ class BaseOptions:
         opt.is_train = self.is_train
         opt.gpu_ids = parse_gpu_ids(opt.gpu_ids)
         self.validate(parser, opt)
+        apply_image_limits(opt)
         if opt.verbose:
             logger.setLevel(logging.DEBUG)
-        opt.device = select_device(opt.gpu_ids)
-        seed_everything(opt.seed)
+        opt.device = distributed.init_from_env(opt.gpu_ids)  # under torchrun: this rank's device
+        seed_everything(opt.seed)  # the same on every rank: identical initial weights
         self.parser = parser
         logger.info(format_options(opt, parser))
-        if save:
+        if save and distributed.is_main():
             file_name = f"{'train' if self.is_train else 'test'}_opt.txt"
             save_options(opt, parser, Path(opt.checkpoints_dir) / opt.name / file_name)
         return opt

@@ -14,4 +14,6 @@ class TestOptions(BaseOptions):
         parser.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/PHASE_EPOCH")
         parser.add_argument("--phase", default="test", help="data subfolder to read (train, val, test, ...)")
         parser.add_argument("--num_test", type=int, default=50, help="how many images to process")
+        parser.add_argument("--skip_existing", action="store_true",
+                            help="leave out images an earlier run already finished (their page rows are kept)")
         return parser

@@ -1,5 +1,7 @@
 """Shared fixtures: tiny example data and helpers to run the scripts."""
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,14 @@ def x2ka_root(tmp_path_factory):
     return root
 
 
+def make_eo2sar(tmp_path_factory, name, size=40, n_train=4, n_test=1):
+    """A tiny unpaired EO/SAR set in a new temporary folder `name`: trainA/B, testA/B."""
+    root = tmp_path_factory.mktemp(name)
+    make_dataset(["eo2sar", "--out", str(root), "--size", str(size), "--n_train", str(n_train),
+                  "--n_test", str(n_test)])
+    return root
+
+
 def gatys_train_args(root, work, *extra):
     """Command-line options of a small, fast Gram precompute on the CPU."""
     return ["--model", "gatys", "--dataroot", str(root), "--name", "tiny", "--gpu_ids", "-1",
@@ -42,4 +52,24 @@ def run_script(script, args, cwd=REPO_ROOT):
     """Run a top-level script in a subprocess; returns (exit code, stdout, stderr)."""
     completed = subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=cwd,
                                capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_torchrun(script, args, processes=2, timeout=300):
+    """Run a top-level script under torchrun with `processes` CPU ranks (gloo on loopback, a free port, one
+    thread each); returns (exit code, stdout, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(REPO_ROOT / script),
+               *map(str, args)]
+    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     return completed.returncode, completed.stdout, completed.stderr

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from conftest import run_script
+from geotiff_helpers import geotiff_tags, tag_values, write_geotiff
 from PIL import Image
 from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
-from data.image_io import read_image, tensor_to_uint8, write_image
+from data.image_io import GEOREFERENCING_TAGS, IntensityScaling, read_image, tensor_to_uint8, write_image
 from models.ugatit_inference import Translator, app_main, blend_window, load_translator, translate_tiled
 from models.ugatit_networks import Generator
 from util.device import cpu_supports_bfloat16
@@ -66,15 +68,17 @@ def test_app_output_equals_the_network_forward_bit_for_bit(checkpoint, eo_image,
 
 @pytest.mark.skipif(not cpu_supports_bfloat16(), reason="the default is float32 without native bfloat16")
 def test_default_bfloat16_output_is_close_to_float32(checkpoint, tmp_path):
-    """The default (bfloat16) translation is on average within a grey level of float32, 98% within 2 levels."""
+    """The default (mixed bfloat16) translation is within 2 grey levels of float32 everywhere, 0.5 on average."""
     image = smooth_texture(128, 128, seed=2) * 2 - 1
     fast = Translator(load_translator(checkpoint, precision="float32").generator, "cpu", "auto")
     assert fast.dtype == torch.bfloat16
     plain = load_translator(checkpoint, precision="float32")
     difference = (tensor_to_uint8(fast(image[None])[0][0], (-1, 1)).astype(int)
                   - tensor_to_uint8(plain(image[None])[0][0], (-1, 1)).astype(int))
-    assert np.abs(difference).mean() < 1.0
-    assert (np.abs(difference) <= 2).mean() >= 0.98
+    assert np.abs(difference).mean() < 0.5
+    assert np.abs(difference).max() <= 2
+    assert fast.generator.UpBlock1_1.conv1.weight.dtype == torch.bfloat16
+    assert plain.generator.UpBlock1_1.conv1.weight.dtype == torch.float32
 
 
 def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):
@@ -207,3 +211,70 @@ def test_bad_inputs_are_one_line_errors(checkpoint, eo_image, tmp_path):
     with pytest.raises(SargenError, match="not a U-GAT-IT checkpoint"):
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
         app_main(["--model_path", str(tmp_path / "other.pt"), "--img", str(eo_image)])
+
+
+@pytest.fixture(scope="module")
+def s2_geotiff(tmp_path_factory):
+    """A 40 x 56 px georeferenced 4-band uint16 GeoTIFF (Sentinel-2 B2, B3, B4, B8 reflectance x 10000)."""
+    texture = smooth_texture(40, 56, channels=4, seed=11).numpy()
+    path = tmp_path_factory.mktemp("geo") / "s2_scene.tif"
+    return write_geotiff(path, (texture * 3000 + 200).astype(np.uint16).transpose(1, 2, 0))
+
+
+def test_geotiff_in_tiled_geotiff_out_with_the_same_georeferencing(checkpoint, s2_geotiff, tmp_path):
+    """app.py --tile on a GeoTIFF writes gen_sar_NAME.tif: same size and georeferencing, dB in --out_db_window."""
+    code, _, stderr = run_script("app.py", ["--model_path", checkpoint, "--img", s2_geotiff, "--out", tmp_path,
+                                            "--tile", "32", "--overlap", "8", "--bands", "3,2,1",
+                                            "--precision", "float32", "--device", "cpu"])
+    assert code == 0, stderr
+    written = tmp_path / "gen_sar_s2_scene.tif"
+    with tifffile.TiffFile(written) as tif:
+        db = tif.asarray()
+        geo = tif.geotiff_metadata
+    assert db.shape == (40, 56) and db.dtype == np.float32
+    assert -25.0 <= db.min() < db.max() <= 0.0
+    source_tags = tag_values(s2_geotiff)
+    assert tag_values(written) == {code: source_tags[code] for code in source_tags if code in GEOREFERENCING_TAGS}
+    assert int(geo["ProjectedCSTypeGeoKey"]) == 32633 and geo["ModelTiepoint"][3:5] == [500000.0, 4600000.0]
+    # the same translation in 8-bit levels and in linear power: one output, three units
+    args = ["--model_path", str(checkpoint), "--img", str(s2_geotiff), "--tile", "32", "--overlap", "8",
+            "--bands", "3,2,1", "--precision", "float32", "--device", "cpu"]
+    app_main([*args, "--out", str(tmp_path / "levels.tif"), "--out_unit", "uint8"])
+    app_main([*args, "--out", str(tmp_path / "power.tif"), "--out_unit", "linear"])
+    levels = tifffile.imread(tmp_path / "levels.tif")
+    assert levels.dtype == np.uint8 and np.abs(levels - (db + 25.0) / 25.0 * 255.0).max() <= 0.5 + 1e-3
+    assert np.allclose(tifffile.imread(tmp_path / "power.tif"), 10 ** (db / 10.0), rtol=1e-5)
+
+
+def test_geotiff_output_values_follow_the_network_and_out_db_window(checkpoint, s2_geotiff, tmp_path):
+    """Untiled, a GeoTIFF keeps its size whatever --out_img_size; dB = low + (y + 1) / 2 (high - low)."""
+    app_main(["--model_path", str(checkpoint), "--img", str(s2_geotiff), "--out", str(tmp_path), "--bands", "3,2,1",
+              "--img_size", "32", "--out_db_window=-30,5", "--precision", "float32", "--device", "cpu"])
+    db = tifffile.imread(tmp_path / "gen_sar_s2_scene.tif")
+    translator = load_translator(checkpoint, precision="float32", img_size=32)
+    source = read_image(s2_geotiff, 3, IntensityScaling(bands=(3, 2, 1))) * 2 - 1
+    small = torch.nn.functional.interpolate(source[None], size=(32, 32), mode="bilinear", antialias=True)[0]
+    expected = torch.nn.functional.interpolate(translator(small[None].clamp(-1, 1))[0], size=(40, 56),
+                                               mode="bilinear", antialias=True)[0, 0].clamp(-1, 1)
+    assert db.shape == (40, 56)
+    assert np.allclose(db, -30.0 + (expected.numpy() + 1) / 2 * 35.0, atol=1e-3)
+
+
+def test_geotiff_errors_are_one_line(checkpoint, tmp_path):
+    """NaN pixels, a band beyond the file's and an unsupported layout stop app.py with one line naming the file."""
+    power = np.full((16, 16, 3), 0.05, dtype=np.float32)
+    power[2, 3, 0] = np.nan
+    write_geotiff(tmp_path / "holes.tif", power)
+    with pytest.raises(SargenError, match=r"holes.tif has NaN or infinite pixels"):
+        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "holes.tif"), "--out", str(tmp_path),
+                  "--device", "cpu"])
+    write_geotiff(tmp_path / "vv_vh.tif", np.full((16, 16, 2), 0.05, dtype=np.float32))
+    with pytest.raises(SargenError, match=r"--bands 1,2,3: .*vv_vh.tif has 2 band\(s\), no band 3"):
+        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "vv_vh.tif"), "--bands", "1,2,3",
+                  "--out", str(tmp_path), "--device", "cpu"])
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 16, 16), dtype=np.float32), photometric="minisblack",
+                     extratags=geotiff_tags())
+    with pytest.raises(SargenError, match=r"stack.tif: unsupported TIFF layout 2x16x16"):
+        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "stack.tif"), "--out", str(tmp_path),
+                  "--device", "cpu"])
+    assert not list(tmp_path.glob("gen_sar_*"))

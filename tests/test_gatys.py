@@ -1,10 +1,15 @@
 """Cross-band style transfer: Gram files, optimization, batching and the results page."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
-from conftest import gatys_test_args, gatys_train_args
+from conftest import REPO_ROOT, gatys_test_args, gatys_train_args
 
 import test as test_script
 import train as train_script
@@ -137,9 +142,11 @@ def test_test_script_writes_every_image_page_and_log(x2ka_root, trained):
                                      "--save_epoch", "4"))
     web_dir = trained / "results" / "tiny" / "test_latest"
     page = (web_dir / "index.html").read_text()
-    images = sorted(path.name for path in (web_dir / "images").iterdir())
+    images = sorted(path.name for path in (web_dir / "images").glob("*.png"))
     assert images == sorted(f"{stem}_{label}.png" for stem in ("building_0000", "farmland_0001")
                             for label in ("real_A", "fake_B", "real_B", "fake_B_step_00004", "fake_B_step_00008"))
+    rows = sorted(path.name for path in (web_dir / "images").glob("*.row.json"))
+    assert rows == ["building_0000.row.json", "farmland_0001.row.json"]
     linked = set(re.findall(r'(?:src|href)="([^"]+)"', page))
     assert linked == {f"images/{name}" for name in images}
     assert all((web_dir / link).is_file() for link in linked)
@@ -151,3 +158,36 @@ def test_test_script_writes_every_image_page_and_log(x2ka_root, trained):
     from PIL import Image
 
     assert Image.open(web_dir / "images" / "building_0000_fake_B.png").size == (32, 32)
+
+
+def test_non_finite_loss_stops_naming_the_image_and_step(x2ka_root, trained):
+    """A style weight that overflows float32 makes the total loss infinite: the run stops at the first check."""
+    model, opt = build_model(x2ka_root, trained, "--lambda_style", "1e300", "--n_iter", "3")
+    model.set_input(first_batch(opt))
+    with pytest.raises(SargenError, match=r"^non-finite loss of image building_0000 at step 0: total = inf \(lower"):
+        model.test()
+
+
+def test_skip_existing_after_a_kill_does_only_the_images_not_yet_written(x2ka_root, trained, tmp_path):
+    """SIGKILL test.py once the first image is finished; the rerun with --skip_existing does only the second."""
+    args = gatys_test_args(x2ka_root, trained, "--results_dir", str(tmp_path), "--n_iter", "200")
+    images = tmp_path / "tiny" / "test_latest" / "images"
+    first_row, second_row = images / "building_0000.row.json", images / "farmland_0001.row.json"
+    with open(tmp_path / "killed_run.log", "w") as log:
+        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "test.py"), *args], cwd=REPO_ROOT,
+                                   stdout=log, stderr=log)
+    deadline = time.monotonic() + 300
+    while not first_row.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert first_row.exists() and not second_row.exists(), (tmp_path / "killed_run.log").read_text()[-2000:]
+    finished = {path: path.stat().st_mtime_ns for path in images.glob("building_0000*")}
+
+    test_script.main([*args[:-2], "--n_iter", "5", "--skip_existing"])
+    assert {path: path.stat().st_mtime_ns for path in images.glob("building_0000*")} == finished
+    assert second_row.exists() and (images / "farmland_0001_fake_B.png").is_file()
+    page = (images.parent / "index.html").read_text()
+    assert page.count("<h3>building_0000</h3>") == 1 and page.count("<h3>farmland_0001</h3>") == 1
+    log = (images.parent / "loss_log.txt").read_text()
+    assert "(image: building_0000) final" in log and "(image: farmland_0001) final" in log

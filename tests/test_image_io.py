@@ -1,11 +1,13 @@
 """The image reader and writer: formats, bit depths, channels and the scaling rules."""
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from data.image_io import IntensityScaling, list_image_files, read_image, write_image
+from data.image_io import IntensityScaling, apply_image_limits, list_image_files, read_image, write_image
 from util.errors import SargenError
 
 
@@ -104,3 +106,24 @@ def test_batch_channel_conversion_follows_the_file_rule(tmp_path):
     rgb = read_image(tmp_path / "c.png", 3)
     assert torch.allclose(to_channels(rgb[None], 1)[0], read_image(tmp_path / "c.png", 1), atol=1e-6)
     assert torch.equal(to_channels(rgb[None, :1], 3)[0, 2], rgb[0])
+
+
+@pytest.fixture
+def restore_pixel_limit():
+    """Put Pillow's global pixel limit back after a test that changes it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    yield
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_max_pixels_refuses_larger_images_and_zero_lifts_the_limit(tmp_path, restore_pixel_limit, suffix):
+    """--max_pixels is the limit of every reader; over it the error names the file and the option."""
+    path = write_image(np.zeros((40, 30), dtype=np.uint8), tmp_path / f"scene{suffix}")
+    apply_image_limits(argparse.Namespace(max_pixels=1000))
+    with pytest.raises(SargenError, match=rf"^cannot read image .*scene\{suffix}: .*--max_pixels"):
+        read_image(path)
+    apply_image_limits(argparse.Namespace(max_pixels=0))
+    assert read_image(path).shape == (1, 40, 30)
+    with pytest.raises(SargenError, match="--max_pixels -1"):
+        apply_image_limits(argparse.Namespace(max_pixels=-1))

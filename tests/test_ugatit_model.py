@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import make_eo2sar, run_script
 from PIL import Image
 from ugatit_helpers import (
     loss_values,
@@ -18,7 +18,6 @@ from ugatit_helpers import (
 import test as test_script
 import train as train_script
 from data import create_dataset
-from datasets.make_dataset import main as make_dataset
 from models import create_model
 from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
 from models.ugatit_model import TrainingSampler, learning_rate, original_training_step
@@ -32,9 +31,7 @@ PANELS = ["real_A", "heatmap_A2A", "fake_A2A", "heatmap_A2B", "fake_A2B", "heatm
 @pytest.fixture(scope="module")
 def eo2sar_root(tmp_path_factory):
     """A tiny unpaired EO/SAR set: 40 px, 5 images per training domain, 2 per test domain."""
-    root = tmp_path_factory.mktemp("eo2sar")
-    make_dataset(["eo2sar", "--out", str(root), "--size", "40", "--n_train", "5", "--n_test", "2"])
-    return root
+    return make_eo2sar(tmp_path_factory, "eo2sar", size=40, n_train=5, n_test=2)
 
 
 @pytest.fixture(scope="module")

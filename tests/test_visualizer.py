@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from conftest import free_port, make_eo2sar
 from ugatit_helpers import (
     one_torch_thread,  # noqa: F401  (autouse fixture)
     run_entry_point,
@@ -16,7 +17,6 @@ from ugatit_helpers import (
 )
 
 import train as train_script
-from datasets.make_dataset import main as make_dataset
 from util.visuals import heatmap_overlay, jet_colormap
 
 visdom = pytest.importorskip("visdom")
@@ -27,16 +27,7 @@ SERVER_START_TIMEOUT_S = 60
 @pytest.fixture(scope="module")
 def eo2sar_root(tmp_path_factory):
     """A tiny unpaired EO/SAR set."""
-    root = tmp_path_factory.mktemp("eo2sar")
-    make_dataset(["eo2sar", "--out", str(root), "--size", "32", "--n_train", "5", "--n_test", "1"])
-    return root
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return make_eo2sar(tmp_path_factory, "eo2sar", size=32, n_train=5, n_test=1)
 
 
 @pytest.fixture

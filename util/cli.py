@@ -5,6 +5,7 @@ import sys
 
 from tqdm import tqdm
 
+from util import distributed
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -29,8 +30,9 @@ def setup_logging(level=logging.INFO):
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar with the project's defaults."""
+    """A tqdm progress bar with the project's defaults (hidden on ranks other than 0)."""
     kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("disable", not distributed.is_main())
     return tqdm(iterable, **kwargs)
 
 
@@ -41,14 +43,24 @@ def one_line_message(error):
     return last_line[len(prefix):] if last_line.startswith(prefix) else last_line
 
 
+def rank_label():
+    """'' on rank 0 (or without torchrun), '[rank N] ' on the other ranks, to tell their messages apart."""
+    return "" if distributed.is_main() else f"[rank {distributed.rank()}] "
+
+
 def run_main(main):
-    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit."""
+    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit.
+
+    Under torchrun the process group is left at the end, also after an error.
+    """
     setup_logging()
     try:
         main()
     except SargenError as error:
-        print(f"error: {one_line_message(error)}", file=sys.stderr)
+        print(f"error: {rank_label()}{one_line_message(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        distributed.teardown()

@@ -1,9 +1,22 @@
-"""Atomic file writing: a temporary name in the same folder, then a rename."""
+"""Atomic file writing: a temporary name in the same folder, then a rename.
+
+Temporary files are named .STEM.HOST-PID.RANDOM.tmpSUFFIX, so that those of a writer that was killed (SIGKILL,
+power loss of a job) can be told from those of a live one and removed (remove_stale_temporary_files).
+"""
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
+
+TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)?")
+
+
+def writer_id():
+    """HOST-PID of this process as its temporary files carry it (the host name reduced to letters, digits, _ and -)."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', socket.gethostname())}-{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -11,7 +24,8 @@ def atomic_path(path):
     """Yield a temporary path beside `path` that replaces it only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.{writer_id()}.", suffix=f".tmp{path.suffix}",
+                                         dir=path.parent)
     os.close(handle)
     try:
         yield Path(temp_name)
@@ -34,3 +48,29 @@ def current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_stale_temporary_files(folder):
+    """Delete the temporary files in `folder` left by writers on this host that no longer run; return them."""
+    host = writer_id().rpartition("-")[0]
+    removed = []
+    for temp in Path(folder).glob(".*.tmp*"):
+        match = TEMPORARY_NAME.fullmatch(temp.name)
+        if match and match["host"] == host and not process_running(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+                removed.append(temp)
+    return removed
+
+
+def process_running(pid):
+    """Whether process `pid` runs on this host (assumed so where that cannot be checked)."""
+    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it runs, as another user
+        return True
+    return True

@@ -1,9 +1,18 @@
-"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt."""
+"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt.
 
-from dataclasses import dataclass, field
+Each image's row is also saved as images/NAME.row.json once its images are written, so a rerun with
+--skip_existing knows which images are finished and still lists them on the page.
+
+Under torchrun every rank writes the images of its own share of the test set; the rows of the page (plain
+values, no tensors) are gathered to rank 0, which writes index.html and loss_log.txt once, in dataset order.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data.image_io import write_image
+from util import distributed
 from util.fileio import write_text_atomic
 from util.html import HTMLPage, format_value
 
@@ -16,6 +25,18 @@ class ImageResult:
     visuals: dict
     scalars: dict = field(default_factory=dict)
     curve: list = field(default_factory=list)
+
+
+@dataclass
+class ResultRow:
+    """One image's row of the page, plain values only (ranks send it to rank 0): its place in the dataset,
+    name, saved files as (path relative to the page, label) pairs, final values and loss curve."""
+
+    position: int
+    name: str
+    files: list
+    scalars: dict
+    curve: list
 
 
 def result_dir(opt):
@@ -33,39 +54,85 @@ class ResultsWriter:
         self.title = title
         self.image_width = image_width
         self.notes = list(notes)
-        self.results = []
+        self.rows = []
 
-    def add(self, result):
-        """Save one result's images now; keep its row for the page."""
+    def save_images(self, result):
+        """Write one result's visuals as images/NAME_LABEL.png now; return their (path, label) pairs."""
         files = []
         for label, image in result.visuals.items():
             file_name = f"{result.name}_{label}.png"
             write_image(image, self.image_dir / file_name, value_range=(-1.0, 1.0))
             files.append((f"images/{file_name}", label))
-        self.results.append((result, files))
+        return files
+
+    def add(self, result, position=None):
+        """Save one result's images and row file now; keep its row for the page (`position`: its dataset place)."""
+        position = len(self.rows) if position is None else position
+        row = ResultRow(position, result.name, self.save_images(result), dict(result.scalars), list(result.curve))
+        write_text_atomic(self.row_path(row.name), json.dumps(asdict(row)))
+        self.rows.append(row)
+
+    def row_path(self, name):
+        """Where the row of image `name` is saved beside its images."""
+        return self.image_dir / f"{name}.row.json"
+
+    def finished_row(self, name, position):
+        """The row of image `name` if an earlier run finished it (row file and every image present), else None."""
+        try:
+            row = ResultRow(**json.loads(self.row_path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+        if not all((self.web_dir / path).is_file() for path, _ in row.files):
+            return None
+        row.position, row.files = position, [tuple(pair) for pair in row.files]
+        return row
+
+    def skip_finished(self, positions, names):
+        """The positions still to do; the rows of images an earlier run finished are kept for the page."""
+        remaining = []
+        for position in positions:
+            row = self.finished_row(names[position], position)
+            if row is None:
+                remaining.append(position)
+            else:
+                self.rows.append(row)
+        return remaining
+
+    def all_rows(self):
+        """Every rank's rows in dataset order on rank 0; None on the other ranks."""
+        parts = distributed.gather_objects(self.rows)
+        if parts is None:
+            return None
+        return sorted((row for part in parts for row in part), key=lambda row: row.position)
 
     def save(self):
-        """Write index.html and loss_log.txt (atomically) for every result added so far."""
+        """Write index.html and loss_log.txt (atomically, by rank 0) for the results of every rank.
+
+        Returns the page's path on rank 0 and None on the other ranks; every rank must call it.
+        """
+        rows = self.all_rows()
+        if rows is None:
+            return None
         page = HTMLPage(self.web_dir, self.title)
         for note in self.notes:
             page.add_text(note)
-        for result, files in self.results:
-            page.add_header(result.name)
-            page.add_images(files, self.image_width)
-            if result.scalars:
-                page.add_table(list(result.scalars), [list(result.scalars.values())])
+        for row in rows:
+            page.add_header(row.name)
+            page.add_images(row.files, self.image_width)
+            if row.scalars:
+                page.add_table(list(row.scalars), [list(row.scalars.values())])
         page.save()
-        write_text_atomic(self.web_dir / "loss_log.txt", self.loss_log())
+        write_text_atomic(self.web_dir / "loss_log.txt", self.loss_log(rows))
         return page.index_path
 
-    def loss_log(self):
-        """Every result's loss curve and final values as text, one line per logged step."""
+    def loss_log(self, rows):
+        """The rows' loss curves and final values as text, one line per logged step."""
         lines = [f"# {note}" for note in self.notes]
-        for result, _ in self.results:
-            for point in result.curve:
+        for row in rows:
+            for point in row.curve:
                 values = " ".join(f"{key}: {format_value(value)}" for key, value in point.items())
-                lines.append(f"(image: {result.name}) {values}")
-            if result.scalars:
-                values = " ".join(f"{key}: {format_value(value)}" for key, value in result.scalars.items())
-                lines.append(f"(image: {result.name}) final {values}")
+                lines.append(f"(image: {row.name}) {values}")
+            if row.scalars:
+                values = " ".join(f"{key}: {format_value(value)}" for key, value in row.scalars.items())
+                lines.append(f"(image: {row.name}) final {values}")
         return "\n".join(lines) + "\n"

@@ -44,6 +44,7 @@ from data.image_io import tensor_to_uint8, write_image
 from models.losses import gram_matrix
 from models.vgg import (
     ChannelSelectedVGG,
+    add_vgg_weight_options,
     calibration_images,
     last_conv_index,
     layer_names,
@@ -547,9 +548,7 @@ def add_options(parser, kind):
     parser.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/MODEL/Layer_K")
     parser.add_argument("--name", default=f"{kind}_visualization", help="experiment name")
     parser.add_argument("--gpu_ids", default="0", help="GPU ids, e.g. 0; -1 for the CPU")
-    parser.add_argument("--vgg_weights", default="imagenet",
-                        help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH")
-    parser.add_argument("--vgg_seed", type=int, default=0, help="seed of --vgg_weights random")
+    add_vgg_weight_options(parser)
     parser.add_argument("--param", default="fourier", choices=PARAMETRIZATIONS,
                         help="fourier: decorrelated 1/f spectrum; pixel: raw pixels, the original method")
     parser.add_argument("--jitter", type=non_negative_int, default=None,

@@ -1,0 +1,115 @@
+"""metrics.json, metrics.csv and the metrics section of the results page, all written atomically."""
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from evaluation.metrics import mean_and_std
+from util.fileio import write_text_atomic
+from util.html import HTMLPage, HTMLSection
+
+TEXT_COLUMNS = ("name", "fake", "real")
+SUMMARY_STATISTICS = ("mean", "std")
+
+
+def relative_path(path, folder):
+    """`path` relative to `folder` when it is inside it, else as given (None stays None)."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def metric_columns(rows):
+    """The numeric columns of the rows, in their order of first appearance."""
+    return [key for key in dict.fromkeys(key for row in rows for key in row) if key not in TEXT_COLUMNS]
+
+
+def build_report(results_dir, rows, domain, settings):
+    """The whole report: settings, one row per image, summary (mean, std, count) per metric, domain metrics."""
+    rows = [{**row, "fake": relative_path(row["fake"], results_dir), "real": relative_path(row["real"], results_dir)}
+            for row in rows]
+    summary = {column: mean_and_std([row[column] for row in rows]) for column in metric_columns(rows)}
+    return {"settings": settings, "images": rows, "summary": summary, "domain": domain}
+
+
+def json_ready(value):
+    """`value` with non-finite floats as the strings 'inf', '-inf' and 'nan' (strict JSON has no such numbers)."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def csv_text(report):
+    """One row per image, then one row per summary statistic (name 'summary:mean', 'summary:std')."""
+    columns = [*TEXT_COLUMNS, *report["summary"]]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in report["images"]:
+        writer.writerow({key: "" if row.get(key) is None else row[key] for key in columns})
+    for statistic in SUMMARY_STATISTICS:
+        writer.writerow({"name": f"summary:{statistic}",
+                         **{key: values[statistic] for key, values in report["summary"].items()}})
+    return buffer.getvalue()
+
+
+def flatten(values, prefix=""):
+    """Nested dict -> [(dotted key, value)]."""
+    items = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            items += flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def metrics_section(report):
+    """The 'metrics' HTMLSection of the results page: domain metrics, summary, settings and per-image tables."""
+    section = HTMLSection("metrics")
+    section.add_header("Metrics (evaluate.py)", level=2)
+    section.add_links([("metrics.json", "metrics.json"), ("metrics.csv", "metrics.csv")])
+    section.add_header("Generated set against the real target domain")
+    section.add_table(["metric", "value"], [[key, display(value)] for key, value in flatten(report["domain"])])
+    section.add_header("Per-image metrics: summary")
+    section.add_table(["metric", "mean", "std", "count"],
+                      [[key, values["mean"], values["std"], values["count"]]
+                       for key, values in report["summary"].items()])
+    section.add_header("Settings")
+    section.add_table(["setting", "value"], [[key, display(value)] for key, value in flatten(report["settings"])])
+    section.add_header("Per-image metrics")
+    columns = ["name", *report["summary"]]
+    section.add_table(columns, [[display(row[key]) for key in columns] for row in report["images"]])
+    return section
+
+
+def display(value):
+    """A value as shown in a table cell: None as '-', lists joined."""
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return value
+
+
+def write_report(report, results_dir, title="Metrics"):
+    """Write metrics.json, metrics.csv and the metrics section of index.html (a new page if there is none)."""
+    results_dir = Path(results_dir)
+    json_path, csv_path = results_dir / "metrics.json", results_dir / "metrics.csv"
+    write_text_atomic(json_path, json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(csv_path, csv_text(report))
+    page = HTMLPage(results_dir, title)
+    if not page.index_path.is_file():
+        page.save()
+    metrics_section(report).save_into(page.index_path)
+    return json_path, csv_path, page.index_path
