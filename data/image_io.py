@@ -190,11 +190,6 @@ def list_image_files(folder, max_count=None, what="images"):
     return files[:max_count] if max_count is not None else files
 
 
-def read_raw_array(path):
-    """Read an image file into an HxWxC numpy array of its native dtype."""
-    return read_raster(path)[0]
-
-
 def read_raster(path):
     """Read an image file into an HxWxC array of its native dtype and its GeoTIFF tags (none for non-TIFFs)."""
     path = Path(path)
@@ -384,11 +379,6 @@ def scale_to_unit_range(array, scaling, path="image"):
         else:  # a window wider than float32's range (pixels near +-3.4e38): inf / inf would be NaN
             scaled = (values.astype(np.float64) - low) / (high - low)
     return np.clip(scaled, 0.0, 1.0).astype(np.float32), (low, high)
-
-
-def to_unit_range(array, scaling, path="image"):
-    """Map raw pixel values to float32 in [0, 1] by the scaling rule."""
-    return scale_to_unit_range(array, scaling, path)[0]
 
 
 def convert_channels(array, channels, path="image"):
