@@ -5,11 +5,13 @@
   grey-level difference of the two outputs;
 - tiled: megapixels per second of app.py's tiled translation (--tile 256 --overlap 32, batches of tiles)
   against the plain float32 forward run tile by tile;
-- training: steps per second of sargen's step (detached translations, batched generator passes, no
-  discriminator weight gradients in the generator step, fused Adam; and with --amp) against the
-  original code's step (models.ugatit_model.original_training_step with plain Adam), at a small and at
-  the standard size. Peak memory is the peak resident set of a separate process per case (CPU) or
-  torch's peak allocation (CUDA).
+- training: steps per second of sargen's step (detached translations, batched generator passes, real and
+  fake batched through each discriminator with spectral norm applied to the outputs, no discriminator
+  weight gradients in the generator step, fused Adam, freed memory reused on the CPU; and with --amp)
+  against the original code's step (models.ugatit_model.original_training_step: plain Adam, the
+  spectral-norm hooks, the C allocator's defaults) and against that step with sargen's memory reuse
+  (the gain of the step alone), at a small and at the standard size. Peak memory is the peak resident
+  set of a separate process per case (CPU) or torch's peak allocation (CUDA).
 
     python benchmarks/bench_ugatit.py                                  # defaults: a few minutes on 2 cores
     python benchmarks/bench_ugatit.py --train_sizes 64 --no_amp        # quicker
@@ -49,8 +51,9 @@ def build_parser():
     parser.add_argument("--tiled_size", type=int, default=512, help="side of the tiled test scene")
     parser.add_argument("--train_sizes", default="64,256", help="training image sizes (small,standard)")
     parser.add_argument("--small_ch", type=int, default=16, help="base channels of the small training case")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (after one warm-up)")
-    parser.add_argument("--train_steps", type=int, default=2, help="timed training steps per case (after one)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed app.py repetitions (after one warm-up)")
+    parser.add_argument("--tiled_repeats", type=int, default=3, help="timed tiled repetitions (after one)")
+    parser.add_argument("--train_steps", type=int, default=3, help="timed training steps per case (after one)")
     parser.add_argument("--no_amp", action="store_true", help="skip the --amp (bfloat16) training cases")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--cases", default="inference,tiled,train", help="which cases to run")
@@ -136,21 +139,22 @@ def case_tiled(args, variant):
     image = scene(args.tiled_size, args.tiled_size)[0]
     if variant == "plain":
         plain = Translator(generator, args.device, "float32")
-        seconds, _ = timed(lambda: translate_tiled(plain, image, 256, 32, tile_batch=1, passes=1), args.repeats)
+        seconds, _ = timed(lambda: translate_tiled(plain, image, 256, 32, tile_batch=1, passes=1), args.tiled_repeats)
     else:
         passes = int(variant.rsplit("_", 1)[1])
         translator = Translator(generator, args.device, "auto")
-        seconds, _ = timed(lambda: translate_tiled(translator, image, 256, 32, passes=passes), args.repeats)
+        seconds, _ = timed(lambda: translate_tiled(translator, image, 256, 32, passes=passes), args.tiled_repeats)
     return {"seconds": seconds, "megapixels_per_s": args.tiled_size**2 / 1e6 / seconds}
 
 
-def training_model(args, size, ch, amp):
+def training_model(args, size, ch, amp, system_allocator):
     """A U-GAT-IT training model of the published layout (light, 7/5-layer discriminators where size allows)."""
     n_dis = 7 if size >= 96 else 6 if size >= 48 else 5
     argv = ["--model", "ugatit", "--gpu_ids", "0" if args.device.startswith("cuda") else "-1",
             "--checkpoints_dir", tempfile.mkdtemp(), "--ch", str(ch), "--n_res", str(args.n_res), "--light",
             "--img_size", str(size), "--n_dis", str(n_dis), "--display_id", "0", "--iteration", "1000"]
-    model = create_model(TrainOptions().parse(argv + (["--amp"] if amp else []), save=False))
+    argv += (["--amp"] if amp else []) + (["--system_allocator"] if system_allocator else [])
+    model = create_model(TrainOptions().parse(argv, save=False))
     generator = torch.Generator().manual_seed(1)
     model.set_input({"A": torch.rand(1, 3, size, size, generator=generator) * 2 - 1,
                      "B": torch.rand(1, 3, size, size, generator=generator) * 2 - 1})
@@ -158,9 +162,10 @@ def training_model(args, size, ch, amp):
 
 
 def case_train(args, variant, size, ch):
-    """Seconds per training step: 'original' (reference step, plain Adam), 'sargen' or 'sargen_amp'."""
-    model, n_dis = training_model(args, size, ch, amp=variant == "sargen_amp")
-    if variant == "original":
+    """Seconds per training step: 'original' (reference step, plain Adam, the C allocator's defaults),
+    'original_reused_memory' (the same with sargen's allocator setting), 'sargen' or 'sargen_amp'."""
+    model, n_dis = training_model(args, size, ch, amp=variant == "sargen_amp", system_allocator=variant == "original")
+    if variant.startswith("original"):
         adam = {"lr": model.opt.lr, "betas": ADAM_BETAS, "weight_decay": model.opt.weight_decay}
         model.optimizer_G = torch.optim.Adam([p for g in model.generators for p in g.parameters()], **adam)
         model.optimizer_D = torch.optim.Adam([p for d in model.discriminators for p in d.parameters()], **adam)
@@ -234,6 +239,7 @@ def report_training(args):
     for size in sizes:
         ch = args.small_ch if size < 256 and len(sizes) > 1 and size == min(sizes) else args.ch
         original = run_case("train", variant="original", size=size, ch=ch)
+        reused = run_case("train", variant="original_reused_memory", size=size, ch=ch)
         variants = ["sargen"] + ([] if args.no_amp else ["sargen_amp"])
         for variant in variants:
             result = run_case("train", variant=variant, size=size, ch=ch)
@@ -242,6 +248,8 @@ def report_training(args):
                   f"{original['steps_per_s']:.3f} ({original['seconds']:.2f} s/step) -> "
                   f"{original['seconds'] / result['seconds']:.2f}x; peak {result['peak_mb']:.0f} vs "
                   f"{original['peak_mb']:.0f} MB")
+            print(f"  vs the original step with sargen's memory reuse ({reused['seconds']:.2f} s/step, peak "
+                  f"{reused['peak_mb']:.0f} MB): {reused['seconds'] / result['seconds']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """U-GAT-IT inference: the fast translation path, tiled translation of large scenes, and app.py's logic.
 
 The fast path runs the generator in inference mode with its convolutions in bfloat16 where the hardware
-has native bfloat16, and channels_last memory on CUDA. Four things stay float32 and keep the output
-close to the float32 forward: the normalization layers (their statistics need the precision), the small
-linear layers (CAM, gamma/beta MLP), the encoder's stem convolutions before the residual blocks and the
-output convolution (together about 7% of the arithmetic at 256 px): they see the image itself or make
-the output, and rounding either to bfloat16 alone costs about half a grey level on average.
+has native bfloat16, and channels_last memory on CUDA. Some things stay float32 and keep the output
+within 2 grey levels of the float32 forward: the normalization layers (their statistics need the
+precision; AdaLIN and LIN fold their blend and affine into one multiply-add), the small linear layers
+(CAM, gamma/beta MLP), the encoder up to the middle of its residual blocks, the attention's 1x1
+convolution and the output convolution. Rounding in the early encoder spreads to every pixel through
+the attention and the gamma/beta MLP: in bfloat16 it alone costs more than half the average error.
 ``--precision float32`` runs the plain float32 forward, bit for bit.
 """
 
@@ -35,7 +36,15 @@ from data.image_io import (
 )
 from data.single_dataset import resolve_image_paths
 from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
-from models.ugatit_networks import BOTTLENECK_SCALE, AdaptiveInstanceLayerNorm, InstanceLayerNorm, ResnetBlock
+from models.ugatit_networks import (
+    BOTTLENECK_SCALE,
+    AdaptiveInstanceLayerNorm,
+    InstanceLayerNorm,
+    ResnetBlock,
+    blended_scale_and_shift,
+    scaled_and_shifted,
+    set_fused_statistics,
+)
 from util.cli import progress
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -59,30 +68,30 @@ def _inputs_in_weight_dtype(module, inputs):
 
 
 def float32_convolutions(generator):
-    """The encoder's convolutions before its first residual block, and the output convolution."""
-    stem = []
-    for module in generator.DownBlock:
-        if isinstance(module, ResnetBlock):
-            break
-        if isinstance(module, nn.Conv2d):
-            stem.append(module)
+    """The convolutions the fast path keeps in float32: the encoder's, up to the middle of its residual
+    blocks, the attention's 1x1 convolution and the output convolution."""
+    encoder = list(generator.DownBlock)
+    later_blocks = sum(isinstance(layer, ResnetBlock) for layer in encoder) // 2
+    early = [module for layer in encoder[: len(encoder) - later_blocks] for module in layer.modules()
+             if isinstance(module, nn.Conv2d)]
     output = [module for module in generator.UpBlock2 if isinstance(module, nn.Conv2d)][-1]
-    return stem + [output]
+    return early + [generator.conv1x1, output]
 
 
 def use_mixed_precision(generator, dtype):
     """Store the generator's convolutions in `dtype` but a few in float32; return the pre-hooks that cast inputs."""
-    stem = {id(module) for module in float32_convolutions(generator)}
+    kept = {id(module) for module in float32_convolutions(generator)}
     hooks = []
     for module in generator.modules():
         if isinstance(module, nn.Conv2d):
-            if id(module) not in stem:
+            if id(module) not in kept:
                 module.to(dtype)
             hooks.append(module.register_forward_pre_hook(_inputs_in_weight_dtype))
         elif isinstance(module, nn.Linear):
             hooks.append(module.register_forward_pre_hook(_inputs_in_weight_dtype))
         elif isinstance(module, NORMALIZATION_TYPES):
             hooks.append(module.register_forward_pre_hook(_float32_inputs))
+    set_fused_statistics(generator, True)
     return hooks
 
 
@@ -190,6 +199,7 @@ class SharedNormStatistics:
         self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)]
         self.tile = tile
         self.sums, self.shared, self.cores, self.handles = {}, None, [], []
+        self.collecting = True
 
     def __enter__(self):
         """Install the hooks."""
@@ -205,7 +215,8 @@ class SharedNormStatistics:
     def hook(self, index, module, inputs, output):
         """Collect this layer's sums over the tiles' own parts; normalize with shared statistics once known."""
         features = inputs[0].float()
-        self.collect(index, features)
+        if self.collecting:
+            self.collect(index, features)
         return None if self.shared is None else self.normalize(index, module, features, inputs)
 
     def collect(self, index, features):
@@ -213,10 +224,10 @@ class SharedNormStatistics:
         scale = self.tile // features.shape[-1]
         count, total, squares = self.sums.get(index, (0, 0.0, 0.0))
         for sample, (top, bottom, left, right) in enumerate(self.cores):
-            core = features[sample, :, top // scale: bottom // scale, left // scale: right // scale].double()
+            core = features[sample, :, top // scale: bottom // scale, left // scale: right // scale]
             count += core[0].numel()
-            total = total + core.sum(dim=(1, 2))
-            squares = squares + core.square().sum(dim=(1, 2))
+            total = total + core.sum(dim=(1, 2), dtype=torch.float64)
+            squares = squares + torch.linalg.vector_norm(core, dim=(1, 2), dtype=torch.float64).square()
         self.sums[index] = (count, total, squares)
 
     def finish_pass(self):
@@ -230,21 +241,21 @@ class SharedNormStatistics:
             layer_var = ((squares.sum() - count * channels * layer_mean**2) / (count * channels - 1)).clamp_min(0)
             as_map = lambda values: values.float().view(1, -1, 1, 1)  # noqa: E731
             self.shared[index] = (as_map(mean), as_map(biased), as_map(biased * count / max(count - 1, 1)),
-                                  float(layer_mean), float(layer_var))
+                                  layer_mean.float(), layer_var.float())
         self.sums = {}
 
     def normalize(self, index, module, features, inputs):
         """The layer's output computed with the shared statistics."""
         mean, biased_var, unbiased_var, layer_mean, layer_var = self.shared[index]
         if isinstance(module, nn.InstanceNorm2d):
-            return (features - mean) / torch.sqrt(biased_var + module.eps)
-        instance = (features - mean) / torch.sqrt(unbiased_var + module.eps)
-        layer = (features - layer_mean) / (layer_var + module.eps) ** 0.5
-        mixed = module.rho * instance + (1 - module.rho) * layer
+            scale = torch.rsqrt(biased_var + module.eps)
+            return torch.addcmul(-mean * scale, features, scale)
+        statistics = (mean, unbiased_var, layer_mean, layer_var)
+        scale, shift = blended_scale_and_shift(statistics, module.rho, module.eps)
         if isinstance(module, AdaptiveInstanceLayerNorm):
-            gamma, beta = inputs[1].float(), inputs[2].float()
-            return mixed * gamma[:, :, None, None] + beta[:, :, None, None]
-        return mixed * module.gamma + module.beta
+            gamma, beta = inputs[1].float()[:, :, None, None], inputs[2].float()[:, :, None, None]
+            return scaled_and_shifted(features, scale, shift, gamma, beta)
+        return scaled_and_shifted(features, scale, shift, module.gamma, module.beta)
 
 
 def default_tile_batch(device):
@@ -286,6 +297,7 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2)
                 translator(torch.stack([padded[:, top: top + tile, left: left + tile]
                                         for (top, left), _ in tiles[first: first + tile_batch]]))
             statistics.finish_pass()
+        statistics.collecting = False  # the last pass only uses what the earlier ones gathered
         return blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, (height, width))
 
 

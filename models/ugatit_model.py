@@ -53,6 +53,7 @@ from models.ugatit_networks import (
     Generator,
     RhoClipper,
     load_state_dict_strict,
+    set_fused_statistics,
 )
 from options.base_options import non_negative_int, positive_int
 from options.train_options import add_iterative_training_options
@@ -148,13 +149,24 @@ def frozen(networks):
         set_requires_grad(networks, True)
 
 
-def discriminate(discriminators, images):
-    """[(patch logit, CAM logit)] of each of `discriminators` on `images`, as float32."""
+def discriminate(discriminators, images, reference=False):
+    """[(patch logit, CAM logit)] of each of `discriminators` on `images`, as float32 (reference: the hook path)."""
     outputs = []
     for discriminator in discriminators:
-        logit, cam_logit, _ = discriminator(images)
+        logit, cam_logit, _ = discriminator.reference_forward(images) if reference else discriminator(images)
         outputs.append((logit.float(), cam_logit.float()))
     return outputs
+
+
+def discriminate_real_and_fake(discriminators, real, fake):
+    """discriminate() of real and of fake, run as one batch per discriminator with each call's own spectral norm."""
+    batch = real.shape[0]
+    real_outputs, fake_outputs = [], []
+    for discriminator in discriminators:
+        logit, cam_logit, _ = discriminator(torch.cat([real, fake]), call_sizes=(batch, fake.shape[0]))
+        real_outputs.append((logit[:batch].float(), cam_logit[:batch].float()))
+        fake_outputs.append((logit[batch:].float(), cam_logit[batch:].float()))
+    return real_outputs, fake_outputs
 
 
 class GeneratorPasses(nn.Module):
@@ -189,9 +201,12 @@ class DiscriminatorPasses(nn.Module):
 
     def forward(self, real_A, real_B, fake_A, fake_B):
         """{real_A, real_B, fake_A, fake_B: [(patch logit, CAM logit)] of the global and the local discriminator}."""
-        images = {"real_A": real_A, "real_B": real_B, "fake_A": fake_A, "fake_B": fake_B}
-        return {label: discriminate([self.networks[name] for name in DOMAIN_DISCRIMINATORS[label[-1]]], batch)
-                for label, batch in images.items()}
+        outputs = {}
+        for domain, real, fake in (("A", real_A, fake_A), ("B", real_B, fake_B)):
+            discriminators = [self.networks[name] for name in DOMAIN_DISCRIMINATORS[domain]]
+            outputs[f"real_{domain}"], outputs[f"fake_{domain}"] = discriminate_real_and_fake(
+                discriminators, real, fake)
+        return outputs
 
 
 def check_discriminator_size(img_size, global_layers):
@@ -324,6 +339,8 @@ class UGATITModel(BaseModel):
                 network.to(memory_format=torch.channels_last)
         self.generators = [self.networks[name] for name in GENERATOR_NAMES]
         self.discriminators = [self.networks[name] for name in DISCRIMINATOR_NAMES]
+        for generator in self.generators:
+            set_fused_statistics(generator, True)  # one multiply-add per AdaLIN/LIN element, forward and back
         # The step's two forward calls; setup() wraps them in DistributedDataParallel under torchrun.
         self.generator_passes = GeneratorPasses(self.networks["genA2B"], self.networks["genB2A"])
         self.discriminator_passes = DiscriminatorPasses(self.networks)
@@ -589,12 +606,31 @@ class UGATITModel(BaseModel):
         return results
 
 
+@contextlib.contextmanager
+def reference_normalization(generators):
+    """Within the block the generators' AdaLIN and LIN layers run the reference formula, not the fused one."""
+    for generator in generators:
+        set_fused_statistics(generator, False)
+    try:
+        yield
+    finally:
+        for generator in generators:
+            set_fused_statistics(generator, True)
+
+
 def original_training_step(model):
     """The reference code's step on model's current batch: the benchmark's baseline and the tests' oracle.
 
     It recomputes the translations for the generator update and backpropagates the discriminator loss
-    through both generators, as znxlwm/UGATIT-pytorch does; losses and updates equal optimize_parameters'.
+    through both generators, as znxlwm/UGATIT-pytorch does, with its normalization formula and
+    spectral-norm hooks; losses and updates equal optimize_parameters' to float rounding.
     """
+    with reference_normalization(model.generators):
+        _reference_step(model)
+
+
+def _reference_step(model):
+    """The body of original_training_step."""
     model.step += 1
     model.set_learning_rate()
     opt, real_A, real_B, nets = model.opt, model.real_A, model.real_B, model.networks
@@ -602,8 +638,10 @@ def original_training_step(model):
     model.optimizer_D.zero_grad()
     fake_A2B, _, _ = nets["genA2B"](real_A)
     fake_B2A, _, _ = nets["genB2A"](real_B)
-    outputs = {"real_A": discriminate(discriminators_A, real_A), "real_B": discriminate(discriminators_B, real_B),
-               "fake_A": discriminate(discriminators_A, fake_B2A), "fake_B": discriminate(discriminators_B, fake_A2B)}
+    outputs = {"real_A": discriminate(discriminators_A, real_A, reference=True),
+               "real_B": discriminate(discriminators_B, real_B, reference=True),
+               "fake_A": discriminate(discriminators_A, fake_B2A, reference=True),
+               "fake_B": discriminate(discriminators_B, fake_A2B, reference=True)}
     losses_D = discriminator_losses(outputs, opt)
     (losses_D["D_A"] + losses_D["D_B"]).backward()
     model.optimizer_D.step()
@@ -615,8 +653,8 @@ def original_training_step(model):
     fake_B2A2B, _, _ = nets["genA2B"](fake_B2A)
     fake_A2A, cam_logit_A2A, _ = nets["genB2A"](to_channels(real_A, nets["genB2A"].input_nc))
     fake_B2B, cam_logit_B2B, _ = nets["genA2B"](to_channels(real_B, nets["genA2B"].input_nc))
-    fake_outputs_A = discriminate(discriminators_A, fake_B2A)
-    fake_outputs_B = discriminate(discriminators_B, fake_A2B)
+    fake_outputs_A = discriminate(discriminators_A, fake_B2A, reference=True)
+    fake_outputs_B = discriminate(discriminators_B, fake_A2B, reference=True)
     losses_A = generator_domain_losses(fake_outputs_A, real_A, fake_A2B2A, fake_A2A, cam_logit_B2A, cam_logit_A2A)
     losses_B = generator_domain_losses(fake_outputs_B, real_B, fake_B2A2B, fake_B2B, cam_logit_A2B, cam_logit_B2B)
     losses_G = generator_losses(losses_A, losses_B, opt)

@@ -7,12 +7,14 @@ FC, gamma, beta, UpBlock1_<n>, UpBlock2, model, conv, conv_block, norm1, rho, ..
 fixed by the checkpoint format; everything else is named for what it is.
 """
 
+import functools
 import math
 import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from util.errors import SargenError
 
@@ -40,6 +42,53 @@ def _spectral_normalized(layer):
     return nn.utils.spectral_norm(layer)
 
 
+def _spectral_norm_hook(layer):
+    """The legacy spectral-norm hook of `layer`, which holds its power-iteration settings."""
+    return next(hook for hook in layer._forward_pre_hooks.values() if isinstance(hook, SpectralNorm))
+
+
+def spectral_norm_sigmas(layer, calls):
+    """The sigma estimate u . (W v) of each of `calls` successive forwards of a legacy spectral-normalized layer.
+
+    In training mode each forward first runs the hook's power iteration on u and v in place, as
+    torch.nn.utils.spectral_norm does, so the vectors end where `calls` separate forwards leave them.
+    """
+    hook = _spectral_norm_hook(layer)
+    weight_matrix = hook.reshape_weight_to_matrix(layer.weight_orig)
+    u, v = layer.weight_u, layer.weight_v
+    sigmas = []
+    for _ in range(calls):
+        if layer.training and hook.n_power_iterations > 0:
+            with torch.no_grad():
+                for _ in range(hook.n_power_iterations):
+                    F.normalize(torch.mv(weight_matrix.t(), u), dim=0, eps=hook.eps, out=v)
+                    F.normalize(torch.mv(weight_matrix, v), dim=0, eps=hook.eps, out=u)
+            # clones: the next call's in-place update must not change what this sigma's backward saved
+            sigmas.append(torch.dot(u.clone(), torch.mv(weight_matrix, v.clone())))
+        else:
+            sigmas.append(torch.dot(u, torch.mv(weight_matrix, v)))
+    return sigmas
+
+
+def spectral_normalized_forward(layer, features, call_sizes):
+    """A legacy spectral-normalized conv or linear layer applied with the output, not the weight, divided by sigma.
+
+    Equal to the hook's weight_orig / sigma up to float rounding, without building that weight-sized
+    tensor and its backward on every call (the global discriminator's 33 M-weight convolution has a 7x7
+    output). `features` stacks the batches of successive calls (`call_sizes`), each with its own sigma.
+    """
+    sigmas = spectral_norm_sigmas(layer, len(call_sizes))
+    if isinstance(layer, nn.Conv2d):
+        out = layer._conv_forward(features, layer.weight_orig, None)
+    else:
+        out = F.linear(features, layer.weight_orig)
+    inverse = torch.cat([(1 / sigma).expand(size) for sigma, size in zip(sigmas, call_sizes)])
+    inverse = inverse.to(out.dtype).view(-1, *[1] * (out.dim() - 1))
+    if layer.bias is None:
+        return out * inverse
+    return torch.addcmul(layer.bias.to(out.dtype).view(1, -1, *[1] * (out.dim() - 2)), out, inverse)
+
+
 def _mix_instance_and_layer_norm(features, rho, eps):
     """Normalize per instance and per layer, then blend the two with per-channel weight rho."""
     # torch.var is unbiased; the reference uses it, so outputs only match with it.
@@ -53,19 +102,57 @@ def _mix_instance_and_layer_norm(features, rho, eps):
     return rho * instance_normalized + (1 - rho) * layer_normalized
 
 
+def instance_and_layer_statistics(features):
+    """Per-channel means and unbiased variances, and the layer's over channels and pixels (broadcastable)."""
+    channels, pixels = features.shape[1], features.shape[2] * features.shape[3]
+    # Two passes (mean, then the norm of the deviations): torch.var is many times slower on CPUs.
+    instance_mean = features.mean(dim=[2, 3], keepdim=True)
+    deviation = torch.linalg.vector_norm(features - instance_mean, dim=[2, 3], keepdim=True)
+    instance_var = deviation.square() / (pixels - 1)
+    layer_mean = instance_mean.mean(dim=1, keepdim=True)
+    # The layer's sum of squares is the channels' own plus that of their means around the layer mean.
+    squares = (instance_var.sum(dim=1, keepdim=True) * (pixels - 1)
+               + pixels * (instance_mean - layer_mean).square().sum(dim=1, keepdim=True))
+    return instance_mean, instance_var, layer_mean, squares / (channels * pixels - 1)
+
+
+def blended_scale_and_shift(statistics, rho, eps):
+    """Per-channel scale and shift that apply _mix_instance_and_layer_norm's blend given its statistics."""
+    instance_mean, instance_var, layer_mean, layer_var = statistics
+    instance_scale = torch.rsqrt(instance_var + eps)
+    layer_scale = torch.rsqrt(layer_var + eps)
+    scale = rho * instance_scale + (1 - rho) * layer_scale
+    shift = -(rho * instance_mean * instance_scale + (1 - rho) * layer_mean * layer_scale)
+    return scale, shift
+
+
+def scaled_and_shifted(features, scale, shift, gamma, beta):
+    """(features * scale + shift) * gamma + beta as one multiply-add per element."""
+    return torch.addcmul(shift * gamma + beta, features, scale * gamma)
+
+
 class AdaptiveInstanceLayerNorm(nn.Module):
-    """AdaLIN: instance/layer-norm blend with learned rho, scaled by per-sample gamma and beta."""
+    """AdaLIN: instance/layer-norm blend with learned rho, scaled by per-sample gamma and beta.
+
+    With `fused_statistics` set (the fast inference path), the blend and the affine are folded into one
+    multiply-add per element; the result equals the reference formula to float rounding, not bit for bit.
+    """
 
     def __init__(self, num_features, eps=NORM_EPS):
         """Create the blend weight rho (one per channel), initialised to 0.9."""
         super().__init__()
         self.eps = eps
+        self.fused_statistics = False
         self.rho = nn.Parameter(torch.full((1, num_features, 1, 1), ADAPTIVE_RHO_INIT))
 
     def forward(self, features, gamma, beta):
         """Normalize features and apply the (batch, channels) gamma and beta."""
+        gamma, beta = gamma.unsqueeze(2).unsqueeze(3), beta.unsqueeze(2).unsqueeze(3)
+        if self.fused_statistics:
+            scale, shift = blended_scale_and_shift(instance_and_layer_statistics(features), self.rho, self.eps)
+            return scaled_and_shifted(features, scale, shift, gamma, beta)
         mixed = _mix_instance_and_layer_norm(features, self.rho, self.eps)
-        return mixed * gamma.unsqueeze(2).unsqueeze(3) + beta.unsqueeze(2).unsqueeze(3)
+        return mixed * gamma + beta
 
 
 class InstanceLayerNorm(nn.Module):
@@ -75,15 +162,26 @@ class InstanceLayerNorm(nn.Module):
         """Create rho (init 0), gamma (init 1) and beta (init 0), one value per channel."""
         super().__init__()
         self.eps = eps
+        self.fused_statistics = False
         self.rho = nn.Parameter(torch.zeros(1, num_features, 1, 1))
         self.gamma = nn.Parameter(torch.ones(1, num_features, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, num_features, 1, 1))
 
     def forward(self, features):
-        """Normalize features and apply the learned gamma and beta."""
+        """Normalize features and apply the learned gamma and beta (fused like AdaLIN's when set)."""
+        if self.fused_statistics:
+            scale, shift = blended_scale_and_shift(instance_and_layer_statistics(features), self.rho, self.eps)
+            return scaled_and_shifted(features, scale, shift, self.gamma, self.beta)
         mixed = _mix_instance_and_layer_norm(features, self.rho, self.eps)
         batch = features.shape[0]
         return mixed * self.gamma.expand(batch, -1, -1, -1) + self.beta.expand(batch, -1, -1, -1)
+
+
+def set_fused_statistics(network, enabled):
+    """Switch every AdaLIN and LIN layer of `network` to the fused formula (True) or the reference one."""
+    for module in network.modules():
+        if isinstance(module, (AdaptiveInstanceLayerNorm, InstanceLayerNorm)):
+            module.fused_statistics = enabled
 
 
 def _conv3x3_reflect(in_channels, out_channels, stride=1):
@@ -282,17 +380,33 @@ class Discriminator(nn.Module):
         self.conv = _spectral_normalized(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=0, bias=False))
         self.model = nn.Sequential(*_discriminator_trunk(input_nc, ndf, n_layers))
 
-    def forward(self, image):
-        """Score image patches; return (out (B, 1, h, w), cam_logit (B, 2), heatmap (B, 1, h', w'))."""
-        features = self.model(image)
+    def forward(self, image, call_sizes=None):
+        """Score image patches; return (out (B, 1, h, w), cam_logit (B, 2), heatmap (B, 1, h', w')).
+
+        `image` may stack the batches of successive calls (`call_sizes`, e.g. real then fake): each part
+        is scored with the spectral norm of its own call, as separate calls would score it, in one pass.
+        """
+        call_sizes = tuple(call_sizes or (image.shape[0],))
+        return self._score(image, lambda layer, features: spectral_normalized_forward(layer, features, call_sizes))
+
+    def reference_forward(self, image):
+        """The reference's forward, whose hooks divide every spectral-normalized weight by sigma (a baseline)."""
+        return self._score(image, lambda layer, features: layer(features))
+
+    def _score(self, image, spectral):
+        """The discriminator's layers, with `spectral(layer, features)` applying the spectral-normalized ones."""
+        features = image
+        for layer in self.model:
+            features = spectral(layer, features) if hasattr(layer, "weight_orig") else layer(features)
         # The reference weights the CAM branches with the module's first parameter, which under
         # legacy spectral norm is weight_orig (un-normalized); the logits use the normalized weight.
         weighted, cam_logit = _class_activation(
-            features, self.gap_fc, self.gmp_fc, self.gap_fc.weight_orig, self.gmp_fc.weight_orig
+            features, functools.partial(spectral, self.gap_fc), functools.partial(spectral, self.gmp_fc),
+            self.gap_fc.weight_orig, self.gmp_fc.weight_orig,
         )
         features = F.leaky_relu(self.conv1x1(weighted), LEAKY_SLOPE)
         heatmap = torch.sum(features, dim=1, keepdim=True)
-        out = self.conv(F.pad(features, (1, 1, 1, 1), mode="reflect"))
+        out = spectral(self.conv, F.pad(features, (1, 1, 1, 1), mode="reflect"))
         return out, cam_logit, heatmap
 
 

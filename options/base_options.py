@@ -14,7 +14,7 @@ import models
 from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
 from util import distributed
-from util.device import parse_gpu_ids
+from util.device import keep_freed_memory, parse_gpu_ids
 from util.fileio import write_text_atomic
 
 logger = logging.getLogger("sargen")
@@ -65,6 +65,9 @@ class BaseOptions:
         parser.add_argument("--epoch", default="latest", help="which saved state to load (latest or an iteration)")
         parser.add_argument("--seed", type=int, default=0, help="random seed for python, numpy and torch")
         parser.add_argument("--verbose", action="store_true", help="log debugging details")
+        parser.add_argument("--system_allocator", action="store_true",
+                            help="on the CPU, keep the C allocator's defaults instead of reusing freed memory "
+                                 "(sargen's default, much faster training; the process keeps its peak memory)")
         add_preprocess_options(parser)
         add_image_options(parser)
         return parser
@@ -93,6 +96,8 @@ class BaseOptions:
         if opt.verbose:
             logger.setLevel(logging.DEBUG)
         opt.device = distributed.init_from_env(opt.gpu_ids)  # under torchrun: this rank's device
+        if opt.device.type == "cpu" and not opt.system_allocator:
+            keep_freed_memory()
         seed_everything(opt.seed)  # the same on every rank: identical initial weights
         self.parser = parser
         logger.info(format_options(opt, parser))

@@ -14,7 +14,7 @@ from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from data.image_io import GEOREFERENCING_TAGS, IntensityScaling, read_image, tensor_to_uint8, write_image
 from models.ugatit_inference import Translator, app_main, blend_window, load_translator, translate_tiled
-from models.ugatit_networks import Generator
+from models.ugatit_networks import Generator, ResnetBlock
 from util.device import cpu_supports_bfloat16
 from util.errors import SargenError
 
@@ -79,6 +79,11 @@ def test_default_bfloat16_output_is_close_to_float32(checkpoint, tmp_path):
     assert np.abs(difference).max() <= 2
     assert fast.generator.UpBlock1_1.conv1.weight.dtype == torch.bfloat16
     assert plain.generator.UpBlock1_1.conv1.weight.dtype == torch.float32
+    # the early encoder and the attention's 1x1 convolution stay float32: their rounding reaches every pixel
+    encoder_blocks = [layer for layer in fast.generator.DownBlock if isinstance(layer, ResnetBlock)]
+    assert encoder_blocks[0].conv_block[1].weight.dtype == torch.float32
+    assert encoder_blocks[-1].conv_block[1].weight.dtype == torch.bfloat16
+    assert fast.generator.conv1x1.weight.dtype == torch.float32
 
 
 def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):

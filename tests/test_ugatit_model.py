@@ -138,7 +138,9 @@ def test_fast_step_matches_the_original_step(eo2sar_root, tmp_path):
     for name in NETWORK_NAMES:
         for (key, tensor), other in zip(fast.networks[name].state_dict().items(),
                                         original.networks[name].state_dict().values()):
-            assert torch.allclose(tensor, other, atol=1e-5), f"{name}.{key}"
+            # 5e-5, not 1e-5: the fused AdaLIN/LIN formula rounds differently, and Adam's first steps scale
+            # each gradient to about lr (1e-4), so a bug moves weights by ~1e-4 and rounding by ~1e-5
+            assert torch.allclose(tensor, other, atol=5e-5), f"{name}.{key}"
 
 
 def test_learning_rate_decays_linearly_over_the_second_half():

@@ -1,5 +1,6 @@
 """Tests for the U-GAT-IT networks: shapes, checkpoint layout, config inference, reference numerics."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -284,6 +285,42 @@ def test_norm_layers_match_reference_formula():
         torch.testing.assert_close(plain(features), expected_plain)
 
 
+def test_fused_statistics_equal_reference_formula_in_float32():
+    """The fast path's folded scale-and-shift gives the reference blend to float32 rounding, offset data too."""
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 16, 12, 9, generator=generator) * 3 + 40  # means far from 0 stress cancellation
+    adaptive, plain = AdaptiveInstanceLayerNorm(16), InstanceLayerNorm(16)
+    with torch.no_grad():
+        for parameter in (adaptive.rho, plain.rho, plain.gamma, plain.beta):
+            parameter.uniform_(0, 1, generator=generator)
+        gamma, beta = torch.randn(2, 16, generator=generator), torch.randn(2, 16, generator=generator)
+        expected_adaptive, expected_plain = adaptive(features, gamma, beta), plain(features)
+        adaptive.fused_statistics = plain.fused_statistics = True
+        fused_adaptive, fused_plain = adaptive(features, gamma, beta), plain(features)
+    torch.testing.assert_close(fused_adaptive, expected_adaptive, rtol=0, atol=1e-4)
+    torch.testing.assert_close(fused_plain, expected_plain, rtol=0, atol=1e-4)
+    assert not torch.equal(fused_adaptive, expected_adaptive)  # a different computation, not the same path
+
+
+def test_fused_statistics_backpropagate_like_the_reference_formula():
+    """Training uses the fused formula: its gradients for the input, rho, gamma and beta are the reference's."""
+    generator = torch.Generator().manual_seed(4)
+    features = (torch.randn(2, 8, 6, 5, generator=generator, dtype=torch.float64) + 2).requires_grad_()
+    gamma = torch.randn(2, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    beta = torch.randn(2, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    weights = torch.randn(2, 8, 6, 5, generator=generator, dtype=torch.float64)
+    layer = AdaptiveInstanceLayerNorm(8).double()
+    with torch.no_grad():
+        layer.rho.uniform_(0, 1, generator=generator)
+    gradients = []
+    for fused in (False, True):
+        layer.fused_statistics = fused
+        inputs = (features, gamma, beta, layer.rho)
+        gradients.append(torch.autograd.grad((layer(features, gamma, beta) * weights).sum(), inputs))
+    for reference, fused in zip(*gradients):
+        torch.testing.assert_close(fused, reference, rtol=1e-9, atol=1e-12)
+
+
 def spectral_normalized_weight(layer):
     """weight_orig divided by the stored-vector estimate u . (W v) of its largest singular value."""
     sigma = torch.dot(layer.weight_u, layer.weight_orig.flatten(1) @ layer.weight_v)
@@ -326,3 +363,27 @@ def test_discriminator_training_step_updates_spectral_norm_vectors():
     before = discriminator.gap_fc.weight_v.clone()
     discriminator(torch.randn(1, 1, 32, 32))
     assert not torch.equal(discriminator.gap_fc.weight_v, before)
+
+
+def test_stacked_calls_equal_successive_reference_calls():
+    """One forward over real+fake (call_sizes) scores, updates u and v, and backpropagates as two hook calls."""
+    torch.manual_seed(5)
+    fast = Discriminator(3, ndf=4, n_layers=5).double()
+    reference = Discriminator(3, ndf=4, n_layers=5).double()
+    reference.load_state_dict(fast.state_dict())
+    initial_state = copy.deepcopy(fast.state_dict())
+    real, fake = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    stacked = fast(torch.cat([real, fake]), call_sizes=(2, 3))
+    separate = [reference.reference_forward(real), reference.reference_forward(fake)]
+    for got, real_part, fake_part in zip(stacked, *separate):
+        torch.testing.assert_close(got, torch.cat([real_part, fake_part]))
+    (stacked[0].square().mean() + stacked[1].sum()).backward()
+    sum(output[0].square().sum() / stacked[0].numel() + output[1].sum() for output in separate).backward()
+    for (name, fast_tensor), reference_tensor in zip(fast.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(fast_tensor, reference_tensor, msg=name)
+    for (name, fast_parameter), reference_parameter in zip(fast.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(fast_parameter.grad, reference_parameter.grad, msg=name)
+    one_call = Discriminator(3, ndf=4, n_layers=5).double()
+    one_call.load_state_dict(initial_state)
+    # without call_sizes both parts share the first call's sigma, so the fake part scores differently
+    assert not torch.allclose(one_call(torch.cat([real, fake]))[0][2:], separate[1][0], rtol=1e-4)

@@ -1,0 +1,64 @@
+"""Tests of util/device.py's CPU memory reuse and the option that turns it off."""
+
+import ctypes
+import ctypes.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import options.base_options as base_options
+from options.train_options import TrainOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Frees a 64 MiB tensor and prints how many MiB of free memory glibc's heap holds afterwards.
+FREED_MEMORY_PROBE = """
+import ctypes, sys
+import torch
+from util.device import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+libc = ctypes.CDLL(sys.argv[2])
+libc.mallinfo2.restype = MallInfo2
+tensor = torch.ones(16 * 2**20)
+del tensor
+print(libc.mallinfo2().fordblks // 2**20)
+"""
+
+
+def glibc_with_mallinfo2():
+    """The C library's path when it is glibc 2.33 or newer (mallinfo2), else None."""
+    name = ctypes.util.find_library("c")
+    try:
+        return name if name and hasattr(ctypes.CDLL(name), "mallinfo2") else None
+    except OSError:
+        return None
+
+
+def free_heap_mib_after_freeing_64_mib(mode):
+    """Run the probe in a fresh process with memory reuse ('keep') or the C library's defaults ('system')."""
+    completed = subprocess.run([sys.executable, "-c", FREED_MEMORY_PROBE, mode, glibc_with_mallinfo2()],
+                               capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(glibc_with_mallinfo2() is None, reason="needs glibc 2.33+ (mallinfo2)")
+def test_freed_memory_stays_in_the_heap_for_reuse():
+    """With reuse a freed 64 MiB tensor stays in malloc's heap; by default it goes back to the system."""
+    assert free_heap_mib_after_freeing_64_mib("keep") >= 64
+    assert free_heap_mib_after_freeing_64_mib("system") < 64
+
+
+@pytest.mark.parametrize("flag, calls", [([], 1), (["--system_allocator"], 0)])
+def test_cpu_runs_reuse_memory_unless_system_allocator(monkeypatch, flag, calls):
+    """Option parsing on the CPU turns memory reuse on; --system_allocator leaves the allocator alone."""
+    recorded = []
+    monkeypatch.setattr(base_options, "keep_freed_memory", lambda: recorded.append(True))
+    TrainOptions().parse(["--model", "ugatit", "--gpu_ids", "-1", *flag], save=False)
+    assert len(recorded) == calls
