@@ -387,6 +387,8 @@ class Discriminator(nn.Module):
         is scored with the spectral norm of its own call, as separate calls would score it, in one pass.
         """
         call_sizes = tuple(call_sizes or (image.shape[0],))
+        if sum(call_sizes) != image.shape[0]:
+            raise ValueError(f"call_sizes {call_sizes} do not add up to the batch of {image.shape[0]} images")
         return self._score(image, lambda layer, features: spectral_normalized_forward(layer, features, call_sizes))
 
     def reference_forward(self, image):
