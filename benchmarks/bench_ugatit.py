@@ -1,8 +1,8 @@
 """U-GAT-IT speed: sargen's paths against plain baselines measured in the same run.
 
-- inference: app.py's per-image path (read a 256 px PNG, translate with the default precision, write)
-  against the plain float32 forward of the same generator (torch.no_grad, contiguous memory), with the
-  grey-level difference of the two outputs;
+- inference: app.py's per-image path (read a 256 px PNG, translate with the default precision, write;
+  freed memory reused on the CPU) against the plain float32 forward of the same generator (torch.no_grad,
+  contiguous memory, the C allocator's defaults), with the grey-level difference of the two outputs;
 - tiled: megapixels per second of app.py's tiled translation (--tile 256 --overlap 32, batches of tiles)
   against the plain float32 forward run tile by tile;
 - training: steps per second of sargen's step (detached translations, batched generator passes, real and
@@ -40,6 +40,7 @@ from models.ugatit_inference import Translator, translate_file, translate_tiled
 from models.ugatit_model import ADAM_BETAS, original_training_step
 from models.ugatit_networks import Generator
 from options.train_options import TrainOptions
+from util.device import reuse_memory_on_cpu
 
 
 def build_parser():
@@ -115,6 +116,7 @@ def case_inference(args, variant):
 
         seconds, output = timed(forward, args.repeats)
         return {"seconds": seconds, "output": tensor_to_uint8(output[0], (-1, 1)).tolist()}
+    reuse_memory_on_cpu(args.device, system_allocator=False)  # as app.py does
     translator = Translator(generator, args.device, "auto" if variant == "app" else variant)
     with tempfile.TemporaryDirectory() as folder:
         source = write_image(image[0], Path(folder) / "scene.png", value_range=(-1, 1))
@@ -142,6 +144,7 @@ def case_tiled(args, variant):
         seconds, _ = timed(lambda: translate_tiled(plain, image, 256, 32, tile_batch=1, passes=1), args.tiled_repeats)
     else:
         passes = int(variant.rsplit("_", 1)[1])
+        reuse_memory_on_cpu(args.device, system_allocator=False)  # as app.py does
         translator = Translator(generator, args.device, "auto")
         seconds, _ = timed(lambda: translate_tiled(translator, image, 256, 32, passes=passes), args.tiled_repeats)
     return {"seconds": seconds, "megapixels_per_s": args.tiled_size**2 / 1e6 / seconds}

@@ -46,7 +46,7 @@ from models.ugatit_networks import (
     set_fused_statistics,
 )
 from util.cli import progress
-from util.device import autocast_dtype
+from util.device import add_allocator_option, autocast_dtype, reuse_memory_on_cpu
 from util.errors import SargenError
 from util.visuals import heatmap_overlay
 
@@ -363,6 +363,7 @@ def build_app_parser():
                         help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs): the "
                              "window the SAR training images (domain B) were scaled with")
     add_image_options(parser)  # how input images are read: --bands, --intensity_scaling, ...
+    add_allocator_option(parser)
     return parser
 
 
@@ -471,6 +472,7 @@ def app_main(argv=None):
         raise SargenError(f"--overlap {args.overlap} must be >= 0, --tile_batch {args.tile_batch} and "
                           f"--tile_passes {args.tile_passes} >= 1")
     device = choose_device(args.device)
+    reuse_memory_on_cpu(device, args.system_allocator)
     image_paths = resolve_image_paths(args.img)
     targets = output_paths(image_paths, args.out)
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)

@@ -14,7 +14,7 @@ import models
 from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
 from util import distributed
-from util.device import keep_freed_memory, parse_gpu_ids
+from util.device import add_allocator_option, parse_gpu_ids, reuse_memory_on_cpu
 from util.fileio import write_text_atomic
 
 logger = logging.getLogger("sargen")
@@ -65,9 +65,7 @@ class BaseOptions:
         parser.add_argument("--epoch", default="latest", help="which saved state to load (latest or an iteration)")
         parser.add_argument("--seed", type=int, default=0, help="random seed for python, numpy and torch")
         parser.add_argument("--verbose", action="store_true", help="log debugging details")
-        parser.add_argument("--system_allocator", action="store_true",
-                            help="on the CPU, keep the C allocator's defaults instead of reusing freed memory "
-                                 "(sargen's default, much faster training; the process keeps its peak memory)")
+        add_allocator_option(parser)
         add_preprocess_options(parser)
         add_image_options(parser)
         return parser
@@ -96,8 +94,7 @@ class BaseOptions:
         if opt.verbose:
             logger.setLevel(logging.DEBUG)
         opt.device = distributed.init_from_env(opt.gpu_ids)  # under torchrun: this rank's device
-        if opt.device.type == "cpu" and not opt.system_allocator:
-            keep_freed_memory()
+        reuse_memory_on_cpu(opt.device, opt.system_allocator)
         seed_everything(opt.seed)  # the same on every rank: identical initial weights
         self.parser = parser
         logger.info(format_options(opt, parser))

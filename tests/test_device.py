@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import options.base_options as base_options
+from models.ugatit_inference import app_main
 from options.train_options import TrainOptions
+from util import device
+from util.errors import SargenError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,9 +58,12 @@ def test_freed_memory_stays_in_the_heap_for_reuse():
 
 
 @pytest.mark.parametrize("flag, calls", [([], 1), (["--system_allocator"], 0)])
-def test_cpu_runs_reuse_memory_unless_system_allocator(monkeypatch, flag, calls):
-    """Option parsing on the CPU turns memory reuse on; --system_allocator leaves the allocator alone."""
+def test_cpu_runs_reuse_memory_unless_system_allocator(monkeypatch, tmp_path, flag, calls):
+    """train.py/test.py options and app.py on the CPU turn memory reuse on; --system_allocator does not."""
     recorded = []
-    monkeypatch.setattr(base_options, "keep_freed_memory", lambda: recorded.append(True))
+    monkeypatch.setattr(device, "keep_freed_memory", lambda: recorded.append(True))
     TrainOptions().parse(["--model", "ugatit", "--gpu_ids", "-1", *flag], save=False)
     assert len(recorded) == calls
+    with pytest.raises(SargenError):  # stops at the missing checkpoint, after choosing the device
+        app_main(["--model_path", str(tmp_path / "missing.pth"), "--img", str(tmp_path), "--device", "cpu", *flag])
+    assert len(recorded) == 2 * calls

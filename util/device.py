@@ -74,3 +74,16 @@ def keep_freed_memory():
     applied = all(mallopt(ctypes.c_int(option), ctypes.c_int(value)) == 1 for option, value in settings)
     logger.debug("malloc keeps freed memory: %s", applied)
     return applied
+
+
+def add_allocator_option(parser):
+    """Add --system_allocator, the way out of keep_freed_memory()."""
+    parser.add_argument("--system_allocator", action="store_true",
+                        help="on the CPU, keep the C allocator's defaults instead of reusing freed memory "
+                             "(sargen's default: faster, but the process keeps its peak memory)")
+
+
+def reuse_memory_on_cpu(device, system_allocator):
+    """keep_freed_memory() for a run on the CPU, unless --system_allocator asks for the C library's defaults."""
+    if torch.device(device).type == "cpu" and not system_allocator:
+        keep_freed_memory()
