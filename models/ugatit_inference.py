@@ -68,8 +68,8 @@ def _inputs_in_weight_dtype(module, inputs):
 
 
 def float32_convolutions(generator):
-    """The convolutions the fast path keeps in float32: the encoder's, up to the middle of its residual
-    blocks, the attention's 1x1 convolution and the output convolution."""
+    """The convolutions the fast path keeps in float32: the early encoder's, the attention's 1x1 and the output's."""
+    # "early": up to the middle of the encoder's residual blocks, whose rounding reaches every pixel
     encoder = list(generator.DownBlock)
     later_blocks = sum(isinstance(layer, ResnetBlock) for layer in encoder) // 2
     early = [module for layer in encoder[: len(encoder) - later_blocks] for module in layer.modules()
