@@ -149,11 +149,14 @@ def frozen(networks):
         set_requires_grad(networks, True)
 
 
-def discriminate(discriminators, images, reference=False):
+def discriminate(discriminators, images, call_sizes=None, reference=False):
     """[(patch logit, CAM logit)] of each of `discriminators` on `images`, as float32 (reference: the hook path)."""
     outputs = []
     for discriminator in discriminators:
-        logit, cam_logit, _ = discriminator.reference_forward(images) if reference else discriminator(images)
+        if reference:
+            logit, cam_logit, _ = discriminator.reference_forward(images)
+        else:
+            logit, cam_logit, _ = discriminator(images, call_sizes)
         outputs.append((logit.float(), cam_logit.float()))
     return outputs
 
@@ -161,12 +164,9 @@ def discriminate(discriminators, images, reference=False):
 def discriminate_real_and_fake(discriminators, real, fake):
     """discriminate() of real and of fake, run as one batch per discriminator with each call's own spectral norm."""
     batch = real.shape[0]
-    real_outputs, fake_outputs = [], []
-    for discriminator in discriminators:
-        logit, cam_logit, _ = discriminator(torch.cat([real, fake]), call_sizes=(batch, fake.shape[0]))
-        real_outputs.append((logit[:batch].float(), cam_logit[:batch].float()))
-        fake_outputs.append((logit[batch:].float(), cam_logit[batch:].float()))
-    return real_outputs, fake_outputs
+    stacked = discriminate(discriminators, torch.cat([real, fake]), call_sizes=(batch, fake.shape[0]))
+    return ([(logit[:batch], cam_logit[:batch]) for logit, cam_logit in stacked],
+            [(logit[batch:], cam_logit[batch:]) for logit, cam_logit in stacked])
 
 
 class GeneratorPasses(nn.Module):
