@@ -36,7 +36,8 @@ import torch
 
 from data.image_io import tensor_to_uint8, write_image
 from models import create_model
-from models.ugatit_inference import Translator, translate_file, translate_tiled
+from models.tiling import translate_tiled
+from models.ugatit_inference import Translator, translate_file
 from models.ugatit_model import ADAM_BETAS, original_training_step
 from models.ugatit_networks import Generator
 from options.train_options import TrainOptions

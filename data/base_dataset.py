@@ -12,7 +12,8 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import IntensityScaling, read_image
+from data.image_io import read_image
+from data.radiometry import IntensityScaling
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")

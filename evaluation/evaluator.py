@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 from torch import nn
 
-from data.image_io import IntensityScaling, read_image
+from data.image_io import read_image
+from data.radiometry import IntensityScaling
 from evaluation import metrics
 from evaluation.features import GramFeatures, InceptionFeatures, inception_weights_state, stack_features
 from util.device import parse_gpu_ids, select_device

@@ -11,7 +11,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from data.image_io import db_to_linear
+from data.radiometry import db_to_linear
 
 HISTOGRAM_BINS = 256  # one bin per 8-bit grey level: histograms of 8-bit images are exact
 JENSEN_SHANNON_BINS = 32  # coarser bins for the Jensen-Shannon distance, which empty bins of small images inflate

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Subset
 
 from data.base_dataset import category_of
-from data.image_io import IntensityScaling, list_image_files, read_image, to_channels
+from data.image_io import list_image_files, read_image
+from data.radiometry import IntensityScaling, to_channels
 from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
 from models.image_optimizers import make_image_optimizer

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from data.base_dataset import BaseDataset
-from data.image_io import to_channels
+from data.radiometry import to_channels
 from models.base_model import BaseModel
 from models.ugatit_checkpoint import (
     DISCRIMINATOR_NAMES,

@@ -12,8 +12,10 @@ from geotiff_helpers import geotiff_tags, tag_values, write_geotiff
 from PIL import Image
 from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
-from data.image_io import GEOREFERENCING_TAGS, IntensityScaling, read_image, tensor_to_uint8, write_image
-from models.ugatit_inference import Translator, app_main, blend_window, load_translator, translate_tiled
+from data.image_io import GEOREFERENCING_TAGS, read_image, tensor_to_uint8, write_image
+from data.radiometry import IntensityScaling
+from models.tiling import blend_window, translate_tiled
+from models.ugatit_inference import Translator, app_main, load_translator
 from models.ugatit_networks import Generator, ResnetBlock
 from util.device import cpu_supports_bfloat16
 from util.errors import SargenError

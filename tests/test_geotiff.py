@@ -9,17 +9,8 @@ import torch
 from geotiff_helpers import tag_values, write_geotiff
 from PIL import Image
 
-from data.image_io import (
-    IntensityScaling,
-    add_image_options,
-    db_to_linear,
-    linear_to_db,
-    read_image,
-    read_image_with_info,
-    read_raster,
-    write_image,
-    write_raster,
-)
+from data.image_io import add_image_options, read_image, read_image_with_info, read_raster, write_image, write_raster
+from data.radiometry import IntensityScaling, db_to_linear, linear_to_db
 from util.errors import SargenError
 
 

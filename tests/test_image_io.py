@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data.image_io import IntensityScaling, apply_image_limits, list_image_files, read_image, write_image
+from data.image_io import apply_image_limits, list_image_files, read_image, write_image
+from data.radiometry import IntensityScaling
 from util.errors import SargenError
 
 
@@ -100,7 +101,7 @@ def test_listing_missing_and_empty_folders(tmp_path):
 
 
 def test_batch_channel_conversion_follows_the_file_rule(tmp_path):
-    from data.image_io import to_channels
+    from data.radiometry import to_channels
 
     Image.fromarray(np.random.default_rng(6).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "c.png")
     rgb = read_image(tmp_path / "c.png", 3)
