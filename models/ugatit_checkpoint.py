@@ -7,19 +7,9 @@ the iteration, the options, the optimizer states and the random-number generator
 reference files (just the six state dicts) load too; they simply have no extra state.
 """
 
-import random
-from pathlib import Path
 
-import numpy as np
-import torch
-
-from models.ugatit_networks import (
-    CheckpointMismatchError,
-    Generator,
-    generator_config_from_state_dict,
-    load_state_dict_strict,
-)
-from util.checkpoint import FORMAT_KEY, check_version, load_checkpoint
+from models.ugatit_networks import Generator, generator_config_from_state_dict
+from util.checkpoint import FORMAT_KEY, CheckpointMismatchError, check_version, load_checkpoint, load_state_dict_strict
 from util.errors import SargenError
 
 GENERATOR_NAMES = ("genA2B", "genB2A")
@@ -28,11 +18,6 @@ NETWORK_NAMES = GENERATOR_NAMES + DISCRIMINATOR_NAMES
 SARGEN_STATE_KEY = "sargen_ugatit"
 CHECKPOINT_SUFFIX = "_net_ugatit.pth"
 DEFAULT_IMG_SIZE = 256
-
-
-def checkpoint_path(save_dir, epoch):
-    """CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth, for --epoch latest or an iteration number."""
-    return Path(save_dir) / f"{epoch}{CHECKPOINT_SUFFIX}"
 
 
 def read_checkpoint(path):
@@ -80,43 +65,6 @@ def generator_from_checkpoint(payload, name, path, img_size=None):
             f"{path} '{name}' is a full (non-light) generator for {config['img_size']} px images "
             f"(FC.0.weight {list(state['FC.0.weight'].shape)}), not --img_size {img_size}: drop --img_size")
     return load_state_dict_strict(Generator(**config), state, f"{path} '{name}'")
-
-
-def plain_value(value):
-    """An option value as something weights_only loading accepts (device, tuples, paths -> plain)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain_value(item) for item in value]
-    return str(value)
-
-
-def plain_options(opt):
-    """The parsed options as a dict of plain values."""
-    return {key: plain_value(value) for key, value in sorted(vars(opt).items())}
-
-
-def rng_state():
-    """The python, numpy and torch (CPU and CUDA) random states as tensors and plain values."""
-    version, internal, gauss = random.getstate()
-    name, keys, position, has_gauss, cached_gauss = np.random.get_state()
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state):
-    """Restore random states saved by rng_state()."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached_gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def state_dicts_on_cpu(networks):

@@ -17,33 +17,24 @@ averaged over the ranks, and rank 0 alone writes checkpoints, logs and the HTML 
 import argparse
 import contextlib
 import logging
-import math
-import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
 
-from data.base_dataset import BaseDataset
 from data.radiometry import to_channels
-from models.base_model import BaseModel
+from models.step_trained_model import StepTrainedModel
 from models.ugatit_checkpoint import (
+    CHECKPOINT_SUFFIX,
     DISCRIMINATOR_NAMES,
     GENERATOR_NAMES,
     SARGEN_STATE_KEY,
-    checkpoint_path,
     generator_from_checkpoint,
-    network_state,
-    plain_options,
     read_checkpoint,
-    rng_state,
     sargen_state,
     saved_options,
-    set_rng_state,
-    state_dicts_on_cpu,
 )
 from models.ugatit_inference import PRECISIONS, Translator
 from models.ugatit_networks import (
@@ -52,17 +43,14 @@ from models.ugatit_networks import (
     Discriminator,
     Generator,
     RhoClipper,
-    load_state_dict_strict,
     set_fused_statistics,
 )
 from options.base_options import non_negative_int, positive_int
 from options.train_options import add_iterative_training_options
 from util import distributed
-from util.checkpoint import alias_checkpoint, save_checkpoint
 from util.device import autocast_dtype
 from util.errors import SargenError
 from util.results import ImageResult
-from util.visualizer import Visualizer
 from util.visuals import heatmap_overlay
 
 logger = logging.getLogger("sargen")
@@ -81,14 +69,6 @@ def str2bool(text):
     if value in ("false", "no", "0", "f", "n"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
-
-
-def learning_rate(step, opt):
-    """The learning rate of 1-based `step`: constant, then linear decay to 0 over the second half (--decay_flag)."""
-    half = opt.iteration // 2
-    if not opt.decay_flag or half == 0 or step <= half:
-        return opt.lr
-    return opt.lr * max(0.0, 1.0 - (step - half) / half)
 
 
 def lsgan(outputs, target):
@@ -222,53 +202,11 @@ def check_discriminator_size(img_size, global_layers):
                           f"use --img_size >= {smallest} or a smaller --n_dis")
 
 
-class TrainingSampler(Sampler):
-    """(a_index, b_index, seed) per sample of this rank for steps start_step+1 .. iteration, reproducible from any step.
-
-    Samples are numbered globally: step s (from 0) reads positions s * G .. s * G + G - 1 with G = batch_size *
-    world_size, and rank r reads block r (batch_size positions) of them. The ranks' shares are thus disjoint and
-    together read what one process with batch size G reads. Each domain is read in a fresh seeded permutation per
-    pass (in order with --serial_batches), and each sample's crop/flip seed derives from the seed and its position
-    only, so every rank draws its own deterministic crops and a resumed run sees the same data.
-    """
-
-    def __init__(self, counts, batch_size, start_step, iteration, seed, serial=False, rank=0, world_size=1):
-        """Remember the domain sizes, the steps to cover and this rank's place among the ranks."""
-        self.counts, self.batch_size, self.seed, self.serial = counts, batch_size, seed, serial
-        self.start_step, self.iteration = start_step, iteration
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self):
-        """Samples left to yield."""
-        return max(0, self.iteration - self.start_step) * self.batch_size
-
-    def positions(self):
-        """The global positions of this rank's samples, step by step."""
-        global_batch = self.batch_size * self.world_size
-        for step in range(self.start_step, self.iteration):
-            first = step * global_batch + self.rank * self.batch_size
-            yield from range(first, first + self.batch_size)
-
-    def index(self, domain, position, cache):
-        """The image index of `domain` at global sample `position`."""
-        count = self.counts[domain]
-        if self.serial:
-            return position % count
-        epoch = position // count
-        if cache.get(domain, (None,))[0] != epoch:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 2 + domain)
-            cache[domain] = (epoch, torch.randperm(count, generator=generator).tolist())
-        return cache[domain][1][position % count]
-
-    def __iter__(self):
-        """Yield one (a_index, b_index, seed) per sample."""
-        cache = {}
-        for position in self.positions():
-            yield self.index(0, position, cache), self.index(1, position, cache), self.seed * 1_000_003 + position
-
-
-class UGATITModel(BaseModel):
+class UGATITModel(StepTrainedModel):
     """U-GAT-IT training and test-set translation, with eo2sar-compatible checkpoints."""
+
+    state_key = SARGEN_STATE_KEY
+    checkpoint_suffix = CHECKPOINT_SUFFIX
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -310,10 +248,6 @@ class UGATITModel(BaseModel):
     def __init__(self, opt):
         """Build the six networks and the optimizers for training; testing builds from the checkpoint in setup()."""
         super().__init__(opt)
-        self.step = 0
-        self.losses = {}
-        self.visualizer = None
-        self.last_checkpoint = None  # (path, iteration) of the newest checkpoint saved or resumed from
         if not self.is_train:
             return
         self.channels_last = self.device.type == "cuda"
@@ -349,79 +283,30 @@ class UGATITModel(BaseModel):
         fast = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optimizer_G = torch.optim.Adam([p for g in self.generators for p in g.parameters()], **adam, **fast)
         self.optimizer_D = torch.optim.Adam([p for d in self.discriminators for p in d.parameters()], **adam, **fast)
+        self.optimizers = OrderedDict(G=self.optimizer_G, D=self.optimizer_D)
         self.rho_clipper = RhoClipper(0.0, 1.0)
 
-    # ---- checkpoints ------------------------------------------------------------------------------
-
-    def save(self, step_label=None):
-        """Save CHECKPOINTS_DIR/NAME/latest_net_ugatit.pth (and STEP_net_ugatit.pth) atomically."""
-        payload = state_dicts_on_cpu(self.networks)
-        payload[SARGEN_STATE_KEY] = {
-            "iteration": self.step,
-            "options": plain_options(self.opt),
-            "optimizer_G": self.optimizer_G.state_dict(),
-            "optimizer_D": self.optimizer_D.state_dict(),
-            "learning_rate": learning_rate(self.step, self.opt),
-            "rng": rng_state(),
-        }
-        latest = checkpoint_path(self.save_dir, "latest")
-        if step_label is None:
-            saved = save_checkpoint(payload, latest)
-        else:
-            saved = save_checkpoint(payload, checkpoint_path(self.save_dir, step_label))
-            alias_checkpoint(saved, latest)
-        self.last_checkpoint = (latest, self.step)
-        return saved
-
-    def resume(self):
-        """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
-        path = checkpoint_path(self.save_dir, self.opt.epoch)
-        payload = read_checkpoint(path)
-        for name, network in self.networks.items():
-            load_state_dict_strict(network, network_state(payload, name, path), f"{path} '{name}'")
-        state = sargen_state(payload)
-        if not state:
-            self.step = int(self.opt.epoch) if str(self.opt.epoch).isdigit() else 0
-            self.last_checkpoint = (path, self.step)
-            logger.warning("%s holds only the networks (reference format): optimizers start fresh at step %d",
-                           path, self.step)
-            return
-        self.step = int(state["iteration"])
-        try:
-            self.optimizer_G.load_state_dict(state["optimizer_G"])
-            self.optimizer_D.load_state_dict(state["optimizer_D"])
-        except (ValueError, KeyError) as error:
-            raise SargenError(f"{path}: its optimizer state does not fit these networks ({error})") from None
-        set_rng_state(state["rng"])
-        self.last_checkpoint = (path, self.step)
-        logger.info("resumed from %s at step %d, learning rate %g", path, self.step, learning_rate(self.step, self.opt))
-
     # ---- training ---------------------------------------------------------------------------------
+
+    def read_checkpoint(self, path):
+        """Load a U-GAT-IT checkpoint (eo2sar or sargen format)."""
+        return read_checkpoint(path)
 
     def setup(self):
         """Resume (--continue_train) and start the display for training; load the generators for testing."""
         if not self.is_train:
             self.load_for_test()
             return
-        if self.opt.continue_train:
-            self.resume()
-        self.start_step = self.step
+        super().setup()
+
+    def wrap_for_distributed(self):
+        """Wrap the step's generator and discriminator passes in DistributedDataParallel under torchrun."""
         self.generator_passes = distributed.wrap(self.generator_passes, self.device)
         self.discriminator_passes = distributed.wrap(self.discriminator_passes, self.device)
-        self.visualizer = Visualizer(self.opt) if distributed.is_main() else None
-        self.step_started = time.perf_counter()
 
     def training_batches(self, dataset):
         """This rank's batches for the steps still to run, reproducible from any step (see TrainingSampler)."""
-        counts = [len(dataset.paths["A"]), len(dataset.paths["B"])]
-        sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
-                                  self.opt.serial_batches, distributed.rank(), distributed.world_size())
-        return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
-                          collate_fn=BaseDataset.collate)
-
-    def num_training_steps(self, dataset):
-        """--iteration."""
-        return self.opt.iteration
+        return super().training_batches(dataset, [len(dataset.paths["A"]), len(dataset.paths["B"])])
 
     def set_input(self, batch):
         """Take a batch: both domains for training, the source domain for testing."""
@@ -446,13 +331,6 @@ class UGATITModel(BaseModel):
     def domain_discriminators(self, domain):
         """The global and the local discriminator of `domain` (A or B), unwrapped."""
         return [self.networks[name] for name in DOMAIN_DISCRIMINATORS[domain]]
-
-    def set_learning_rate(self):
-        """Set both optimizers' learning rate for the current step."""
-        rate = learning_rate(self.step, self.opt)
-        for optimizer in (self.optimizer_G, self.optimizer_D):
-            for group in optimizer.param_groups:
-                group["lr"] = rate
 
     def optimize_parameters(self):
         """One U-GAT-IT step: discriminators on detached translations, then generators, then rho clipping.
@@ -501,27 +379,10 @@ class UGATITModel(BaseModel):
         self.current_images = (real_A[0], passes["fake_A2B"][0], passes["heatmap_A2B"][0], real_B[0],
                                passes["fake_B2A"][0], passes["heatmap_B2A"][0])
 
-    def stop_if_not_finite(self, losses):
-        """`losses` detached and averaged over the ranks; stops the run (on every rank alike) if one is NaN or Inf."""
-        averaged = distributed.all_reduce_mean({name: value.detach().float() for name, value in losses.items()})
-        if torch.isfinite(torch.stack(list(averaged.values()))).all():
-            return averaged
-        name, value = next((name, float(value)) for name, value in averaged.items() if not math.isfinite(value))
-        kept = "no checkpoint had been saved yet"
-        if self.last_checkpoint is not None:
-            path, iteration = self.last_checkpoint
-            kept = f"the last good checkpoint {path} (iteration {iteration}) is kept"
-        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; {kept} "
-                          f"(lower --lr or check the data)")
-
     def record_losses(self, losses_D, losses_G):
         """Keep the step's losses (as detached tensors; get_current_losses makes numbers of them)."""
         losses = {**losses_D, "D": losses_D["D_A"] + losses_D["D_B"], **losses_G}
         self.losses = {name: losses[name].detach() for name in LOSS_NAMES}
-
-    def get_current_losses(self):
-        """The last step's losses as {name: float}, in LOSS_NAMES order."""
-        return OrderedDict((name, float(value)) for name, value in self.losses.items())
 
     def get_current_visuals(self):
         """The first image of the last step: real, translated and heatmap (over the real image) per domain."""
@@ -530,37 +391,12 @@ class UGATITModel(BaseModel):
         return OrderedDict(real_A=real_A, fake_A2B=fake_A2B, heatmap_A2B=heatmap_overlay(heatmap_A2B, real_A),
                            real_B=real_B, fake_B2A=fake_B2A, heatmap_B2A=heatmap_overlay(heatmap_B2A, real_B))
 
-    def after_step(self, progress_bar=None):
-        """On rank 0: log, display, add to the HTML page and save at their frequencies."""
-        if not distributed.is_main():
-            return
-        opt, step = self.opt, self.step
-        if step % opt.print_freq == 0:
-            seconds = (time.perf_counter() - self.step_started) / opt.print_freq
-            losses = self.get_current_losses()
-            self.visualizer.print_current_losses(step, losses, learning_rate(step, opt), seconds)
-            self.visualizer.plot_current_losses(step, losses)
-            if progress_bar is not None:
-                progress_bar.set_postfix(D=f"{losses['D']:.3f}", G=f"{losses['G']:.3f}")
-            self.step_started = time.perf_counter()
-        if step % opt.display_freq == 0:
-            self.visualizer.display_current_results(self.get_current_visuals(), step)
-        if step % opt.update_html_freq == 0:
-            self.visualizer.save_html_images(self.get_current_visuals(), step)
-        if step % opt.save_freq == 0:
-            logger.info("saved %s", self.save(step_label=step))
-
-    def finish_training(self):
-        """On rank 0: save the final state (unless the last step was just saved)."""
-        if distributed.is_main() and self.step % self.opt.save_freq != 0 and self.step > self.start_step:
-            logger.info("saved %s", self.save(step_label=self.step))
-
     # ---- test.py ----------------------------------------------------------------------------------
 
     def load_for_test(self):
         """Load both generators; take img_size and the domains' channels from the checkpoint."""
         opt = self.opt
-        path = opt.checkpoint or checkpoint_path(self.save_dir, opt.epoch)
+        path = opt.checkpoint or self.checkpoint_path(opt.epoch)
         payload = read_checkpoint(path)
         img_size = opt.img_size or saved_options(payload).get("img_size")
         generators = {name: generator_from_checkpoint(payload, name, path, img_size) for name in GENERATOR_NAMES}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from util.errors import SargenError
+from util.checkpoint import CheckpointMismatchError
 
 DOWNSAMPLING_STEPS = 2
 BOTTLENECK_SCALE = 2**DOWNSAMPLING_STEPS
@@ -29,10 +29,6 @@ LEAKY_SLOPE = 0.2
 _BOTTLENECK_BLOCK_KEY = re.compile(r"^UpBlock1_(\d+)\.")
 _UPSAMPLING_CONV_KEY = re.compile(r"^UpBlock2\.(\d+)\.weight$")
 _DISCRIMINATOR_CONV_KEY = re.compile(r"^model\.(\d+)\.weight_orig$")
-
-
-class CheckpointMismatchError(SargenError, ValueError):
-    """A checkpoint does not fit the network it is loaded into; the message says where."""
 
 
 def _spectral_normalized(layer):
@@ -491,45 +487,3 @@ def discriminator_config_from_state_dict(state_dict):
     first_conv = trunk_convs[min(trunk_convs)]
     # The trunk has one convolution per layer except the final 1-channel conv (stored as 'conv').
     return {"input_nc": first_conv.shape[1], "ndf": first_conv.shape[0], "n_layers": len(trunk_convs) + 1}
-
-
-def _shape_text(tensor):
-    """A tensor's shape as a short list, or its type when it is not a tensor."""
-    shape = getattr(tensor, "shape", None)
-    return str(list(shape)) if shape is not None else type(tensor).__name__
-
-
-def _key_list_text(keys, limit=3):
-    """Up to limit quoted keys, with a count of the rest."""
-    shown = ", ".join(f"'{key}'" for key in keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def describe_state_dict_mismatch(model_state, checkpoint_state):
-    """One line describing how checkpoint_state fails to fit model_state, or None when it fits."""
-    missing = [key for key in model_state if key not in checkpoint_state]
-    unexpected = [key for key in checkpoint_state if key not in model_state]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_key_list_text(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_key_list_text(unexpected)}")
-        return "checkpoint does not fit the network: " + "; ".join(parts)
-    for key, model_tensor in model_state.items():
-        checkpoint_tensor = checkpoint_state[key]
-        if getattr(checkpoint_tensor, "shape", None) != model_tensor.shape:
-            return (
-                f"checkpoint does not fit the network: '{key}' has shape {_shape_text(checkpoint_tensor)} "
-                f"in the checkpoint but {_shape_text(model_tensor)} in the model"
-            )
-    return None
-
-
-def load_state_dict_strict(module, state_dict, name):
-    """Load state_dict into module; on any key or shape mismatch raise CheckpointMismatchError naming `name`."""
-    problem = describe_state_dict_mismatch(module.state_dict(), state_dict)
-    if problem is not None:
-        raise CheckpointMismatchError(f"{name}: {problem} (check the network options used to build it)")
-    module.load_state_dict(state_dict, strict=True)
-    return module

@@ -17,8 +17,8 @@ from ugatit_helpers import (
 
 import train as train_script
 from datasets.make_dataset import main as make_dataset
+from models.step_trained_model import TrainingSampler
 from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
-from models.ugatit_model import TrainingSampler
 from util import distributed
 from util.checkpoint import load_checkpoint
 from util.results import ImageResult, ResultsWriter

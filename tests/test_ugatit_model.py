@@ -19,8 +19,9 @@ import test as test_script
 import train as train_script
 from data import create_dataset
 from models import create_model
+from models.step_trained_model import TrainingSampler, linear_decay_learning_rate
 from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
-from models.ugatit_model import TrainingSampler, learning_rate, original_training_step
+from models.ugatit_model import original_training_step
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.errors import SargenError
@@ -148,9 +149,10 @@ def test_learning_rate_decays_linearly_over_the_second_half():
     class Options:
         lr, iteration, decay_flag = 1e-4, 100, True
 
-    assert [learning_rate(step, Options) for step in (1, 50, 75, 100)] == pytest.approx([1e-4, 1e-4, 5e-5, 0.0])
+    rates = [linear_decay_learning_rate(step, Options) for step in (1, 50, 75, 100)]
+    assert rates == pytest.approx([1e-4, 1e-4, 5e-5, 0.0])
     Options.decay_flag = False
-    assert learning_rate(100, Options) == 1e-4
+    assert linear_decay_learning_rate(100, Options) == 1e-4
 
 
 def test_training_sampler_is_reproducible_from_any_step():

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from models.ugatit_networks import (
     AdaptiveInstanceLayerNorm,
-    CheckpointMismatchError,
     Discriminator,
     Generator,
     InstanceLayerNorm,
@@ -18,8 +17,8 @@ from models.ugatit_networks import (
     RhoClipper,
     discriminator_config_from_state_dict,
     generator_config_from_state_dict,
-    load_state_dict_strict,
 )
+from util.checkpoint import CheckpointMismatchError, load_state_dict_strict
 
 KEY_LIST_PATH = Path(__file__).parent / "data" / "ugatit_eo2sar_checkpoint_keys.json"
 PUBLISHED_NETWORKS = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"]

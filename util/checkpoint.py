@@ -2,10 +2,12 @@
 
 import os
 import pickle
+import random
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from util.errors import SargenError
@@ -81,3 +83,92 @@ def alias_checkpoint(source, alias):
         except OSError:
             shutil.copyfile(source, temp_path)
     return Path(alias)
+
+
+class CheckpointMismatchError(SargenError, ValueError):
+    """A checkpoint does not fit the network it is loaded into; the message says where."""
+
+
+def _shape_text(tensor):
+    """A tensor's shape as a short list, or its type when it is not a tensor."""
+    shape = getattr(tensor, "shape", None)
+    return str(list(shape)) if shape is not None else type(tensor).__name__
+
+
+def _key_list_text(keys, limit=3):
+    """Up to limit quoted keys, with a count of the rest."""
+    shown = ", ".join(f"'{key}'" for key in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def describe_state_dict_mismatch(model_state, checkpoint_state):
+    """One line describing how checkpoint_state fails to fit model_state, or None when it fits."""
+    missing = [key for key in model_state if key not in checkpoint_state]
+    unexpected = [key for key in checkpoint_state if key not in model_state]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_key_list_text(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_key_list_text(unexpected)}")
+        return "checkpoint does not fit the network: " + "; ".join(parts)
+    for key, model_tensor in model_state.items():
+        checkpoint_tensor = checkpoint_state[key]
+        if getattr(checkpoint_tensor, "shape", None) != model_tensor.shape:
+            return (
+                f"checkpoint does not fit the network: '{key}' has shape {_shape_text(checkpoint_tensor)} "
+                f"in the checkpoint but {_shape_text(model_tensor)} in the model"
+            )
+    return None
+
+
+def load_state_dict_strict(module, state_dict, name):
+    """Load state_dict into module; on any key or shape mismatch raise CheckpointMismatchError naming `name`."""
+    problem = describe_state_dict_mismatch(module.state_dict(), state_dict)
+    if problem is not None:
+        raise CheckpointMismatchError(f"{name}: {problem} (check the network options used to build it)")
+    module.load_state_dict(state_dict, strict=True)
+    return module
+
+
+def plain_value(value):
+    """An option value as something weights_only loading accepts (device, tuples, paths -> plain)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    return str(value)
+
+
+def plain_options(opt):
+    """The parsed options as a dict of plain values."""
+    return {key: plain_value(value) for key, value in sorted(vars(opt).items())}
+
+
+def rng_state():
+    """The python, numpy and torch (CPU and CUDA) random states as tensors and plain values."""
+    version, internal, gauss = random.getstate()
+    name, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    """Restore random states saved by rng_state()."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def state_dicts_on_cpu(networks):
+    """{name: state dict with CPU tensors} of a {name: module} mapping, in the reference's key layout."""
+    return {name: {key: tensor.detach().cpu() for key, tensor in network.state_dict().items()}
+            for name, network in networks.items()}
