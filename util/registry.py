@@ -5,12 +5,15 @@ import pkgutil
 
 from util.errors import SargenError
 
+# PACKAGE/base{suffix}.py holds the base class every plugin subclasses (models/base_model.py): not a plugin itself.
+BASE_NAME = "base"
+
 
 def available_names(package_name, suffix):
-    """Names NAME of the modules PACKAGE/NAME{suffix}.py, sorted."""
+    """Names NAME of the plugin modules PACKAGE/NAME{suffix}.py, sorted (the base module left out)."""
     package = importlib.import_module(package_name)
     names = [info.name[: -len(suffix)] for info in pkgutil.iter_modules(package.__path__) if info.name.endswith(suffix)]
-    return sorted(names)
+    return sorted(name for name in names if name != BASE_NAME)
 
 
 def find_class(package_name, suffix, name, base_class, option):
