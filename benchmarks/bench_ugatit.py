@@ -8,7 +8,7 @@
 - training: steps per second of sargen's step (detached translations, batched generator passes, real and
   fake batched through each discriminator with spectral norm applied to the outputs, no discriminator
   weight gradients in the generator step, fused Adam, freed memory reused on the CPU; and with --amp)
-  against the original code's step (models.ugatit_model.original_training_step: plain Adam, the
+  against the original code's step (benchmarks/ugatit_reference.py: plain Adam, the
   spectral-norm hooks, the C allocator's defaults) and against that step with sargen's memory reuse
   (the gain of the step alone), at a small and at the standard size. Peak memory is the peak resident
   set of a separate process per case (CPU) or torch's peak allocation (CUDA).
@@ -34,11 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from benchmarks.ugatit_reference import original_training_step
 from data.image_io import tensor_to_uint8, write_image
 from models import create_model
 from models.tiling import translate_tiled
 from models.ugatit_inference import Translator, translate_file
-from models.ugatit_model import ADAM_BETAS, original_training_step
+from models.ugatit_model import ADAM_BETAS
 from models.ugatit_networks import Generator
 from options.train_options import TrainOptions
 from util.device import reuse_memory_on_cpu
@@ -199,6 +200,8 @@ def main():
     """Run every case and print the table of ratios."""
     args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
     if args.case:
         case_args = json.loads(args.case_args)
         result = {"inference": case_inference, "tiled": case_tiled, "train": case_train}[args.case](args, **case_args)

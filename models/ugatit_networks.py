@@ -385,13 +385,9 @@ class Discriminator(nn.Module):
         call_sizes = tuple(call_sizes or (image.shape[0],))
         if sum(call_sizes) != image.shape[0]:
             raise ValueError(f"call_sizes {call_sizes} do not add up to the batch of {image.shape[0]} images")
-        return self._score(image, lambda layer, features: spectral_normalized_forward(layer, features, call_sizes))
+        return self.score(image, lambda layer, features: spectral_normalized_forward(layer, features, call_sizes))
 
-    def reference_forward(self, image):
-        """The reference's forward, whose hooks divide every spectral-normalized weight by sigma (a baseline)."""
-        return self._score(image, lambda layer, features: layer(features))
-
-    def _score(self, image, spectral):
+    def score(self, image, spectral):
         """The discriminator's layers, with `spectral(layer, features)` applying the spectral-normalized ones."""
         features = image
         for layer in self.model:

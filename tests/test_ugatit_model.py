@@ -17,11 +17,11 @@ from ugatit_helpers import (
 
 import test as test_script
 import train as train_script
+from benchmarks.ugatit_reference import original_training_step
 from data import create_dataset
 from models import create_model
 from models.step_trained_model import TrainingSampler, linear_decay_learning_rate
 from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
-from models.ugatit_model import original_training_step
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.errors import SargenError
