@@ -3,8 +3,10 @@
 train.py: the mean Gram matrices of the target band (B) training images, overall and per land-cover
 category, saved to checkpoints/NAME/latest_gram.pth.
 test.py: each source image (A) is optimized by backpropagation against
-``lambda_style * style + lambda_content * content``, with the style target taken from the saved mean
-Gram (``total``), the paired real target image (``real``) or a target-band training image (``style``).
+``lambda_style * style + lambda_content * content`` (models/gatys_objective.py), with the style target taken from
+the saved mean Gram (``total``), the paired real target image (``real``) or a target-band training image
+(``style``), starting from the source image, noise or a --model gatys_feedforward generator's output. The VGG
+options a test leaves out are those the Gram file records (so no weights are fetched that it was not made with).
 """
 
 import logging
@@ -23,19 +25,28 @@ from data.image_io import list_image_files, read_image
 from data.radiometry import IntensityScaling, to_channels
 from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
+from models.feedforward_generator import CHECKPOINT_SUFFIX as FEEDFORWARD_SUFFIX
+from models.feedforward_generator import load_feedforward_translator, translate_batch
+from models.gatys_objective import (
+    GRAM_KIND,
+    GatysObjective,
+    add_loss_options,
+    category_gram,
+    check_gram_metadata,
+    expected_metadata,
+    read_gram_record,
+    stacked_style_targets,
+)
 from models.image_optimizers import make_image_optimizer
-from models.losses import content_loss, gram_matrix, style_loss
-from models.vgg import NORMALIZATION, VGGFeatures, add_vgg_options, parse_layers
+from models.vgg import add_vgg_options, fill_vgg_options
 from util import distributed
-from util.checkpoint import check_format, load_checkpoint, save_checkpoint
+from util.checkpoint import save_checkpoint
 from util.cli import progress
-from util.device import autocast_dtype
 from util.errors import SargenError
 from util.results import ImageResult
 
 logger = logging.getLogger("sargen")
 
-GRAM_KIND = "gatys_gram"
 DEFAULT_STEPS = {"adam": 1000, "lbfgs": 300}
 DEFAULT_LR = {"adam": 0.01, "lbfgs": 1.0}
 
@@ -48,12 +59,12 @@ class GatysModel(BaseModel):
         """Add the VGG, layer, loss and optimizer options; images default to 256 px, unflipped."""
         parser.set_defaults(dataset_mode="aligned", load_size=256, crop_size=256, no_flip=True,
                             sides="B" if is_train else "A,B")
-        add_vgg_options(parser, "style loss")
+        add_vgg_options(parser, "style loss", recorded_in=None if is_train else "the Gram file")
         parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                             help="VGG arithmetic; auto = bfloat16 where the hardware has it (losses stay float32)")
         if is_train:
             return parser
-        parser.add_argument("--content_layer", default="3", help="content layers, as --style_layer")
+        add_loss_options(parser)
         parser.add_argument("--style_source", default="total", choices=("total", "real", "style"),
                             help="style target: mean Gram of the training target band, the paired real target, "
                                  "or one target-band training image")
@@ -61,70 +72,82 @@ class GatysModel(BaseModel):
                             help="take the style of the image's land-cover category (file-name prefix)")
         parser.add_argument("--style_phase", default="train",
                             help="folder DATAROOT/STYLE_PHASE/B of the style images for --style_source style")
-        parser.add_argument("--lambda_style", type=float, default=1e5, help="weight of the style loss")
-        parser.add_argument("--lambda_content", type=float, default=1.0, help="weight of the content loss")
         parser.add_argument("--optimizer", default="lbfgs", choices=("adam", "lbfgs"),
                             help="lbfgs (per image, one network pass a step) or adam")
         parser.add_argument("--n_iter", type=int, default=None,
                             help=f"optimization steps (network passes); default {DEFAULT_STEPS}")
         parser.add_argument("--lr", type=float, default=None, help=f"step size; default {DEFAULT_LR}")
         parser.add_argument("--history_size", type=int, default=20, help="L-BFGS memory")
-        parser.add_argument("--init", default="content", choices=("content", "noise"), help="starting image")
+        parser.add_argument("--init", default="content", choices=("content", "noise", "feedforward"),
+                            help="starting image: the source image, seeded noise, or the output of the "
+                                 "--model gatys_feedforward generator in --feedforward_checkpoint")
+        parser.add_argument("--feedforward_checkpoint", default=None,
+                            help=f"with --init feedforward: the generator's checkpoint (default "
+                                 f"CHECKPOINTS_DIR/NAME/latest{FEEDFORWARD_SUFFIX})")
         parser.add_argument("--log_freq", type=int, default=10, help="record the losses every this many steps")
         parser.add_argument("--save_midResult", action="store_true", help="also save intermediate images")
         parser.add_argument("--save_epoch", type=int, default=100, help="with --save_midResult: every this many steps")
         return parser
 
     def __init__(self, opt):
-        """Build the VGG extractor cut after the deepest layer any loss needs."""
+        """Build the VGG extractor cut after the deepest layer any loss needs (at test: as the Gram file records)."""
         super().__init__(opt)
-        self.style_layers = parse_layers(opt.vgg, opt.style_layer, "--style_layer")
-        self.content_layers = [] if self.is_train else parse_layers(opt.vgg, opt.content_layer, "--content_layer")
+        self.gram_path = self.save_dir / f"{opt.epoch}_gram.pth"
         if not self.is_train:
             opt.n_iter = DEFAULT_STEPS[opt.optimizer] if opt.n_iter is None else opt.n_iter
             opt.lr = DEFAULT_LR[opt.optimizer] if opt.lr is None else opt.lr
-        self.vgg = VGGFeatures(opt.vgg, opt.vgg_weights, self.style_layers + self.content_layers,
-                               opt.vgg_seed).to(self.device)
-        self.autocast_dtype = autocast_dtype(self.device, opt.precision)
-        self.gram_path = self.save_dir / f"{opt.epoch}_gram.pth"
+            self.gram_record = self.use_gram_file_record()
+        self.objective = GatysObjective(opt, self.device, with_content=not self.is_train)
+        self.style_layers = self.objective.style_layers
+        self.feedforward = None
 
-    def metadata(self):
-        """What identifies the Gram targets: backbone, weights, layers and normalization."""
-        return {"backbone": self.opt.vgg, "weights": self.vgg.weights_description,
-                "style_layers": list(self.style_layers), "normalization": NORMALIZATION}
+    def use_gram_file_record(self):
+        """Fill the VGG options left out from the Gram file's record; with --style_source total, refuse explicit
+        options that conflict with it before any weights are loaded. Returns the file's payload (or None)."""
+        opt = self.opt
+        record = read_gram_record(self.gram_path)
+        if record is None and opt.style_source == "total":
+            raise SargenError(f"Gram file not found: {self.gram_path} (run train.py --model gatys with the same "
+                              f"--name and --checkpoints_dir first, or use --style_source real or style)")
+        fill_vgg_options(opt, record, self.gram_path)
+        if opt.style_source == "total":
+            check_gram_metadata(record, expected_metadata(opt), self.gram_path)
+        return record
 
     def result_notes(self):
         """The settings shown on the results page."""
         opt = self.opt
-        return [f"VGG {opt.vgg}, weights {self.vgg.weights_description}, style layers {','.join(self.style_layers)}, "
-                f"content layers {','.join(self.content_layers)}",
+        start = f"{opt.init} ({self.feedforward.description})" if self.feedforward else opt.init
+        return [self.objective.description(),
                 f"style source {opt.style_source}{' (same category)' if opt.same_category else ''}, "
-                f"optimizer {opt.optimizer}, {opt.n_iter} steps, lr {opt.lr}, init {opt.init}, "
+                f"optimizer {opt.optimizer}, {opt.n_iter} steps, lr {opt.lr}, init {start}, "
                 f"lambda_style {opt.lambda_style:g}, lambda_content {opt.lambda_content:g}, "
-                f"precision {self.autocast_dtype or torch.float32}"]
-
-    def features(self, images, precision=True):
-        """VGG features of [-1, 1] images (as [0, 1]), in the chosen precision unless told otherwise."""
-        images01 = (images + 1.0) / 2.0
-        dtype = self.autocast_dtype if precision else None
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.vgg(images01)
-
-    def grams(self, features):
-        """The float32 Gram matrix of each style layer."""
-        return {name: gram_matrix(features[name]) for name in self.style_layers}
+                f"precision {self.objective.autocast_dtype or torch.float32}"]
 
     # ---- train.py: the mean Gram of the target band -------------------------------------------
 
     def setup(self):
-        """Before testing, load the saved Gram file if the style source needs it."""
+        """Before testing, take the saved Gram file if the style source needs it and load the starting generator."""
         if self.is_train:
             self.sums, self.image_size = {}, None
         elif self.opt.style_source == "total":
-            self.saved_grams = self.load_grams(self.gram_path)
+            self.saved_grams = check_gram_metadata(self.gram_record, self.objective.metadata(), self.gram_path)
         if not self.is_train and self.opt.style_source == "style":
             self.style_paths = list_image_files(Path(self.opt.dataroot) / self.opt.style_phase / "B",
                                                 what="style images (--style_source style)")
+        if not self.is_train and self.opt.init == "feedforward":
+            self.load_feedforward()
+
+    def load_feedforward(self):
+        """Load the --feedforward_checkpoint generator whose outputs are the starting images."""
+        opt = self.opt
+        path = Path(opt.feedforward_checkpoint or self.save_dir / f"latest{FEEDFORWARD_SUFFIX}")
+        self.feedforward = load_feedforward_translator(path, self.device, opt.precision)
+        generator = self.feedforward.generator
+        if (generator.input_nc, generator.output_nc) != (opt.input_nc, opt.output_nc):
+            raise SargenError(f"{path} translates {generator.input_nc} to {generator.output_nc} channels, not "
+                              f"--input_nc {opt.input_nc} to --output_nc {opt.output_nc}: pass those or another "
+                              f"--feedforward_checkpoint")
 
     def training_batches(self, dataset):
         """One pass over this rank's share of the target-band training images (all of them without torchrun)."""
@@ -150,7 +173,7 @@ class GatysModel(BaseModel):
     @torch.inference_mode()
     def optimize_parameters(self):
         """Add the batch's Gram matrices (float64) to the running sums, overall and per category, and count images."""
-        grams = self.grams(self.features(self.real_B, precision=False))
+        grams = self.objective.grams(self.objective.features(self.real_B, precision=False))
         self.image_size = list(self.real_B.shape[-2:])
         for index, category in enumerate(self.categories):
             self.accumulate(("count", category), torch.ones((), dtype=torch.float64, device=self.device))
@@ -173,7 +196,7 @@ class GatysModel(BaseModel):
         if not distributed.is_main():
             return
         payload = {
-            "kind": GRAM_KIND, **self.metadata(),
+            "kind": GRAM_KIND, **self.objective.metadata(),
             "gram_formula": "F F^T / (C H W)",
             "image_size": self.image_size, "image_count": image_count,
             "categories": dict(sorted(counts.items())),
@@ -189,17 +212,6 @@ class GatysModel(BaseModel):
 
     # ---- test.py: image optimization ------------------------------------------------------------
 
-    def load_grams(self, path):
-        """Load a Gram file, refusing one made with another backbone, weights or layers."""
-        payload = check_format(load_checkpoint(path, "Gram file"), path, GRAM_KIND)
-        expected = self.metadata()
-        for key in ("backbone", "weights", "style_layers"):
-            if payload.get(key) != expected[key]:
-                raise SargenError(f"Gram file {path} was made with {key} {payload.get(key)} but this test uses "
-                                  f"{expected[key]}: rerun train.py with the same --vgg/--vgg_weights/--style_layer "
-                                  f"or test with the file's settings")
-        return payload
-
     def style_targets(self):
         """Per-image target Grams (stacked per layer) and, for --style_source style, the style images."""
         source = self.opt.style_source
@@ -210,24 +222,19 @@ class GatysModel(BaseModel):
                                   f"in {Path(self.opt.dataroot) / self.opt.phase / 'B'}")
             real_B = self.real_B if isinstance(self.real_B, torch.Tensor) else torch.stack(self.real_B)
             with torch.no_grad():
-                return self.grams(self.features(real_B.to(self.real_A), precision=False)), None
+                return self.objective.grams(self.objective.features(real_B.to(self.real_A), precision=False)), None
         if source == "style":
             style_images = torch.stack([self.load_style_image(path, category)
                                         for path, category in zip(self.image_paths, self.categories)])
             style_images = style_images.to(self.real_A)
             with torch.no_grad():
-                return self.grams(self.features(style_images, precision=False)), style_images
-        per_image = [self.saved_category_grams(category) for category in self.categories]
-        return {name: torch.stack([grams[name] for grams in per_image]).to(self.device)
-                for name in self.style_layers}, None
+                return self.objective.grams(self.objective.features(style_images, precision=False)), style_images
+        return stacked_style_targets(self.saved_grams, self.categories, self.opt.same_category, self.style_layers,
+                                     self.device), None
 
     def saved_category_grams(self, category):
         """The saved mean Gram of `category` with --same_category, else of all training images."""
-        if self.opt.same_category:
-            if category in self.saved_grams["category_gram"]:
-                return self.saved_grams["category_gram"][category]
-            logger.warning("no training images of category '%s': using the overall mean Gram", category)
-        return self.saved_grams["gram"]
+        return category_gram(self.saved_grams, category, self.opt.same_category)
 
     def load_style_image(self, content_path, category):
         """A target-band training image chosen for `content_path` (seeded; same category if asked)."""
@@ -240,28 +247,20 @@ class GatysModel(BaseModel):
         return apply_preprocess(image, self.opt, sample_params(self.opt, *image.shape[-2:]))
 
     def initial_images(self):
-        """The starting images in [-1, 1]: the content images or seeded noise, with output_nc channels."""
+        """The starting images in [-1, 1]: the content images, seeded noise or the generator's output (output_nc)."""
+        if self.opt.init == "feedforward":
+            return translate_batch(self.feedforward, self.real_A).to(self.real_A)
         content = to_channels(self.real_A, self.opt.output_nc)
         if self.opt.init == "content":
             return content.clone()
         generator = torch.Generator().manual_seed(self.opt.seed)
         return (torch.rand(content.shape, generator=generator) * 2.0 - 1.0).to(content)
 
-    def losses(self, images, content_targets, style_targets, precision=True):
-        """Per-image total, style and content losses of [-1, 1] images."""
-        features = self.features(images, precision)
-        style = style_loss(self.grams(features), style_targets)
-        content = content_loss({name: features[name] for name in self.content_layers}, content_targets)
-        total = self.opt.lambda_style * style + self.opt.lambda_content * content
-        return total, style, content
-
     def test(self):
         """Optimize the batch's images and record their loss curves and intermediate images."""
         opt = self.opt
         style_targets, self.style_images = self.style_targets()
-        with torch.no_grad():
-            content_features = self.features(self.real_A, precision=False)
-            content_targets = {name: content_features[name] for name in self.content_layers}
+        content_targets = self.objective.content_targets(self.real_A)
         images = self.initial_images().requires_grad_(True)
         optimizer = make_image_optimizer(opt.optimizer, images, opt.lr, opt.history_size)
         self.curves = [[] for _ in range(images.shape[0])]
@@ -269,7 +268,7 @@ class GatysModel(BaseModel):
         self.start_time = time.perf_counter()
         for step in progress(range(opt.n_iter), desc="optimizing", unit="step", leave=False):
             optimizer.zero_grad(set_to_none=True)
-            total, style, content = self.losses(images, content_targets, style_targets)
+            total, style, content = self.objective.losses(images, content_targets, style_targets)
             total.sum().backward()
             optimizer.step()
             with torch.no_grad():
@@ -280,7 +279,7 @@ class GatysModel(BaseModel):
                 self.intermediate[f"fake_B_step_{step + 1:05d}"] = images.detach().clone()
         self.fake_B = images.detach()
         with torch.no_grad():
-            self.final_losses = self.losses(self.fake_B, content_targets, style_targets, precision=False)
+            self.final_losses = self.objective.losses(self.fake_B, content_targets, style_targets, precision=False)
         total, style, content = self.final_losses
         for index in range(len(self.curves)):
             self.stop_if_not_finite(index, opt.n_iter, {"total": float(total[index]), "style": float(style[index]),
@@ -308,17 +307,26 @@ class GatysModel(BaseModel):
         results = []
         total, style, content = self.final_losses
         for index, path in enumerate(self.image_paths):
-            visuals = OrderedDict(real_A=self.real_A[index], fake_B=self.fake_B[index])
-            scalars = {"total": float(total[index]), "style": float(style[index]), "content": float(content[index])}
-            real_B = self.real_B[index]
-            if real_B is not None:
-                visuals["real_B"] = real_B
-                fake01, real01 = (self.fake_B[index].cpu() + 1) / 2, (real_B.cpu() + 1) / 2
-                if fake01.shape == real01.shape:
-                    scalars["mse_real_B"] = float(((fake01 - real01) ** 2).mean())
+            extra = OrderedDict()
             if self.style_images is not None:
-                visuals["style_B"] = self.style_images[index]
+                extra["style_B"] = self.style_images[index]
             for label, images in self.intermediate.items():
-                visuals[label] = images[index]
-            results.append(ImageResult(Path(path).stem, visuals, scalars, self.curves[index]))
+                extra[label] = images[index]
+            results.append(image_result(path, self.real_A[index], self.fake_B[index], self.real_B[index],
+                                        (total[index], style[index], content[index]), extra, self.curves[index]))
         return results
+
+
+def image_result(path, real_A, fake_B, real_B, losses, extra_visuals=(), curve=()):
+    """One image's results-page row: real_A, fake_B, real_B (when paired) and `extra_visuals`; the final total,
+    style and content losses and, when real_B has fake_B's size, their mean squared error on [0, 1]."""
+    total, style, content = losses
+    visuals = OrderedDict(real_A=real_A, fake_B=fake_B)
+    scalars = {"total": float(total), "style": float(style), "content": float(content)}
+    if real_B is not None:
+        visuals["real_B"] = real_B
+        fake01, real01 = (fake_B.cpu() + 1) / 2, (real_B.cpu() + 1) / 2
+        if fake01.shape == real01.shape:
+            scalars["mse_real_B"] = float(((fake01 - real01) ** 2).mean())
+    visuals.update(extra_visuals)
+    return ImageResult(Path(path).stem, visuals, scalars, list(curve))

@@ -1,4 +1,4 @@
-"""Gram matrices and the style and content losses, per image so a batch equals images one at a time."""
+"""Gram matrices, the style and content losses and total variation, per image so a batch equals images one at a time."""
 
 import torch
 
@@ -24,3 +24,10 @@ def content_loss(generated_features, target_features):
     """Sum over layers of the mean squared feature difference, one value per image."""
     return sum(((at_least_float32(generated_features[name]) - target_features[name]) ** 2).mean(dim=(1, 2, 3))
                for name in target_features)
+
+
+def total_variation(images):
+    """Each image's mean absolute difference between neighbouring pixels (both directions)."""
+    vertical = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
+    horizontal = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    return vertical + horizontal

@@ -89,26 +89,85 @@ def parse_layers(backbone, text, option, block_indices=True):
         raise SargenError(f"{option}: {error}") from None
 
 
-def add_vgg_weight_options(parser):
-    """Add --vgg_weights and --vgg_seed: the weights policy of load_vgg_features."""
-    parser.add_argument("--vgg_weights", default="imagenet",
-                        help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH")
-    parser.add_argument("--vgg_seed", type=int, default=0, help="seed of --vgg_weights random")
+FALLBACK_OPTIONS = {"vgg": "vgg19", "vgg_weights": "imagenet", "vgg_seed": 0, "style_layer": "0,1,2,3,4"}
+
+
+def default_help(value, recorded_in=None):
+    """The end of an option's help: its default, or that it defaults to what `recorded_in` recorded, else `value`."""
+    if recorded_in is None:
+        return ""
+    # "%(default).0s" prints nothing but keeps ArgumentDefaultsHelpFormatter from appending "(default: None)".
+    return f" (default: as recorded in {recorded_in}, else {value})%(default).0s"
+
+
+def add_vgg_weight_options(parser, recorded_in=None):
+    """Add --vgg_weights and --vgg_seed: the weights policy of load_vgg_features.
+
+    With `recorded_in` (e.g. "the Gram file") they default to None: the caller fills them from that record.
+    """
+    recorded = recorded_in is not None
+    parser.add_argument("--vgg_weights", default=None if recorded else FALLBACK_OPTIONS["vgg_weights"],
+                        help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH"
+                             + default_help(FALLBACK_OPTIONS["vgg_weights"], recorded_in))
+    parser.add_argument("--vgg_seed", type=int, default=None if recorded else FALLBACK_OPTIONS["vgg_seed"],
+                        help="seed of --vgg_weights random" + default_help(FALLBACK_OPTIONS["vgg_seed"], recorded_in))
     return parser
 
 
-def add_vgg_options(parser, purpose):
-    """Add --vgg, the weight options and --style_layer for the Gram matrices of `purpose`."""
-    parser.add_argument("--vgg", default="vgg19", choices=BACKBONES, help=f"VGG backbone of the {purpose}")
-    add_vgg_weight_options(parser)
-    parser.add_argument("--style_layer", default="0,1,2,3,4",
+def add_vgg_options(parser, purpose, recorded_in=None):
+    """Add --vgg, the weight options and --style_layer of the `purpose` Grams (recorded_in: as for the weights)."""
+    recorded = recorded_in is not None
+    parser.add_argument("--vgg", default=None if recorded else FALLBACK_OPTIONS["vgg"], choices=BACKBONES,
+                        help=f"VGG backbone of the {purpose}" + default_help(FALLBACK_OPTIONS["vgg"], recorded_in))
+    add_vgg_weight_options(parser, recorded_in)
+    parser.add_argument("--style_layer", default=None if recorded else FALLBACK_OPTIONS["style_layer"],
                         help=f"layers of the {purpose}: block indices 0-4 (last ReLU of each block) or names "
-                             f"like relu3_1")
+                             f"like relu3_1" + default_help(FALLBACK_OPTIONS["style_layer"], recorded_in))
     return parser
+
+
+def recorded_options(record):
+    """The VGG options a Gram record ({backbone, weights, style_layers}) was made with, as option values.
+
+    Weights from a file are recorded by content only (file:DIGEST): --vgg_weights is then left to the user.
+    """
+    options = {"vgg": record["backbone"], "style_layer": ",".join(record["style_layers"])}
+    kind, _, detail = str(record["weights"]).partition(":")
+    if kind == "random":
+        options["vgg_weights"] = "random"
+        options["vgg_seed"] = int(detail.split(",")[0].removeprefix("seed="))
+    elif kind == "imagenet":
+        options["vgg_weights"] = "imagenet"
+    return options
+
+
+def fill_vgg_options(opt, record, source):
+    """Set the VGG options left unset (None) to those `record` (a Gram record, or None) holds, else the fallbacks."""
+    recorded = recorded_options(record) if record else {}
+    if opt.vgg_weights is None and record and "vgg_weights" not in recorded:
+        raise SargenError(f"{source} was made with VGG weights from a file ({record['weights']}): "
+                          f"pass that file as --vgg_weights PATH")
+    for name, fallback in FALLBACK_OPTIONS.items():
+        if getattr(opt, name, None) is None:
+            setattr(opt, name, recorded.get(name, fallback))
+    return opt
+
+
+def weights_description(backbone, weights, seed=0):
+    """How weights are recorded (Gram files, pages, logs), known before they are loaded:
+    imagenet:FILE, random:seed=N,unit-variance or file:DIGEST."""
+    if weights == "imagenet":
+        return f"imagenet:{imagenet_cache_path(backbone).name}"
+    if weights == "random":
+        return f"random:seed={seed},unit-variance"
+    path = Path(weights)
+    if not path.is_file():
+        raise SargenError(f"--vgg_weights file not found: {path} (give a path, 'imagenet' or 'random')")
+    return f"file:{file_digest(path)}"
 
 
 def load_imagenet_weights(backbone, features):
-    """Load torchvision's ImageNet weights (cache or download) into `features`; returns the description."""
+    """Load torchvision's ImageNet weights (cache or download) into `features`."""
     weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
     cache_path = imagenet_cache_path(backbone)
     if cache_path.is_file():
@@ -121,16 +180,11 @@ def load_imagenet_weights(backbone, features):
                               f"({type(error).__name__}): download {weights.url} to that path (or set TORCH_HOME), "
                               f"pass --vgg_weights PATH, or --vgg_weights random") from None
     load_features_state(features, state, cache_path)
-    return f"imagenet:{cache_path.name}"
 
 
 def load_weights_file(path, features):
-    """Load a local torchvision-format VGG state dict into `features`; returns the description."""
-    path = Path(path)
-    if not path.is_file():
-        raise SargenError(f"--vgg_weights file not found: {path} (give a path, 'imagenet' or 'random')")
+    """Load a local torchvision-format VGG state dict into `features`."""
     load_features_state(features, load_checkpoint(path, "VGG weights"), path)
-    return f"file:{file_digest(path)}"
 
 
 def load_features_state(features, state, path):
@@ -188,7 +242,6 @@ def init_random_scaled(features, seed):
             scale = activations.std().clamp_min(1e-12)
             features[index - 1].weight.div_(scale)
             activations = activations / scale
-    return f"random:seed={seed},unit-variance"
 
 
 def imagenet_normalize(images):
@@ -201,12 +254,13 @@ def imagenet_normalize(images):
 def load_vgg_features(backbone, weights, seed=0):
     """torchvision's VGG `features` with the weights policy applied; returns (features, description)."""
     features = build_architecture(backbone)
+    description = weights_description(backbone, weights, seed)
     if weights == "imagenet":
-        description = load_imagenet_weights(backbone, features)
+        load_imagenet_weights(backbone, features)
     elif weights == "random":
-        description = init_random_scaled(features, seed)
+        init_random_scaled(features, seed)
     else:
-        description = load_weights_file(weights, features)
+        load_weights_file(weights, features)
     return features, description
 
 

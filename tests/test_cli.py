@@ -31,9 +31,10 @@ def good_run(x2ka_root, tmp_path_factory):
 
 def test_options_are_printed_and_saved(good_run):
     root, work = good_run
-    saved = (work / "checkpoints" / "tiny" / "test_opt.txt").read_text()
+    saved = (work / "checkpoints" / "tiny" / "train_opt.txt").read_text()
     assert "vgg_weights: random" in saved and "[default: imagenet]" in saved
-    assert "style_source: total" in saved
+    saved = (work / "checkpoints" / "tiny" / "test_opt.txt").read_text()
+    assert "vgg_weights: random" in saved and "style_source: total" in saved
 
 
 def test_unknown_model_and_bad_values_list_the_choices(tmp_path):
@@ -104,6 +105,8 @@ def test_a_pickle_that_would_run_code_is_refused(good_run, tmp_path):
     root, work = good_run
     hostile = tmp_path / "hostile.pth"
     hostile.write_bytes(pickle.dumps({"features.0.weight": Exploit()}))
-    code, _, stderr = run_script("test.py", gatys_test_args(root, work) + ["--vgg_weights", str(hostile)])
+    # --style_source real: no Gram file whose record would refuse these weights before they are loaded
+    args = gatys_test_args(root, work, "--style_source", "real") + ["--vgg_weights", str(hostile)]
+    code, _, stderr = run_script("test.py", args)
     assert_one_line_error(code, stderr, "hostile.pth")
     assert not (tmp_path / "pwned").exists()

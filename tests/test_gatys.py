@@ -66,9 +66,11 @@ def test_gram_file_round_trip_and_metadata(x2ka_root, trained):
     assert (trained / "checkpoints" / "tiny" / "train_opt.txt").is_file()
     model, opt = build_model(x2ka_root, trained)
     opt.phase, opt.sides = "train", "B"
-    grams = model.grams(model.features(first_batch(opt)["B"], precision=False))
+    objective = model.objective
+    grams = objective.grams(objective.features(first_batch(opt)["B"], precision=False))
     training_images = create_dataset(opt)
-    all_grams = model.grams(model.features(torch.stack([item["B"] for item in training_images]), precision=False))
+    all_images = torch.stack([item["B"] for item in training_images])
+    all_grams = objective.grams(objective.features(all_images, precision=False))
     assert set(grams) == set(payload["gram"])
     for name, gram in payload["gram"].items():
         assert torch.allclose(gram, all_grams[name].mean(0), rtol=1e-4, atol=1e-7)
@@ -103,7 +105,7 @@ def test_optimization_lowers_the_total_loss(x2ka_root, trained, optimizer, style
 def optimized_in_float64(root, work, batch, *options):
     """Run a model's test() in float64, where batched and single results must agree exactly."""
     model, _ = build_model(root, work, *options)
-    model.vgg.double()
+    model.objective.vgg.double()
     model.set_input({key: value.double() if isinstance(value, torch.Tensor) else value for key, value in batch.items()})
     model.test()
     return model

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from data.image_io import tensor_to_uint8, write_image
-from models.losses import gram_matrix
+from models.losses import gram_matrix, total_variation
 from models.vgg import (
     ChannelSelectedVGG,
     add_vgg_weight_options,
@@ -256,13 +256,6 @@ def random_transform(images, jitter, scale, generator):
             images = nn.functional.interpolate(images, size=(new_size, new_size), mode="bilinear",
                                                align_corners=False)
     return images
-
-
-def total_variation(images):
-    """Each image's mean absolute difference between neighbouring pixels (both directions)."""
-    vertical = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
-    horizontal = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
-    return vertical + horizontal
 
 
 # ---------------------------------------------------------------- optimization
