@@ -1,5 +1,7 @@
 """Paired source/target images: DATAROOT/PHASE/A and DATAROOT/PHASE/B, paired by file name."""
 
+import random
+
 from data import transforms
 from data.base_dataset import BaseDataset, category_of
 from data.image_io import list_image_files
@@ -24,7 +26,6 @@ class AlignedDataset(BaseDataset):
             raise SargenError(f"--dataroot not found: {self.root} (expected {self.root}/{opt.phase}/A and .../B)")
         source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.folders = {"A": self.root / opt.phase / source, "B": self.root / opt.phase / target}
-        self.channels = {"A": opt.input_nc, "B": opt.output_nc}
         sides = opt.sides.split(",")
         self.primary, self.other = sides[0], (sides[1] if len(sides) > 1 else None)
         self.paths = list_image_files(self.folders[self.primary], opt.max_dataset_size, f"{self.primary} images")
@@ -36,19 +37,30 @@ class AlignedDataset(BaseDataset):
         """Number of items."""
         return len(self.paths)
 
+    def side_channels(self, side):
+        """Channels of a side's images, read from the options at load time (a model may set them from its file)."""
+        return self.opt.input_nc if side == "A" else self.opt.output_nc
+
     def __getitem__(self, index):
-        """The primary image, its paired image (if any), their paths and the category; None if one is skipped."""
+        """The primary image, its paired image (if any), their paths and the category; None if one is skipped.
+
+        `index` is an int, or (index, seed) from the step-training sampler: crop and flip then come from the seed.
+        """
+        rng = random
+        if isinstance(index, (tuple, list)):
+            index, seed = index
+            rng = random.Random(seed)
         path = self.paths[index]
-        primary_image = self.read(path, self.channels[self.primary])
+        primary_image = self.read(path, self.side_channels(self.primary))
         if primary_image is None:
             return None
-        params = transforms.sample_params(self.opt, *primary_image.shape[-2:])
+        params = transforms.sample_params(self.opt, *primary_image.shape[-2:], generator=rng)
         item = {self.primary: self.preprocess(primary_image, params),
                 f"{self.primary}_paths": str(path), "category": category_of(path)}
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        paired_image = None if paired is None else self.read(paired, self.channels[self.other])
+        paired_image = None if paired is None else self.read(paired, self.side_channels(self.other))
         if paired is not None and paired_image is None:
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)

@@ -1,8 +1,10 @@
 """The blended tiler: translate an image of any size tile by tile and cross-fade the overlaps.
 
 Used by app.py (U-GAT-IT) and by every model that translates scenes larger than its training size. A
-translator here is a callable on a B x C x H x W batch in [-1, 1] returning (output, CAM logit, heatmap), with
-`generator` (its network: output_nc, light, img_size) and `device` attributes (models.ugatit_inference.Translator).
+translator here is a callable on a B x C x H x W batch in [-1, 1] returning (output, CAM logit, heatmap), the last
+two None for generators without attention, with `generator` (its network: output_nc; a full U-GAT-IT generator
+also light=False and img_size, the only tile size it takes) and `device` attributes
+(models.ugatit_inference.Translator, models.feedforward_generator.FeedForwardTranslator).
 """
 
 import functools
@@ -21,6 +23,16 @@ from models.ugatit_networks import (
 from util.errors import SargenError
 
 NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.InstanceNorm2d)
+
+
+def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
+    """Reflect-pad a CxHxW image at the bottom and right to a multiple of `multiple`; return it and (H, W)."""
+    height, width = image.shape[-2:]
+    pad_bottom, pad_right = -height % multiple, -width % multiple
+    if pad_bottom or pad_right:
+        mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
+        image = F.pad(image[None], (0, pad_right, 0, pad_bottom), mode=mode)[0]
+    return image, (height, width)
 
 
 def tile_starts(length, tile, stride):
@@ -130,7 +142,7 @@ def default_tile_batch(device):
 
 
 def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2):
-    """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
+    """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap or None).
 
     Tiles of `tile` pixels step by tile - overlap and are translated `tile_batch` at a time; each
     output tile is weighted by a window that fades out over the overlap, so neighbouring tiles
@@ -141,17 +153,20 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2)
     if tile % BOTTLENECK_SCALE or tile <= 2 * overlap:
         raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
                           f"--overlap {overlap}")
+    # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
+    # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
+    stride = max(BOTTLENECK_SCALE, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
     generator = translator.generator
     tile_batch = tile_batch or default_tile_batch(translator.device)
-    if not generator.light and tile != generator.img_size:
+    if not getattr(generator, "light", True) and tile != generator.img_size:
         raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
                           f"use --tile {generator.img_size}")
-    height, width = image.shape[-2:]
-    padded = image
+    padded, (height, width) = pad_to_multiple(image)
     if height < tile or width < tile:  # small images: pad up to one tile, crop back at the end
-        padded = F.pad(image[None], (0, max(0, tile - width), 0, max(0, tile - height)), mode="replicate")[0]
-    row_starts = tile_starts(padded.shape[-2], tile, tile - overlap)
-    column_starts = tile_starts(padded.shape[-1], tile, tile - overlap)
+        padded = F.pad(padded[None], (0, max(0, tile - padded.shape[-1]), 0, max(0, tile - padded.shape[-2])),
+                       mode="replicate")[0]
+    row_starts = tile_starts(padded.shape[-2], tile, stride)
+    column_starts = tile_starts(padded.shape[-1], tile, stride)
     row_cores, column_cores = tile_cores(row_starts, tile, height), tile_cores(column_starts, tile, width)
     tiles = [((top, left), row_core + column_core) for top, row_core in zip(row_starts, row_cores)
              for left, column_core in zip(column_starts, column_cores)]
@@ -168,7 +183,7 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2)
 
 
 def blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, size):
-    """Translate the tiles batch by batch and cross-fade them into the output and heatmap canvases."""
+    """Translate the tiles batch by batch and cross-fade them into the output and (if any) heatmap canvases."""
     generator, (height, width) = translator.generator, size
     padded_height, padded_width = padded.shape[-2:]
     window = blend_window(tile, overlap)
@@ -183,12 +198,16 @@ def blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics
         statistics.cores = [core for _, core in batch]
         tile_outputs, _, tile_heatmaps = translator(
             torch.stack([padded[:, top: top + tile, left: left + tile] for (top, left), _ in batch]))
-        for ((top, left), _), tile_output, tile_heatmap in zip(batch, tile_outputs, tile_heatmaps):
-            output[:, top: top + tile, left: left + tile] += tile_output * window
+        for index, ((top, left), _) in enumerate(batch):
+            output[:, top: top + tile, left: left + tile] += tile_outputs[index] * window
             weights[:, top: top + tile, left: left + tile] += window
-            heat_top, heat_left = top // scale, left // scale
+            if tile_heatmaps is None:
+                continue
+            tile_heatmap, heat_top, heat_left = tile_heatmaps[index], top // scale, left // scale
             heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += tile_heatmap * heat_window
             heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
     output = (output / weights)[:, :height, :width]
+    if tile_heatmaps is None:
+        return output, None
     heatmap = (heatmap / heat_weights.clamp_min(1e-12))[:, : -(-height // scale), : -(-width // scale)]
     return output, heatmap

@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
@@ -32,10 +31,9 @@ from data.image_io import (
 )
 from data.radiometry import IntensityScaling, parse_float_pair, tensor_to_physical
 from data.single_dataset import resolve_image_paths
-from models.tiling import NORMALIZATION_TYPES, translate_tiled
+from models.tiling import NORMALIZATION_TYPES, pad_to_multiple, translate_tiled
 from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
 from models.ugatit_networks import (
-    BOTTLENECK_SCALE,
     ResnetBlock,
     set_fused_statistics,
 )
@@ -131,16 +129,6 @@ def load_translator(model_path, direction="AtoB", device="cpu", precision="auto"
     payload = read_checkpoint(model_path)
     name = "genA2B" if direction == "AtoB" else "genB2A"
     return Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
-
-
-def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
-    """Reflect-pad a CxHxW image at the bottom and right to a multiple of `multiple`; return it and (H, W)."""
-    height, width = image.shape[-2:]
-    pad_bottom, pad_right = -height % multiple, -width % multiple
-    if pad_bottom or pad_right:
-        mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
-        image = F.pad(image[None], (0, pad_right, 0, pad_bottom), mode=mode)[0]
-    return image, (height, width)
 
 
 def translate_whole(translator, image):

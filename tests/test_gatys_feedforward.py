@@ -1,0 +1,278 @@
+"""The feed-forward generator trained with the Gatys losses: training, resume, the test page, tiling, torchrun,
+--model gatys --init feedforward, and the Gram file's record as the default VGG options."""
+
+import re
+import shutil
+
+import pytest
+import torch
+from conftest import gatys_test_args, gatys_train_args, run_torchrun
+from PIL import Image
+from ugatit_helpers import (
+    loss_values,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    read_loss_log,
+    run_entry_point,
+)
+
+import test as test_script
+import train as train_script
+from data import available_dataset_modes, create_dataloader, create_dataset
+from models import available_models, create_model
+from models.feedforward_generator import (
+    CHECKPOINT_SUFFIX,
+    FeedForwardGenerator,
+    FeedForwardTranslator,
+    read_feedforward_checkpoint,
+    translate_image,
+)
+from models.gatys_model import GatysModel
+from models.tiling import tile_starts
+from models.ugatit_networks import BOTTLENECK_SCALE
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from util.errors import SargenError
+
+TINY_GENERATOR = ["--ngf", "8", "--n_res", "1"]
+
+
+def feedforward_args(root, work, name, *extra):
+    """Options of a tiny feed-forward training run on the CPU (32 px, vgg16 random weights, no visdom)."""
+    args = gatys_train_args(root, work, "--model", "gatys_feedforward", "--name", name, *TINY_GENERATOR,
+                            "--display_id", "0", "--print_freq", "1", "--batch_size", "2")
+    return [*map(str, args), *map(str, extra)]
+
+
+def feedforward_test_args(root, work, name, *extra):
+    """Options of test.py on a feed-forward run: only the data, the names and the folders (the rest is recorded)."""
+    return ["--model", "gatys_feedforward", "--dataroot", str(root), "--name", name, "--gpu_ids", "-1",
+            "--num_threads", "0", "--load_size", "32", "--crop_size", "32", "--checkpoints_dir",
+            str(work / "checkpoints"), "--results_dir", str(work / "results"), *map(str, extra)]
+
+
+@pytest.fixture(scope="module")
+def trained(x2ka_root, tmp_path_factory):
+    """A 4-step run saving at steps 2 and 4 (its Gram file computed on the way): the work folder."""
+    work = tmp_path_factory.mktemp("feedforward")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_entry_point(train_script, feedforward_args(x2ka_root, work, "ff", "--iteration", 4, "--save_freq", 2,
+                                                       "--update_html_freq", 2), monkeypatch)
+    return work
+
+
+def total_losses(log_path):
+    """The logged total loss of every step, in order."""
+    log = read_loss_log(log_path)
+    return [loss_values(log[step][1])["total"] for step in sorted(log)]
+
+
+def test_model_choices_exclude_the_base_classes():
+    """--model and --dataset_mode list plugins only: base_model.py and base_dataset.py hold the base classes."""
+    assert "base" not in available_models() and "gatys_feedforward" in available_models()
+    assert "base" not in available_dataset_modes() and "aligned" in available_dataset_modes()
+    with pytest.raises(SystemExit):
+        TrainOptions().parse(["--model", "base"], save=False)
+
+
+def test_training_lowers_the_loss(x2ka_root, tmp_path, monkeypatch):
+    """Thirty steps on five images bring the total loss (style + content + total variation) well below its start."""
+    args = feedforward_args(x2ka_root, tmp_path, "falls", "--iteration", 30, "--save_freq", 30, "--lambda_tv", 0.1,
+                            "--decay_flag", "false", "--no_html")
+    run_entry_point(train_script, args, monkeypatch)
+    totals = total_losses(tmp_path / "checkpoints" / "falls" / "loss_log.txt")
+    assert len(totals) == 30
+    first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
+    assert last < 0.5 * first, f"total loss went from {first:.4f} to {last:.4f}"
+    gram_file = tmp_path / "checkpoints" / "falls" / "latest_gram.pth"
+    assert gram_file.is_file(), "the missing Gram file is computed as train.py --model gatys would"
+
+
+def test_gram_file_is_the_one_gatys_training_writes(x2ka_root, trained, tmp_path):
+    """The Gram file computed on the way equals train.py --model gatys's, and the checkpoint holds its targets."""
+    train_script.main(gatys_train_args(x2ka_root, tmp_path))
+    gatys = torch.load(tmp_path / "checkpoints" / "tiny" / "latest_gram.pth", weights_only=True)
+    computed = torch.load(trained / "checkpoints" / "ff" / "latest_gram.pth", weights_only=True)
+    for name, gram in gatys["gram"].items():  # batches of 2 and of 1 round differently
+        assert torch.allclose(computed["gram"][name], gram, rtol=1e-5, atol=1e-9), name
+    state = read_feedforward_checkpoint(trained / "checkpoints" / "ff" / f"latest{CHECKPOINT_SUFFIX}")
+    targets = state["sargen_gatys_feedforward"]["style_targets"]
+    assert targets["weights"] == "random:seed=0,unit-variance" and targets["backbone"] == "vgg16"
+    assert torch.equal(targets["gram"]["relu3_3"], computed["gram"]["relu3_3"])
+
+
+def test_resume_continues_like_an_uninterrupted_run(x2ka_root, trained, tmp_path, monkeypatch):
+    """Resuming from step 2 gives the losses and weights of steps 3 and 4 of the uninterrupted run."""
+    folder = tmp_path / "checkpoints" / "resumed"
+    folder.mkdir(parents=True)
+    shutil.copy(trained / "checkpoints" / "ff" / f"2{CHECKPOINT_SUFFIX}", folder / f"latest{CHECKPOINT_SUFFIX}")
+    shutil.copy(trained / "checkpoints" / "ff" / "latest_gram.pth", folder / "latest_gram.pth")
+    run_entry_point(train_script, feedforward_args(x2ka_root, tmp_path, "resumed", "--iteration", 4, "--save_freq", 2,
+                                                   "--update_html_freq", 2, "--continue_train"), monkeypatch)
+    full_log = read_loss_log(trained / "checkpoints" / "ff" / "loss_log.txt")
+    resumed_log = read_loss_log(folder / "loss_log.txt")
+    assert sorted(resumed_log) == [3, 4]
+    assert resumed_log[3] == full_log[3] and resumed_log[4] == full_log[4]
+    full = read_feedforward_checkpoint(trained / "checkpoints" / "ff" / f"4{CHECKPOINT_SUFFIX}")["generator"]
+    again = read_feedforward_checkpoint(folder / f"4{CHECKPOINT_SUFFIX}")["generator"]
+    for key, tensor in full.items():
+        assert torch.allclose(tensor, again[key], atol=1e-6), f"{key} differs after resume"
+    page = (trained / "checkpoints" / "ff" / "web" / "index.html").read_text()
+    assert "fake_B" in page and "real_A" in page
+
+
+def test_test_page_lists_images_and_losses_like_gatys(x2ka_root, trained):
+    """test.py needs no training flag: real_A, fake_B, real_B and the final losses, per image, as --model gatys."""
+    test_script.main(feedforward_test_args(x2ka_root, trained, "ff"))
+    web_dir = trained / "results" / "ff" / "test_latest"
+    images = sorted(path.name for path in (web_dir / "images").glob("*.png"))
+    assert images == sorted(f"{stem}_{label}.png" for stem in ("building_0000", "farmland_0001")
+                            for label in ("real_A", "fake_B", "real_B"))
+    assert sorted(path.name for path in (web_dir / "images").glob("*.row.json")) == [
+        "building_0000.row.json", "farmland_0001.row.json"]
+    page = (web_dir / "index.html").read_text()
+    assert set(re.findall(r'src="images/([^"]+)"', page)) == set(images)
+    assert "random:seed=0,unit-variance" in page and "step 4" in page
+    finals = [line for line in (web_dir / "loss_log.txt").read_text().splitlines() if " final " in line]
+    assert len(finals) == 2
+    assert all(re.search(r"total: \S+ style: \S+ content: \S+ mse_real_B: \S+", line) for line in finals)
+    assert Image.open(web_dir / "images" / "building_0000_fake_B.png").size == (32, 32)
+
+
+def test_page_losses_are_the_gatys_losses_of_the_generated_image(x2ka_root, trained):
+    """The page's losses are what --model gatys computes for the generator's output (its first logged step)."""
+    opt = TestOptions().parse(feedforward_test_args(x2ka_root, trained, "ff"), save=False)
+    model = create_model(opt)
+    model.setup()
+    model.set_input(next(iter(create_dataloader(create_dataset(opt), opt, shuffle=False))))
+    model.test()
+    gatys = gatys_init_model(x2ka_root, trained, "--n_iter", "1")
+    gatys.set_input(next(iter(create_dataloader(create_dataset(gatys.opt), gatys.opt, shuffle=False))))
+    gatys.test()
+    assert gatys.curves[0][0]["total"] == pytest.approx(model.final_losses[0][0], rel=1e-4)
+
+
+def gatys_init_model(root, work, *extra):
+    """A set-up --model gatys test on the feed-forward run's images, starting from the generator's output."""
+    checkpoint = work / "checkpoints" / "ff" / f"latest{CHECKPOINT_SUFFIX}"
+    args = gatys_test_args(root, work, "--name", "ff", "--init", "feedforward", "--feedforward_checkpoint",
+                           checkpoint, "--precision", "float32", "--content_layer", "3", *extra)
+    model = GatysModel(TestOptions().parse(list(map(str, args)), save=False))
+    model.setup()
+    return model
+
+
+def test_init_feedforward_starts_at_the_generators_output_and_lowers_the_loss(x2ka_root, trained):
+    """--init feedforward: the starting images are the generator's outputs, and the optimization lowers the loss."""
+    model = gatys_init_model(x2ka_root, trained, "--n_iter", "12", "--log_freq", "1", "--batch_size", "2")
+    model.set_input(next(iter(create_dataloader(create_dataset(model.opt), model.opt, shuffle=False))))
+    start = model.initial_images()
+    for image, source in zip(start, model.real_A):
+        torch.testing.assert_close(image, translate_image(model.feedforward, source))
+    assert not torch.allclose(start, model.real_A, atol=1e-2)
+    model.test()
+    for curve, final in zip(model.curves, model.final_losses[0]):
+        assert final < 0.9 * curve[0]["total"]
+    assert "init feedforward (feed-forward generator ngf 8" in " ".join(model.result_notes())
+
+
+def test_init_feedforward_errors_name_the_file(x2ka_root, trained, tmp_path):
+    """A missing or foreign --feedforward_checkpoint stops with one line naming it."""
+    with pytest.raises(SargenError, match=r"feed-forward generator checkpoint not found: .*nowhere.pth"):
+        gatys_init_model(x2ka_root, trained, "--feedforward_checkpoint", tmp_path / "nowhere.pth")
+    foreign = tmp_path / "gram_as_generator.pth"
+    shutil.copy(trained / "checkpoints" / "ff" / "latest_gram.pth", foreign)
+    with pytest.raises(SargenError, match=r"gram_as_generator.pth is not a --model gatys_feedforward checkpoint"):
+        gatys_init_model(x2ka_root, trained, "--feedforward_checkpoint", foreign)
+
+
+def smooth_scene(height, width, seed=1):
+    """A smoothly varying random image in [-1, 1] with a little noise, like a land-cover scene."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, height // 8 + 2, width // 8 + 2, generator=generator)
+    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0]
+    return (smooth + 0.2 * torch.rand(3, height, width, generator=generator)).clamp(0, 1) * 2 - 1
+
+
+def far_from_tile_edges(length, tile, overlap, reach):
+    """Positions of [0, length) at least `reach` px from every inner tile edge and from the far border."""
+    padded = length + (-length % BOTTLENECK_SCALE)
+    starts = tile_starts(padded, tile, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
+    edges = {start for start in starts if start > 0} | {start + tile for start in starts} | {length}
+    positions = torch.arange(length)
+    return torch.stack([(positions - edge).abs() >= reach for edge in edges]).all(0)
+
+
+def test_tiled_translation_of_a_non_multiple_size_matches_the_untiled_one_away_from_seams():
+    """A 130 x 118 image in 64 px tiles (overlap 28): the input's size; where no tile edge is within the generator's
+    reach (14 px), the whole image's translation once the instance statistics are pooled over the image (one pass
+    per normalization layer, then the output pass); per-tile statistics are far off."""
+    torch.manual_seed(0)
+    translator = FeedForwardTranslator(FeedForwardGenerator(3, 3, ngf=8, n_res=0), "cpu", "float32")
+    image = smooth_scene(130, 118)
+    whole = translate_image(translator, image)
+    layers = sum(isinstance(module, torch.nn.InstanceNorm2d) for module in translator.generator.modules())
+    tiled = translate_image(translator, image, tile=64, overlap=28, passes=layers + 1)
+    assert whole.shape == tiled.shape == (3, 130, 118)
+    away = far_from_tile_edges(130, 64, 28, 16)[:, None] & far_from_tile_edges(118, 64, 28, 16)[None, :]
+    assert away.sum() > 400
+    difference = (tiled - whole).abs()[:, away]
+    assert difference.mean() < 0.01 and difference.max() < 0.06
+    separate = (translate_image(translator, image, tile=64, overlap=28, passes=1) - whole).abs()[:, away]
+    assert separate.mean() > 5 * difference.mean()
+    assert (tiled - whole).abs().mean() < 0.03
+
+
+def test_gram_file_record_is_the_default_and_no_weights_are_downloaded(x2ka_root, tmp_path, monkeypatch):
+    """Trained with vgg16 random weights, a gatys test without VGG options uses them; an explicit conflicting option
+    stops with the mismatch error before any weights are loaded."""
+    train_script.main(gatys_train_args(x2ka_root, tmp_path, "--style_layer", "1,2"))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("tried to load ImageNet weights")
+
+    monkeypatch.setattr("models.vgg.load_imagenet_weights", no_download)
+    bare = ["--model", "gatys", "--dataroot", str(x2ka_root), "--name", "tiny", "--gpu_ids", "-1",
+            "--checkpoints_dir", str(tmp_path / "checkpoints"), "--num_threads", "0"]
+    model = GatysModel(TestOptions().parse(bare, save=False))
+    model.setup()
+    assert (model.opt.vgg, model.opt.vgg_weights, model.opt.vgg_seed) == ("vgg16", "random", 0)
+    assert model.objective.style_layers == ["relu2_2", "relu3_3"]
+    assert model.objective.vgg.weights_description == "random:seed=0,unit-variance"
+    for option, value, found in (("--vgg_weights", "imagenet", "imagenet:vgg16"), ("--vgg", "vgg19", "vgg19"),
+                                 ("--vgg_seed", "3", "seed=3"), ("--style_layer", "0", "relu1_2")):
+        with pytest.raises(SargenError, match=rf"latest_gram.pth was made with \w+ .* but this run uses .*{found}"):
+            GatysModel(TestOptions().parse([*bare, option, value], save=False))
+    real_style = GatysModel(TestOptions().parse([*bare, "--style_source", "real", "--vgg_seed", "3"], save=False))
+    assert real_style.objective.vgg.weights_description == "random:seed=3,unit-variance"
+
+
+def test_gram_file_of_weights_from_a_file_asks_for_the_file(x2ka_root, tmp_path):
+    """A record of file weights names the file only by its digest: the run asks for --vgg_weights PATH."""
+    from models.vgg import build_architecture
+
+    weights = tmp_path / "sar_vgg16.pth"
+    torch.save(build_architecture("vgg16").state_dict(), weights)
+    train_script.main(gatys_train_args(x2ka_root, tmp_path, "--vgg_weights", str(weights)))
+    bare = ["--model", "gatys", "--dataroot", str(x2ka_root), "--name", "tiny", "--gpu_ids", "-1",
+            "--checkpoints_dir", str(tmp_path / "checkpoints")]
+    with pytest.raises(SargenError, match=r"made with VGG weights from a file \(file:[0-9a-f]{16}\): pass that file"):
+        GatysModel(TestOptions().parse(bare, save=False))
+    model = GatysModel(TestOptions().parse([*bare, "--vgg_weights", str(weights)], save=False))
+    assert model.opt.vgg == "vgg16"
+
+
+def test_two_ranks_train_like_one_process_on_the_global_batch(x2ka_root, tmp_path, monkeypatch):
+    """torchrun, 2 CPU ranks x batch 1 (computing the Gram file together): the weights of 1 process x batch 2."""
+    common = ("--iteration", 1, "--save_freq", 1, "--no_html")
+    ddp_args = feedforward_args(x2ka_root, tmp_path, "ddp", *common, "--batch_size", 1)
+    code, _, stderr = run_torchrun("train.py", ddp_args)
+    assert code == 0, stderr
+    run_entry_point(train_script, feedforward_args(x2ka_root, tmp_path, "single", *common), monkeypatch)
+    folder = tmp_path / "checkpoints"
+    ddp = read_feedforward_checkpoint(folder / "ddp" / f"latest{CHECKPOINT_SUFFIX}")["generator"]
+    single = read_feedforward_checkpoint(folder / "single" / f"latest{CHECKPOINT_SUFFIX}")["generator"]
+    assert list(ddp) == list(single)
+    for key, tensor in single.items():
+        assert torch.allclose(ddp[key], tensor, atol=2e-4), key
+    assert total_losses(folder / "ddp" / "loss_log.txt") == pytest.approx(
+        total_losses(folder / "single" / "loss_log.txt"), rel=1e-4)
