@@ -12,7 +12,7 @@ EO2SAR_DEMO := --dataroot datasets/eo2sar --name eo2sar_demo --gpu_ids -1 --num_
 # imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
 WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-.PHONY: demo demo-gatys demo-visualization demo-ugatit test lint venv
+.PHONY: demo demo-gatys demo-visualization demo-ugatit test lint venv gpu-check
 
 venv: $(INSTALLED)
 
@@ -58,6 +58,16 @@ demo-ugatit: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# On a machine with one CUDA GPU: the CUDA-marked tests, then every benchmark on the GPU (under 8 minutes).
+gpu-check: $(INSTALLED)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+		'gpu-check: torch sees no CUDA device here (torch.cuda.is_available() is False): run it on a machine with ' \
+		'an NVIDIA GPU and a CUDA build of torch')"
+	$(PY) -m pytest -q -m cuda -p no:cacheprovider
+	$(PY) benchmarks/bench_gatys.py --device cuda --size 256 --baseline_steps 1000 --train_steps 1500
+	$(PY) benchmarks/bench_ugatit.py --device cuda --repeats 20 --tiled_size 1024
+	$(PY) benchmarks/bench_visualization.py --device cuda
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

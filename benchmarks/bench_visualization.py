@@ -32,6 +32,7 @@ import torch
 
 from models.vgg import layer_names, load_vgg_features, vgg_input
 from util.cli import run_main
+from util.errors import SargenError
 from visualization.feature_optimization import (
     FeatureVisualizer,
     PixelImages,
@@ -64,7 +65,8 @@ def run_original(features, layer_index, targets, settings, all_layers=False):
     started = time.perf_counter()
     for target in targets:
         generator = torch.Generator().manual_seed(target.seed(settings.seed))
-        image = PixelImages.initial_noise(generator, settings.input_nc, settings.im_size)[None].requires_grad_()
+        image = PixelImages.initial_noise(generator, settings.input_nc, settings.im_size)[None]
+        image = image.to(next(network.parameters()).device).requires_grad_()
         optimizer = torch.optim.Adam([image], lr=settings.lr)
         channels = list(target.channels) if len(target.channels) == 2 else [target.channels[0]]
         for _ in range(settings.n_iter):
@@ -176,6 +178,7 @@ def parse_args(argv=None):
     parser.add_argument("--original_all_layers", action="store_true",
                         help="the original runs all of VGG's `features` twice per step, not only up to the layer")
     parser.add_argument("--model", default="vgg16", choices=("vgg16", "vgg19"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both methods")
     parser.add_argument("--vgg_weights", default="random", help="imagenet, random or PATH")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="sargen's VGG arithmetic (the original runs float32)")
@@ -191,9 +194,11 @@ def main():
     """Run the chosen comparisons and print their ratios."""
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SargenError(f"--device {args.device}: CUDA is not available here")
     features, description = load_vgg_features(args.model, args.vgg_weights, 0)
-    features.requires_grad_(False).eval()
-    visualizer = FeatureVisualizer(args.model, args.vgg_weights, Settings(), "cpu", args.precision)
+    features = features.requires_grad_(False).eval().to(args.device)
+    visualizer = FeatureVisualizer(args.model, args.vgg_weights, Settings(), args.device, args.precision)
     print(f"VGG weights {description}, sargen arithmetic {visualizer.autocast_dtype or torch.float32}, "
           f"{args.threads} thread(s)")
     if "style" in args.which:
