@@ -1,4 +1,4 @@
-"""Run a trained model on the test images: python test.py --model gatys|ugatit --dataroot DIR --name NAME.
+"""Run a trained model on test images: python test.py --model gatys|gatys_feedforward|ugatit --dataroot DIR --name N.
 
 Under torchrun each rank processes every world_size-th image; rank 0 writes the page with every image.
 """

@@ -1,4 +1,4 @@
-"""Train a model: python train.py --model gatys|ugatit --dataroot DIR --name NAME [options]."""
+"""Train a model: python train.py --model gatys|gatys_feedforward|ugatit --dataroot DIR --name NAME [options]."""
 
 from data import create_dataset
 from models import create_model

@@ -78,6 +78,7 @@ class GatysFeedforwardModel(StepTrainedModel):
                             help="VGG (training) and generator (test) arithmetic; auto = bfloat16 where the "
                                  "hardware has it (losses stay float32)")
         if is_train:
+            parser.set_defaults(batch_size=4)
             parser.add_argument("--same_category", action="store_true",
                                 help="style target of each image: the mean Gram of its land-cover category "
                                      "(file-name prefix)")

@@ -6,12 +6,11 @@ cuDNN may use TF32 for float32 convolutions, so comparisons with the CPU allow a
 import pytest
 import torch
 from conftest import gatys_test_args, gatys_train_args, make_eo2sar
-from ugatit_helpers import loss_values, read_loss_log, run_entry_point, ugatit_args
+from ugatit_helpers import identical_models, loss_values, read_loss_log, run_entry_point, ugatit_args
 
 import train as train_script
 from benchmarks.ugatit_reference import original_training_step
 from data import create_dataloader, create_dataset
-from models import create_model
 from models.feedforward_generator import FeedForwardGenerator, FeedForwardTranslator, translate_image
 from models.gatys_model import GatysModel
 from models.ugatit_inference import Translator
@@ -51,13 +50,7 @@ def test_ugatit_training_step_on_cuda_matches_the_reference_step(tmp_path_factor
     args = ugatit_args(root, tmp_path_factory.mktemp("cuda_ugatit"), "cuda", "--iteration", 2)
     args[args.index("--gpu_ids") + 1] = "0"
     opt = TrainOptions().parse(args, save=False)
-    models = []
-    for _ in range(2):
-        torch.manual_seed(7)
-        model = create_model(opt)
-        model.setup()
-        models.append(model)
-    fast, reference = models
+    models = fast, reference = identical_models(opt)
     batch = next(iter(fast.training_batches(create_dataset(opt))))
     for model in models:
         model.set_input(batch)

@@ -8,6 +8,7 @@ import torch
 from conftest import make_eo2sar, run_script
 from PIL import Image
 from ugatit_helpers import (
+    identical_models,
     loss_values,
     one_torch_thread,  # noqa: F401  (autouse fixture)
     read_loss_log,
@@ -122,13 +123,7 @@ def test_fast_step_matches_the_original_step(eo2sar_root, tmp_path):
     args = ugatit_args(eo2sar_root, tmp_path, "same", "--iteration", 10)
     opt = parse_train_options(args)
     dataset = create_dataset(opt)
-    models = []
-    for _ in range(2):
-        torch.manual_seed(7)
-        model = create_model(opt)
-        model.setup()
-        models.append(model)
-    fast, original = models
+    models = fast, original = identical_models(opt)
     for batch in list(fast.training_batches(dataset))[:2]:
         for model in models:
             model.set_input(batch)

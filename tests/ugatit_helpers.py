@@ -17,6 +17,19 @@ def ugatit_args(root, work, name, *extra):
             "--display_id", "0", "--print_freq", "1", *TINY_NETWORK, *map(str, extra)]
 
 
+def identical_models(opt, count=2, seed=7):
+    """`count` set-up models of the options `opt`, each built from the same seed (identical initial weights)."""
+    from models import create_model
+
+    models = []
+    for _ in range(count):
+        torch.manual_seed(seed)
+        model = create_model(opt)
+        model.setup()
+        models.append(model)
+    return models
+
+
 def run_entry_point(module, args, monkeypatch):
     """Run train.main or test.main in this process with `args` as the command line."""
     monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *map(str, args)])
