@@ -20,9 +20,9 @@ Every scene uses its own ``numpy.random.Generator`` seeded with ``--seed`` + a f
 so the output is byte-identical between runs.
 
 Pairing: images of a split share a file name exactly when they show the same scene. x2ka's A and B folders are
-co-registered (the same scene in both bands under the same name). eo2sar's training folders are unpaired (trainA holds scenes 0..N-1, trainB scenes N..2N-1, so no
-name is in both) and its test folders co-registered (testB/NAME is the SAR rendering of the scene of testA/NAME).
-Each dataset records this in OUT/pairing.json (data/pairing.py).
+co-registered (the same scene in both bands under the same name). eo2sar's training folders are unpaired (trainA
+holds scenes 0..N-1, trainB scenes N..2N-1, so no name is in both) and its test folders co-registered (testB/NAME
+is the SAR rendering of the scene of testA/NAME). Each dataset records this in OUT/pairing.json (data/pairing.py).
 """
 
 import argparse
