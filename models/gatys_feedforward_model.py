@@ -33,7 +33,7 @@ from models.feedforward_generator import (
     read_feedforward_checkpoint,
     translate_image,
 )
-from models.gatys_model import GatysModel, image_result
+from models.gatys_model import GRAM_SUFFIX, GatysModel, image_result
 from models.gatys_objective import (
     LOSS_FALLBACKS,
     GatysObjective,
@@ -57,7 +57,7 @@ from util.errors import SargenError
 logger = logging.getLogger("sargen")
 
 LOSS_NAMES = ("style", "content", "tv", "total")
-GRAM_FILE_NAME = "latest_gram.pth"
+GRAM_FILE_NAME = f"latest{GRAM_SUFFIX}"
 
 
 class GatysFeedforwardModel(StepTrainedModel):
@@ -65,6 +65,7 @@ class GatysFeedforwardModel(StepTrainedModel):
 
     state_key = STATE_KEY
     checkpoint_suffix = CHECKPOINT_SUFFIX
+    checkpoint_what = "feed-forward generator"
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -210,7 +211,7 @@ class GatysFeedforwardModel(StepTrainedModel):
     def load_for_test(self):
         """Load the generator; the options left out take the checkpoint's values; build the loss objective."""
         opt = self.opt
-        path = Path(opt.checkpoint or self.checkpoint_path(opt.epoch))
+        path = Path(opt.checkpoint or self.saved_checkpoint_path(opt.epoch))
         payload = read_feedforward_checkpoint(path)
         state = payload.get(STATE_KEY)
         if not isinstance(state, dict) or "style_targets" not in state:

@@ -40,13 +40,14 @@ from models.gatys_objective import (
 from models.image_optimizers import make_image_optimizer
 from models.vgg import add_vgg_options, fill_vgg_options
 from util import distributed
-from util.checkpoint import save_checkpoint
+from util.checkpoint import save_checkpoint, saved_file
 from util.cli import progress
 from util.errors import SargenError
 from util.results import ImageResult
 
 logger = logging.getLogger("sargen")
 
+GRAM_SUFFIX = "_gram.pth"  # CHECKPOINTS_DIR/NAME/EPOCH_gram.pth
 DEFAULT_STEPS = {"adam": 1000, "lbfgs": 300}
 DEFAULT_LR = {"adam": 0.01, "lbfgs": 1.0}
 
@@ -92,7 +93,7 @@ class GatysModel(BaseModel):
     def __init__(self, opt):
         """Build the VGG extractor cut after the deepest layer any loss needs (at test: as the Gram file records)."""
         super().__init__(opt)
-        self.gram_path = self.save_dir / f"{opt.epoch}_gram.pth"
+        self.gram_path = self.save_dir / f"{opt.epoch}{GRAM_SUFFIX}"
         if not self.is_train:
             opt.n_iter = DEFAULT_STEPS[opt.optimizer] if opt.n_iter is None else opt.n_iter
             opt.lr = DEFAULT_LR[opt.optimizer] if opt.lr is None else opt.lr
@@ -105,10 +106,9 @@ class GatysModel(BaseModel):
         """Fill the VGG options left out from the Gram file's record; with --style_source total, refuse explicit
         options that conflict with it before any weights are loaded. Returns the file's payload (or None)."""
         opt = self.opt
+        if opt.style_source == "total":  # it needs the file: when missing, say which ones exist
+            saved_file(self.save_dir, opt.epoch, GRAM_SUFFIX, "Gram file")
         record = read_gram_record(self.gram_path)
-        if record is None and opt.style_source == "total":
-            raise SargenError(f"Gram file not found: {self.gram_path} (run train.py --model gatys with the same "
-                              f"--name and --checkpoints_dir first, or use --style_source real or style)")
         fill_vgg_options(opt, record, self.gram_path)
         if opt.style_source == "total":
             check_gram_metadata(record, expected_metadata(opt), self.gram_path)

@@ -94,10 +94,7 @@ FALLBACK_OPTIONS = {"vgg": "vgg19", "vgg_weights": "imagenet", "vgg_seed": 0, "s
 
 def default_help(value, recorded_in=None):
     """The end of an option's help: its default, or that it defaults to what `recorded_in` recorded, else `value`."""
-    if recorded_in is None:
-        return ""
-    # "%(default).0s" prints nothing but keeps ArgumentDefaultsHelpFormatter from appending "(default: None)".
-    return f" (default: as recorded in {recorded_in}, else {value})%(default).0s"
+    return "" if recorded_in is None else f" (default: as recorded in {recorded_in}, else {value})"
 
 
 def add_vgg_weight_options(parser, recorded_in=None):
