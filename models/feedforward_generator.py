@@ -3,9 +3,12 @@
 The network follows Johnson et al. (2016) with Ulyanov et al.'s (2016) instance normalization: a 9x9 stem,
 two stride-2 3x3 convolutions, --n_res residual blocks (models.ugatit_networks.ResnetBlock: reflect-padded 3x3
 convolutions with instance normalization), two nearest-neighbour x2 up-samplings each followed by a 3x3
-convolution (no transposed convolutions, so no checkerboard artefacts), and a 9x9 output convolution with tanh.
-Every inner convolution is followed by instance normalization and ReLU. It is fully convolutional: any image whose
-sides are multiples of 4 (others are padded), so it trains on crops and translates whole scenes, tiled or not.
+convolution (no transposed convolutions, so no checkerboard artefacts), and a 9x9 output convolution. Every inner
+convolution is followed by instance normalization and ReLU. The output convolution gives the change to the source
+image, in tanh's domain: output = tanh(atanh(source) + change), with the convolution starting at zero. The bands
+of one scene share its structure, so the untrained network is the identity (zero content loss, the source's style
+loss) and training only has to learn the band's change, radiometry and speckle grain. It is fully convolutional:
+any image whose sides are multiples of 4 (others are padded), so it trains on crops and translates whole scenes.
 
 FeedForwardTranslator satisfies the translator protocol of models/tiling.py, so tiled translation of large
 scenes goes through the one blended tiler (translate_tiled), with instance statistics pooled over the image.
@@ -16,6 +19,7 @@ import re
 import torch
 from torch import nn
 
+from data.radiometry import to_channels
 from models.tiling import pad_to_multiple, translate_tiled
 from models.ugatit_networks import DOWNSAMPLING_STEPS, ResnetBlock
 from util.checkpoint import check_version, load_checkpoint, load_state_dict_strict
@@ -28,6 +32,7 @@ NETWORK_NAME = "generator"
 OUTER_KERNEL = 9
 # Stride-2 down-samplings and x2 up-samplings: U-GAT-IT's count, whose 4 px multiples the tiler's splits assume.
 SAMPLING_STEPS = DOWNSAMPLING_STEPS
+SOURCE_LIMIT = 0.999  # sources are clamped to +-this before atanh (atanh(1) is infinite): +-3.8
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -60,11 +65,15 @@ class FeedForwardGenerator(nn.Module):
             channels //= 2
         self.up = nn.Sequential(*up)
         self.output = nn.Sequential(nn.ReflectionPad2d(OUTER_KERNEL // 2),
-                                    nn.Conv2d(channels, output_nc, OUTER_KERNEL), nn.Tanh())
+                                    nn.Conv2d(channels, output_nc, OUTER_KERNEL))
+        nn.init.zeros_(self.output[1].weight)  # start as the identity: the change is zero
+        nn.init.zeros_(self.output[1].bias)
 
     def forward(self, images):
-        """Translate a B x input_nc x H x W batch (H, W multiples of 4)."""
-        return self.output(self.up(self.blocks(self.down(self.stem(images)))))
+        """Translate a B x input_nc x H x W batch (H, W multiples of 4): tanh(atanh(source) + change)."""
+        change = self.output(self.up(self.blocks(self.down(self.stem(images)))))
+        source = to_channels(images, self.output_nc).clamp(-SOURCE_LIMIT, SOURCE_LIMIT)
+        return torch.tanh(torch.atanh(source) + change)
 
     def description(self):
         """The architecture in words."""
