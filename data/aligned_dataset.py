@@ -24,7 +24,6 @@ class AlignedDataset(BaseDataset):
             raise SargenError(f"--dataroot not found: {self.root} (expected {self.root}/{opt.phase}/A and .../B)")
         source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.folders = {"A": self.root / opt.phase / source, "B": self.root / opt.phase / target}
-        self.channels = {"A": opt.input_nc, "B": opt.output_nc}
         sides = opt.sides.split(",")
         self.primary, self.other = sides[0], (sides[1] if len(sides) > 1 else None)
         self.paths = list_image_files(self.folders[self.primary], opt.max_dataset_size, f"{self.primary} images")
@@ -39,7 +38,7 @@ class AlignedDataset(BaseDataset):
     def __getitem__(self, index):
         """The primary image, its paired image (if any), their paths and the category; None if one is skipped."""
         path = self.paths[index]
-        primary_image = self.read(path, self.channels[self.primary])
+        primary_image = self.read(path, self.primary)
         if primary_image is None:
             return None
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:])
@@ -48,7 +47,7 @@ class AlignedDataset(BaseDataset):
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        paired_image = None if paired is None else self.read(paired, self.channels[self.other])
+        paired_image = None if paired is None else self.read(paired, self.other)
         if paired is not None and paired_image is None:
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)

@@ -1,12 +1,10 @@
 """Computing every metric: the real target domain first, then each generated image, then domain distances."""
 
-import dataclasses
-
 import numpy as np
 from torch import nn
 
 from data.image_io import read_image
-from data.radiometry import IntensityScaling
+from data.radiometry import Radiometry, radiometry_for
 from evaluation import metrics
 from evaluation.features import GramFeatures, InceptionFeatures, inception_weights_state, stack_features
 from util.device import parse_gpu_ids, select_device
@@ -80,7 +78,9 @@ class Evaluator:
         """Read the options, build the networks that are needed (VGG, Inception-v3) on the chosen device."""
         self.opt, self.images = opt, images
         self.device = select_device(parse_gpu_ids(opt.gpu_ids))
-        self.real_scaling = IntensityScaling.from_options(opt) if opt.real_dir else IntensityScaling()
+        # the real target domain's reading rule (--NAME_A for fake_B2A, else --NAME_B, or the plain --NAME)
+        self.radiometry = radiometry_for(opt, "A" if images.fake_label.endswith("2A") else "B")
+        self.real_scaling = self.radiometry if opt.real_dir else Radiometry()
         self.channels = read_image(images.pairs[0].fake).shape[0]
         self.gram = None if opt.no_gram else GramFeatures(opt.vgg, opt.vgg_weights, opt.style_layer, opt.vgg_seed,
                                                           self.device)
@@ -113,7 +113,7 @@ class Evaluator:
         array = as_array(image)
         grams = self.gram.grams(image) if self.gram is not None else None
         features = self.inception(image) if self.inception is not None else None
-        speckle = metrics.speckle_statistics(array, self.opt.intensity_unit, self.opt.db_window,
+        speckle = metrics.speckle_statistics(array, self.opt.intensity_unit, self.radiometry.db_window,
                                              self.opt.enl_window, self.opt.enl_fraction)
         return array, metrics.intensity_histograms(array), grams, features, speckle
 
@@ -193,8 +193,9 @@ class Evaluator:
         opt = self.opt
         return {"results": str(self.images.results_dir), "fake_label": self.images.fake_label,
                 "real_source": self.images.real_source, "channels": self.channels,
-                "real_scaling": dataclasses.asdict(self.real_scaling) if opt.real_dir else "8-bit values / 255",
+                "real_scaling": self.real_scaling.record() if opt.real_dir else "8-bit values / 255",
                 "resized_pairs": self.resized_pairs, "intensity_unit": opt.intensity_unit,
-                "db_window": list(opt.db_window), "enl_window": opt.enl_window, "enl_fraction": opt.enl_fraction,
+                "db_window": list(self.radiometry.db_window), "enl_window": opt.enl_window,
+                "enl_fraction": opt.enl_fraction,
                 "gram": self.gram.description() if self.gram is not None else "skipped (--no_gram)",
                 "inception": self.inception_note, "device": str(self.device)}

@@ -15,6 +15,7 @@ from data.image_io import write_image
 from util import distributed
 from util.fileio import write_text_atomic
 from util.html import HTMLPage, format_value
+from util.visuals import display_image
 
 
 @dataclass
@@ -61,7 +62,7 @@ class ResultsWriter:
         files = []
         for label, image in result.visuals.items():
             file_name = f"{result.name}_{label}.png"
-            write_image(image, self.image_dir / file_name, value_range=(-1.0, 1.0))
+            write_image(display_image(image), self.image_dir / file_name, value_range=(-1.0, 1.0))
             files.append((f"images/{file_name}", label))
         return files
 

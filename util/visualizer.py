@@ -12,6 +12,7 @@ import numpy as np
 
 from data.image_io import tensor_to_uint8, write_image
 from util.html import HTMLPage, format_value
+from util.visuals import display_image
 
 logger = logging.getLogger("sargen")
 
@@ -19,8 +20,8 @@ VISDOM_TIMEOUT_S = 5
 
 
 def display_array(image):
-    """A CxHxW tensor in [-1, 1] as a 3xHxW uint8 array for visdom."""
-    array = tensor_to_uint8(image, value_range=(-1.0, 1.0))
+    """A CxHxW tensor in [-1, 1] as a 3xHxW uint8 array for visdom (shown as util.visuals.display_image shows it)."""
+    array = tensor_to_uint8(display_image(image), value_range=(-1.0, 1.0))
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     return array.transpose(2, 0, 1)
@@ -129,7 +130,7 @@ class Visualizer:
         if not self.use_html:
             return
         for label, image in visuals.items():
-            write_image(image, self.image_dir / f"step{step:08d}_{label}.png", value_range=(-1.0, 1.0))
+            write_image(display_image(image), self.image_dir / f"step{step:08d}_{label}.png", value_range=(-1.0, 1.0))
         if step not in self.html_steps:
             self.html_steps.append(step)
         self.labels = list(visuals)
