@@ -412,12 +412,12 @@ def s1_backscatter_db(rng, scene):
 def write_geotiff_bands(path, bands, epsg, origin, descriptions):
     """Write a CxHxW array as a georeferenced, deflate-compressed GeoTIFF (north-up, 10 m pixels), atomically."""
     import rasterio  # imported here: only the sen12ms tree needs GDAL
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     count, height, width = bands.shape
     with atomic_path(path) as temp_path, rasterio.open(
             temp_path, "w", driver="GTiff", width=width, height=height, count=count, dtype=bands.dtype.name,
-            crs=f"EPSG:{epsg}", transform=from_origin(*origin, PIXEL_METRES, PIXEL_METRES),
+            crs=f"EPSG:{epsg}", transform=Affine(PIXEL_METRES, 0.0, origin[0], 0.0, -PIXEL_METRES, origin[1]),
             compress="deflate") as dataset:
         dataset.write(bands)
         for index, description in enumerate(descriptions, start=1):
