@@ -251,3 +251,17 @@ def test_linear_power_tree_reads_like_the_db_tree(tmp_path, sen12ms_root):
     power = create_dataset(options(power_root, tmp_path, "--input_unit_B", "linear", train=False, name="p"))
     decibels = create_dataset(options(sen12ms_root, tmp_path, train=False, name="p"))
     assert torch.allclose(power[0]["B"], decibels[0]["B"], atol=1e-4)
+
+
+def test_four_to_two_channel_network_trains_and_shows_its_images(unaligned_geotiffs, tmp_path, monkeypatch):
+    """--input_nc 4 (B, G, R, NIR) --output_nc 2 (VV, VH): a step runs, and the training page shows RGB images."""
+    run_entry_point(train_script, ["--model", "ugatit", "--dataroot", unaligned_geotiffs, "--name", "four",
+                                   "--checkpoints_dir", tmp_path, *TINY, *TRAINING, "--input_nc", 4, "--output_nc",
+                                   2, "--bands_A", "4,3,2,8", "--intensity_scaling_B", "db", "--input_unit_B", "db",
+                                   "--iteration", 1, "--update_html_freq", 1], monkeypatch)
+    payload = read_checkpoint(tmp_path / "four" / "latest_net_ugatit.pth")
+    assert payload["genA2B"]["DownBlock.1.weight"].shape[1] == 4
+    assert payload["disGB"]["model.1.weight_orig"].shape[1] == 2
+    for label in ("real_A", "fake_A2B", "real_B", "fake_B2A", "heatmap_B2A"):
+        with Image.open(tmp_path / "four" / "web" / "images" / f"step00000001_{label}.png") as image:
+            assert image.mode == "RGB", label
