@@ -26,6 +26,7 @@ import test as test_script
 import train as train_script
 from data import create_dataset
 from data.scene_split import make_split
+from datasets.make_dataset import main as make_dataset
 from models.ugatit_checkpoint import SARGEN_STATE_KEY, read_checkpoint
 from models.ugatit_inference import app_main
 from options.test_options import TestOptions
@@ -265,3 +266,20 @@ def test_four_to_two_channel_network_trains_and_shows_its_images(unaligned_geoti
     for label in ("real_A", "fake_A2B", "real_B", "fake_B2A", "heatmap_B2A"):
         with Image.open(tmp_path / "four" / "web" / "images" / f"step00000001_{label}.png") as image:
             assert image.mode == "RGB", label
+
+
+def test_example_generator_writes_a_co_registered_sen12ms_tree(tmp_path):
+    """make_dataset.py sen12ms: int16 13-band reflectance and float32 VV/VH dB patches on the same grid, readable
+    by --dataset_mode sen12ms, byte-identical between runs."""
+    for out in ("a", "b"):
+        assert make_dataset(["sen12ms", "--out", str(tmp_path / out), "--size", "16", "--n_scenes", "2"]) == 0
+    files = sorted(path.relative_to(tmp_path / "a") for path in (tmp_path / "a").rglob("*.tif"))
+    assert len(files) == 2 * 2 * 9 and str(files[0]) == "ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p1.tif"
+    assert all((tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes() for path in files)
+    optical, optical_crs, optical_grid = read_raster_file(tmp_path / "a" / str(files[0]).replace("_s1_", "_s2_").replace("/s1_", "/s2_"))
+    radar, radar_crs, radar_grid = read_raster_file(tmp_path / "a" / files[0])
+    assert optical.shape == (13, 16, 16) and optical.dtype == np.int16 and 0 <= optical.min() <= optical.max() <= 10000
+    assert radar.shape == (2, 16, 16) and radar.dtype == np.float32 and -40 < radar.mean() < 0
+    assert (optical_crs, optical_grid) == (radar_crs, radar_grid) and optical_crs.to_epsg() == 32633
+    dataset = create_dataset(options(tmp_path / "a", tmp_path, train=False))
+    assert len(dataset) == 9 and dataset[0]["B"].shape == (2, 32, 32)
