@@ -74,9 +74,9 @@ class Radiometry:
     input_unit: str = "linear"
     bands: tuple | None = None
     channels: int | None = None
-    domain: str | None = field(default=None, compare=False)
-    source: str = field(default="", compare=False)
-    given: frozenset = field(default=frozenset(), compare=False)
+    domain: str | None = field(default=None, compare=False, repr=False)
+    source: str = field(default="", compare=False, repr=False)
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def from_options(cls, opt, domain=None):

@@ -276,7 +276,8 @@ def test_example_generator_writes_a_co_registered_sen12ms_tree(tmp_path):
     files = sorted(path.relative_to(tmp_path / "a") for path in (tmp_path / "a").rglob("*.tif"))
     assert len(files) == 2 * 2 * 9 and str(files[0]) == "ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p1.tif"
     assert all((tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes() for path in files)
-    optical, optical_crs, optical_grid = read_raster_file(tmp_path / "a" / str(files[0]).replace("_s1_", "_s2_").replace("/s1_", "/s2_"))
+    partner = str(files[0]).replace("_s1_", "_s2_").replace("/s1_", "/s2_")
+    optical, optical_crs, optical_grid = read_raster_file(tmp_path / "a" / partner)
     radar, radar_crs, radar_grid = read_raster_file(tmp_path / "a" / files[0])
     assert optical.shape == (13, 16, 16) and optical.dtype == np.int16 and 0 <= optical.min() <= optical.max() <= 10000
     assert radar.shape == (2, 16, 16) and radar.dtype == np.float32 and -40 < radar.mean() < 0
