@@ -51,7 +51,7 @@ def db_to_linear(values):
     return np.power(10.0, np.asarray(values) / 10.0)
 
 
-def format_value(value):
+def option_text(value):
     """An option value as typed on the command line: 4,3,2 or -25,0 (None: all)."""
     if value is None:
         return "all"
@@ -90,13 +90,17 @@ class Radiometry:
         domain_flag = f"--{name}_{self.domain}" if self.domain else f"--{name}"
         return f"--{name}" if f"--{name}" in self.given and domain_flag not in self.given else domain_flag
 
+    def value(self, name):
+        """The value of option `name` (or 'channels')."""
+        return getattr(self, "channels" if name == "channels" else FIELDS_BY_OPTION[name])
+
     def is_given(self, name):
         """Whether option `name` was typed on the command line (plain or for this domain)."""
         return any(flag in self.given for flag in (f"--{name}", f"--{name}_{self.domain}"))
 
     def setting(self, name):
         """'--bands_A 4,3,2', naming where a value not given on the command line came from."""
-        text = f"{self.option(name)} {format_value(self.value(name))}"
+        text = f"{self.option(name)} {option_text(self.value(name))}"
         return text if self.is_given(name) or not self.source else f"{text} ({self.source})"
 
     def to_window_unit(self, values):
@@ -172,15 +176,15 @@ class Radiometry:
     def describe(self):
         """A short summary for logs and pages: 'bands 4,3,2, percentile 2,98, 3 channels'."""
         if self.mode == "db":
-            rule = f"db window {format_value(self.db_window)} dB (files in {self.input_unit})"
+            rule = f"db window {option_text(self.db_window)} dB (files in {self.input_unit})"
         elif self.mode == "percentile":
-            rule = f"percentile {format_value(self.percentiles)}"
+            rule = f"percentile {option_text(self.percentiles)}"
         elif self.mode == "auto":
-            rule = f"auto (8-bit / 255, else percentile {format_value(self.percentiles)})"
+            rule = f"auto (8-bit / 255, else percentile {option_text(self.percentiles)})"
         else:
             rule = "minmax"
         channels = f", {self.channels} channel(s)" if self.channels else ""
-        return f"bands {format_value(self.bands)}, {rule}{channels}"
+        return f"bands {option_text(self.bands)}, {rule}{channels}"
 
     def differences(self, other):
         """'--db_window_B -20,0 (training: -25,0)' for each setting of this rule that differs from `other`'s."""
@@ -188,12 +192,9 @@ class Radiometry:
                  if getattr(self, attribute) != getattr(other, attribute)]
         if self.channels is not None and other.channels is not None and self.channels != other.channels:
             names.append("channels")
-        return [f"{self.option(name)} {format_value(self.value(name))} (training: {format_value(other.value(name))})"
+        return [f"{self.option(name)} {option_text(self.value(name))} (training: {option_text(other.value(name))})"
                 for name in names]
 
-    def value(self, name):
-        """The value of option `name` (or 'channels')."""
-        return getattr(self, "channels" if name == "channels" else FIELDS_BY_OPTION[name])
 
 
 FIELDS_BY_OPTION = {name: attribute for attribute, name in OPTION_NAMES.items()}
@@ -303,7 +304,7 @@ def output_rule(opt):
     rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
     if recorded is not None:
         trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")
-        changes = [f"--{name} {format_value(value)} (training: {format_value(old)})"
+        changes = [f"--{name} {option_text(value)} (training: {option_text(old)})"
                    for name, value, old in (("out_db_window", window, trained[0]), ("out_unit", unit, trained[1]))
                    if old is not None and tuple(np.atleast_1d(value)) != tuple(np.atleast_1d(old))]
         if changes:
@@ -351,7 +352,7 @@ def select_bands(array, bands, path="image", radiometry=None):
     count = array.shape[2]
     missing = [band for band in bands if not 1 <= band <= count]
     if missing:
-        option = radiometry.setting("bands") if radiometry is not None else f"--bands {format_value(bands)}"
+        option = radiometry.setting("bands") if radiometry is not None else f"--bands {option_text(bands)}"
         raise SargenError(f"{option}: {path} has {count} band(s), no band {missing[0]}")
     return array[:, :, [band - 1 for band in bands]]
 
