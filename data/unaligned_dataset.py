@@ -16,6 +16,7 @@ from pathlib import Path
 from data import transforms
 from data.base_dataset import BaseDataset, category_of
 from data.image_io import is_image_file, list_image_files
+from data.pairing import UNPAIRED, folder_pairing
 from util.errors import SargenError
 
 UGATIT_RESIZE_MARGIN = 30
@@ -54,9 +55,11 @@ class UnalignedDataset(BaseDataset):
                 for domain in domains}
 
     def find_partners(self):
-        """{source path: target path} of the test images whose target folder holds a file of the same name."""
+        """{source path: target path} of the test images whose target folder holds a file of the same name, unless
+        the dataset's pairing.json records the two folders as unpaired."""
         folder = self.root / f"{self.opt.phase}{self.target}"
-        if not folder.is_dir():
+        source_folder = self.root / f"{self.opt.phase}{self.source}"
+        if not folder.is_dir() or folder_pairing(source_folder, folder) == UNPAIRED:
             return {}
         by_stem = {}
         for path in sorted(folder.iterdir()):
