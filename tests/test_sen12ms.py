@@ -25,6 +25,7 @@ from ugatit_helpers import one_torch_thread, run_entry_point  # noqa: F401  (aut
 import test as test_script
 import train as train_script
 from data import create_dataset
+from data.pairing import write_pairing
 from data.scene_split import make_split
 from datasets.make_dataset import main as make_dataset
 from models.ugatit_checkpoint import SARGEN_STATE_KEY, read_checkpoint
@@ -284,3 +285,14 @@ def test_example_generator_writes_a_co_registered_sen12ms_tree(tmp_path):
     assert (optical_crs, optical_grid) == (radar_crs, radar_grid) and optical_crs.to_epsg() == 32633
     dataset = create_dataset(options(tmp_path / "a", tmp_path, train=False))
     assert len(dataset) == 9 and dataset[0]["B"].shape == (2, 32, 32)
+
+
+def test_test_partners_follow_the_name_unless_pairing_json_says_unpaired(tmp_path):
+    """testB/NAME is testA/NAME's partner; a pairing.json that records the folders as unpaired turns that off."""
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / "scene.png")
+    args = ["--model", "ugatit", "--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path), *TINY]
+    assert "B" in create_dataset(TestOptions().parse(args, save=False))[0]
+    write_pairing(tmp_path, co_registered=[], unpaired=[("testA", "testB")])
+    assert "B" not in create_dataset(TestOptions().parse(args, save=False))[0]
