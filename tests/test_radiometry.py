@@ -5,9 +5,11 @@ import argparse
 
 import pytest
 import torch
-from conftest import gatys_train_args, run_script
+from conftest import gatys_train_args
 from raster_helpers import db_to_power, optical_bands, sar_db_bands, write_raster
+from ugatit_helpers import run_entry_point
 
+import train as train_script
 from data.image_io import read_image
 from data.radiometry import (
     Radiometry,
@@ -132,10 +134,9 @@ def test_four_band_images_show_their_first_three_bands():
     assert torch.equal(display_image(image), image[:3])
 
 
-def test_gram_file_records_the_radiometry(x2ka_root, tmp_path):
+def test_gram_file_records_the_radiometry(x2ka_root, tmp_path, monkeypatch):
     """train.py --model gatys stores how both domains were read (per-domain options included) in the Gram file."""
-    code, _, stderr = run_script("train.py", gatys_train_args(x2ka_root, tmp_path, "--db_window_B=-20,0"))
-    assert code == 0, stderr
+    run_entry_point(train_script, gatys_train_args(x2ka_root, tmp_path, "--db_window_B=-20,0"), monkeypatch)
     payload = load_checkpoint(tmp_path / "checkpoints" / "tiny" / "latest_gram.pth")
     assert payload["radiometry"]["B"]["db_window"] == [-20.0, 0.0]
     assert payload["radiometry"]["B"]["channels"] == 3 and payload["radiometry"]["A"]["intensity_scaling"] == "auto"

@@ -32,6 +32,7 @@ from models.ugatit_checkpoint import SARGEN_STATE_KEY, read_checkpoint
 from models.ugatit_inference import app_main
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from util.cli import run_main
 from util.errors import SargenError
 
 TINY = ["--gpu_ids", "-1", "--num_threads", "0", "--img_size", "32", "--ch", "8", "--n_res", "1", "--light",
@@ -174,6 +175,10 @@ def test_app_writes_two_band_db_geotiffs_with_the_inputs_georeferencing(trained_
     assert bands.shape == (2, 40, 40) and bands.dtype == np.float32
     assert crs.to_epsg() == EPSG and transform == north_up((600000.0, 4500000.0))
     assert -25.0 <= bands.min() and bands.max() <= 0.0 and bands.std() > 0
+    app_main(["--model_path", str(trained_3_to_2), "--img", str(source), "--out", str(tmp_path / "tiled.tif"),
+              "--device", "cpu", "--precision", "float32", "--tile", "32", "--overlap", "8"])
+    tiled = read_raster_file(tmp_path / "tiled.tif")[0]
+    assert tiled.shape == (2, 40, 40) and -25.0 <= tiled.min() and tiled.max() <= 0.0
     app_main(["--model_path", str(trained_3_to_2), "--img", str(source), "--out", str(tmp_path / "png.png"),
               "--device", "cpu", "--precision", "float32"])
     with Image.open(tmp_path / "png.png") as image:  # 8-bit outputs: the dual-pol false colour
@@ -234,16 +239,20 @@ def test_checkpoint_without_record_and_geotiff_input_says_what_to_pass(trained_3
 
 
 @pytest.mark.parametrize("argv", [["--db_window_B=0,-25"], ["--bands_A", "0"], ["--percentiles_A", "5,120"]])
-def test_bad_option_values_stop_before_anything_runs(tmp_path, argv):
-    code, _, stderr = run_script("train.py", ["--model", "ugatit", "--dataroot", tmp_path, *argv])
-    assert code == 2 and "Traceback" not in stderr and f"argument {argv[0].split('=')[0]}" in stderr
+def test_bad_option_values_stop_before_anything_runs(tmp_path, argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        TrainOptions().parse(["--model", "ugatit", "--dataroot", str(tmp_path), *argv], save=False)
+    stderr = capsys.readouterr().err
+    assert stop.value.code == 2 and f"error: argument {argv[0].split('=')[0]}" in stderr.splitlines()[-1]
 
 
-def test_unknown_band_stops_training_with_one_line_and_no_checkpoint(unaligned_geotiffs, tmp_path):
-    code, _, stderr = run_script("train.py", ["--model", "ugatit", "--dataroot", unaligned_geotiffs, "--name", "bad",
-                                              "--checkpoints_dir", tmp_path, *TINY, *TRAINING, "--bands_A", "14",
-                                              "--iteration", 1])
-    assert_one_line_error(code, stderr, "--bands_A 14: ", "has 12 band(s), no band 14")
+def test_unknown_band_stops_training_with_one_line_and_no_checkpoint(unaligned_geotiffs, tmp_path, capsys):
+    """The entry point's handling (util.cli.run_main), in this process: one line, exit code 2, nothing saved."""
+    argv = ["--model", "ugatit", "--dataroot", str(unaligned_geotiffs), "--name", "bad", "--checkpoints_dir",
+            str(tmp_path), *TINY, *TRAINING, "--bands_A", "14", "--iteration", "1"]
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: train_script.main(argv))
+    assert_one_line_error(stop.value.code, capsys.readouterr().err, "--bands_A 14: ", "has 12 band(s), no band 14")
     assert not list((tmp_path / "bad").glob("*.pth"))
 
 
