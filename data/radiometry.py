@@ -419,6 +419,17 @@ def tensor_to_physical(image, scaling, window, unit=None, value_range=(0.0, 1.0)
     return scaling.from_unit_range(unit_values.transpose(1, 2, 0), window, unit)
 
 
+def set_radiometry_defaults(parser, defaults, what):
+    """Make {domain: {option: value}} the defaults below the options (opt.radiometry_defaults), named in --help."""
+    parser.set_defaults(radiometry_defaults=defaults)
+    for action in parser._actions:
+        for domain, values in defaults.items():
+            name = action.dest[:-2] if action.dest.endswith(f"_{domain}") else None
+            if name in values:
+                action.help = f"{action.help} (default: {option_text(values[name])}, {what})"
+    return parser
+
+
 def add_radiometry_options(parser):
     """Add band selection and the pixel scaling rule, each as --NAME (both domains) and --NAME_A / --NAME_B."""
     specs = {

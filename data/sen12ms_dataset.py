@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from data.image_io import is_image_file
+from data.radiometry import set_radiometry_defaults
 from data.scene_split import add_split_options, phase_scenes
 from data.unaligned_dataset import UnalignedDataset
 from util.errors import SargenError
@@ -54,7 +55,8 @@ class SEN12MSDataset(UnalignedDataset):
     def modify_commandline_options(cls, parser, is_train):
         """Add the split options; default to this layout's radiometry and channels."""
         add_split_options(parser)
-        parser.set_defaults(radiometry_defaults=cls.radiometry_defaults, **cls.channel_defaults)
+        set_radiometry_defaults(parser, cls.radiometry_defaults, f"the {cls.mode} layout's")
+        parser.set_defaults(**cls.channel_defaults)
         return parser
 
     @classmethod
