@@ -384,6 +384,12 @@ class UGATITModel(StepTrainedModel):
         losses = {**losses_D, "D": losses_D["D_A"] + losses_D["D_B"], **losses_G}
         self.losses = {name: losses[name].detach() for name in LOSS_NAMES}
 
+    def translate_for_evaluation(self, images):
+        """--eval_freq: the translations of source test images (img_size, [-1, 1]) by the generator of --direction."""
+        generator = self.networks["genA2B" if self.opt.direction == "AtoB" else "genB2A"]
+        with self.autocast():
+            return generator(self.to_device(images))[0].float()
+
     def get_current_visuals(self):
         """The first image of the last step: real, translated and heatmap (over the real image) per domain."""
         real_A, fake_A2B, heatmap_A2B, real_B, fake_B2A, heatmap_B2A = (
