@@ -1,11 +1,24 @@
 """Deep features for the texture metrics: VGG Gram matrices (models.vgg's --vgg / --vgg_weights policy, models.losses'
-Gram), and the images networks see: grey and RGB images as they are, any other band count band by band."""
+Gram), and the images networks see: grey and RGB images as they are, any other band count band by band, no-data
+pixels filled with the mean of the valid ones."""
 
 import torch
 from torch.nn import functional
 
 from models.losses import gram_matrix, style_loss
 from models.vgg import VGGFeatures, parse_layers
+
+
+def filled(image, valid=None):
+    """A C x H x W image with the pixels outside `valid` set to the mean of the valid ones (per channel), so that
+    what no-data pixels hold never reaches a network's output; the image itself without a mask."""
+    if valid is None:
+        return image
+    mask = torch.as_tensor(valid, device=image.device)
+    if not mask.any():
+        return torch.zeros_like(image)
+    means = image[:, mask].mean(dim=1)
+    return torch.where(mask, image, means[:, None, None].to(image.dtype))
 
 
 def network_views(image, band_labels):
@@ -31,7 +44,7 @@ class GramFeatures:
 
         With a validity mask, over the feature positions whose pixels (mask resized to the layer) are valid.
         """
-        features = self.network(image[None].float().to(self.device))
+        features = self.network(filled(image.float(), valid)[None].to(self.device))
         if valid is None:
             return {layer: gram_matrix(features[layer]).cpu() for layer in self.layers}
         mask = torch.as_tensor(valid, dtype=torch.float32, device=self.device)[None, None]

@@ -3,9 +3,10 @@
 The network is pytorch_fid.inception.InceptionV3, built by the package itself; only the weights file is loaded
 here, with weights_only=True, from ``--inception_weights PATH`` or from where pytorch-fid looks for it (the torch
 hub cache, ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``). Images go in as pytorch-fid
-reads files: 8-bit levels (v rounded to n / 255), three channels (grey repeated), bilinearly resized to
-299 x 299 (align_corners=False, no antialiasing: the resize inside pytorch-fid's network) and scaled to
-[-1, 1]; features of blocks before the last are average-pooled (--fid_dims 64, 192, 768).
+reads files: 8-bit levels (v rounded to n / 255; no-data pixels filled with the mean of the valid ones), three
+channels (grey repeated), bilinearly resized to 299 x 299 (align_corners=False, no antialiasing: the resize
+inside pytorch-fid's network) and scaled to [-1, 1]; features of blocks before the last are average-pooled
+(--fid_dims 64, 192, 768).
 """
 
 import logging
@@ -19,6 +20,7 @@ import torch
 from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch.nn import functional
 
+from evaluation.features import filled
 from models.vgg import file_digest
 from util.checkpoint import load_checkpoint
 from util.errors import SargenError
@@ -76,9 +78,7 @@ def build_fid_inception(weights_path, dims):
 
 def fid_input(image, valid=None):
     """A C x H x W image in [0, 1] (1 or 3 channels) as pytorch-fid's network input: 3 x 299 x 299 in [0, 1]."""
-    image = image.float()
-    if valid is not None:
-        image = image * torch.as_tensor(valid, device=image.device)
+    image = filled(image.float(), valid)
     image = torch.round(image.clamp(0.0, 1.0) * 255.0) / 255.0
     image = image.expand(3, -1, -1)
     return functional.interpolate(image[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",

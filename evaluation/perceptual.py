@@ -4,7 +4,8 @@ The package ships the linear layers; the backbone (``--lpips_net alex`` or ``vgg
 ImageNet file, from ``--lpips_weights PATH`` or from torchvision's cache where the package would look
 (``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``, ``vgg16-397923af.pth``), loaded here with
 weights_only=True. Images go in as the package's ``normalize=True`` expects ([0, 1], 3 channels, grey
-repeated). With a validity mask the score is the mean of the package's spatial map over the valid pixels.
+repeated). With a validity mask the masked pixels of both images are filled with the mean of the valid ones and
+the score is the mean of the package's spatial map over the valid pixels.
 """
 
 import re
@@ -15,6 +16,7 @@ import lpips
 import torch
 import torchvision
 
+from evaluation.features import filled
 from models.vgg import file_digest
 from util.checkpoint import load_checkpoint
 from util.errors import SargenError
@@ -74,7 +76,7 @@ class LPIPSDistance:
         """LPIPS of two C x H x W images in [0, 1] (C 1 or 3); nan if smaller than MIN_SIZE px a side."""
         if min(fake.shape[1:]) < MIN_SIZE:
             return float("nan")
-        fake, real = (image.float().expand(3, -1, -1)[None].to(self.device) for image in (fake, real))
+        fake, real = (filled(image.float(), valid).expand(3, -1, -1)[None].to(self.device) for image in (fake, real))
         if valid is None:
             return float(self.model(fake, real, normalize=True).reshape(()))
         self.model.spatial = True

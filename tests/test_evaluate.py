@@ -4,12 +4,14 @@ import csv
 import json
 import math
 import warnings
+from types import SimpleNamespace
 from unittest import mock
 
 import lpips
 import numpy as np
 import pytest
 import pytorch_fid.inception
+import tifffile
 import torch
 import torchvision
 from conftest import run_script
@@ -21,9 +23,11 @@ from skimage.feature import graycoprops
 
 import evaluate
 from data.radiometry import IntensityScaling
+from evaluation import evaluator as evaluator_module
 from evaluation import metrics, speckle, texture
 from evaluation.collect import NamedImage, collect_folders, collect_results
 from evaluation.evaluator import ImageReader
+from evaluation.features import filled
 from evaluation.inception import FeatureSet, FIDFeatures, fid_weights_path
 from evaluation.perceptual import LPIPSDistance, lpips_backbone_path
 from evaluation.physical import clipped_masks, physical_scale
@@ -526,9 +530,62 @@ def test_lpips_equals_the_lpips_package_on_the_same_pair(tmp_path, monkeypatch):
     assert distance(fake, real) == pytest.approx(expected, rel=1e-5) and expected > 0
     assert distance(fake, fake) == 0.0
     valid = np.ones((40, 36), bool)
-    valid[:, 18:] = False  # with a mask: the package's spatial map averaged over the valid pixels
+    valid[:, 18:] = False  # with a mask: the package's spatial map of the filled images over the valid pixels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spatial = lpips.LPIPS(net="alex", spatial=True, verbose=False)(fake[None], real[None], normalize=True)
+        spatial = lpips.LPIPS(net="alex", spatial=True, verbose=False)(
+            filled(fake, valid)[None], filled(real, valid)[None], normalize=True)
     assert distance(fake, real, valid) == pytest.approx(float(spatial[0, 0][torch.from_numpy(valid)].mean()),
                                                         rel=1e-5)
+
+
+def test_multi_band_db_geotiffs_are_scored_band_by_band(tmp_path, fid_home, monkeypatch):
+    """VV and VH in float dB: every statistic per band (FID on each band as a grey image, and their mean)."""
+    monkeypatch.setenv("TORCH_HOME", str(fid_home))
+    rng = np.random.default_rng(6)
+    for index in range(3):
+        for folder, looks in (("fake", 2), ("real", 4)):
+            bands = [10 * np.log10(rng.gamma(looks, mean / looks, (48, 48))) for mean in (0.1, 0.02)]
+            path = tmp_path / folder / f"scene{index}.tif"
+            path.parent.mkdir(exist_ok=True)
+            tifffile.imwrite(path, np.stack(bands).astype(np.float32), planarconfig="separate")
+    evaluate.main(["--fake_dir", str(tmp_path / "fake"), "--real_dir", str(tmp_path / "real"), "--intensity_scaling",
+                   "db", "--input_unit", "db", "--db_window=-40,5", "--fid_dims", "64", "--no_lpips",
+                   *evaluate_args("--no_gram")])
+    report = read_report(tmp_path / "fake")
+    domain, row = report["domain"], report["images"][0]
+    assert report["settings"]["bands"] == ["band1", "band2"]
+    assert domain["fid"]["value"] == pytest.approx((domain["fid_band1"]["value"] + domain["fid_band2"]["value"]) / 2)
+    for band in ("band1", "band2"):
+        assert domain[f"enl_{band}"]["ratio"] == pytest.approx(0.5, rel=0.25)  # 2 looks against 4
+        assert f"histogram_wasserstein_db_real_{band}" in row and f"enl_real_{band}" in row
+    assert domain["mean_db_band1"]["generated"]["mean"] == pytest.approx(-10, abs=0.3)
+    assert domain["mean_db_band2"]["generated"]["mean"] == pytest.approx(-17, abs=0.3)
+
+
+def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatch):
+    """RasterInfo.valid (where image_io provides it) reaches every metric: spoiling masked pixels changes nothing."""
+    real = random_image(7, size=48)
+    save_png(real, tmp_path / "real" / "a.png")
+    save_png(np.clip(real + 0.05, 0, 1), tmp_path / "fake" / "a.png")
+    spoiled = np.clip(real + 0.05, 0, 1)
+    spoiled[:, 32:] = 1.0
+    save_png(spoiled, tmp_path / "spoiled" / "a.png")
+    valid = np.ones((48, 48), bool)
+    valid[:, 32:] = False
+    original = evaluator_module.read_image_with_info
+
+    def read_with_mask(path, channels=None, scaling=None):
+        """The reader's result with a no-data mask over the right third, as GeoTIFFs with no-data get it."""
+        values, info = original(path, channels, scaling)
+        return values, SimpleNamespace(**vars(info), valid=valid)
+
+    monkeypatch.setattr(evaluator_module, "read_image_with_info", read_with_mask)
+    rows = []
+    for fake in ("fake", "spoiled"):
+        evaluate.main(["--fake_dir", str(tmp_path / fake), "--real_dir", str(tmp_path / "real"), "--no_fid",
+                       *evaluate_args()])
+        rows.append(read_report(tmp_path / fake)["images"][0])
+    for key in ("psnr", "ssim", "mae", "histogram_wasserstein_db_real", "texture_distance_real", "enl",
+                "gram_distance_real"):
+        assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-4), key
