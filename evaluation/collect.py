@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.image_io import is_image_file
+from data.pairing import CO_REGISTERED, PAIRING_FILE, UNPAIRED, read_pairing
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -48,6 +49,24 @@ class EvaluationImages:
         self.pairs = {} if unpaired else {image.name: reals[image.name] for image in self.fakes
                                           if image.name in reals}
         return self
+
+
+def recorded_pairing(folder):
+    """(CO_REGISTERED or UNPAIRED, the pairing.json saying so) for a dataset folder, or (None, None) unrecorded.
+
+    The record (data/pairing.py) is looked for in the folder's parent and up to two levels above it.
+    """
+    folder = Path(folder).resolve()
+    for root in list(folder.parents)[:3]:
+        record = read_pairing(root)
+        if record is None:
+            continue
+        name = folder.relative_to(root).as_posix()
+        for kind in (CO_REGISTERED, UNPAIRED):
+            if any(name in group for group in record.get(kind, [])):
+                return kind, root / PAIRING_FILE
+        return None, None
+    return None, None
 
 
 def image_files(folder):

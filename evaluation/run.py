@@ -2,7 +2,8 @@
 
 import logging
 
-from evaluation.collect import collect_folders, collect_results
+from data.pairing import CO_REGISTERED, UNPAIRED
+from evaluation.collect import collect_folders, collect_results, recorded_pairing
 from evaluation.evaluator import PAIR_RESIZE_RULE, Evaluator, ImageReader, MetricSuite
 from evaluation.features import GramFeatures
 from evaluation.inception import FIDFeatures, find_fid_weights
@@ -17,11 +18,18 @@ logger = logging.getLogger("sargen")
 
 
 def collect(opt):
-    """The EvaluationImages of --fake_dir/--real_dir or --results, paired by name unless --unpaired."""
+    """The EvaluationImages of --fake_dir/--real_dir or --results, paired by name unless --unpaired or the real
+    folder's pairing.json records it as unpaired (then a note says so)."""
     if opt.results is not None:
         images = collect_results(opt.results, opt.fake_label, opt.real_label, opt.real_dir, opt.out)
     else:
         images = collect_folders(opt.fake_dir, opt.real_dir, opt.fake_prefix, opt.out)
+    kind, record = recorded_pairing(opt.real_dir) if opt.real_dir else (None, None)
+    if kind == UNPAIRED and not opt.unpaired:
+        opt.unpaired = True
+        images.notes.append(f"{record} records {opt.real_dir} as unpaired (different scenes): no paired metrics")
+    elif kind == CO_REGISTERED:
+        images.pairing += f"; {record} records {opt.real_dir} as co-registered with its source folder"
     return images.pair_names(opt.unpaired)
 
 
@@ -74,7 +82,7 @@ def computed_lines(images, suite, generated_count, real_count, unpaired=False):
                      f"real twin) on {len(images.pairs)} pairs matched by name ({images.pairing}); pass --unpaired "
                      f"if the folders hold different scenes")
     elif unpaired:
-        lines.append("--unpaired: distribution metrics only")
+        lines.append("--unpaired (or the dataset's pairing.json): distribution metrics only")
     elif real_count:
         app_names = not images.results_layout and all(image.name.startswith("gen_sar_") for image in images.fakes)
         hint = " (app.py's outputs gen_sar_NAME: pass --fake_prefix gen_sar_)" if app_names else ""

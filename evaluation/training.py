@@ -5,8 +5,9 @@ The subset: --eval_size images evenly spaced over the sorted source folder (DATA
 for aligned data; testB and test/B for --direction BtoA), and as many of the target folder. The target images'
 statistics are computed once. Metrics: FID and KID when pytorch-fid's weights are there (hub cache or
 --inception_weights), else the Gram distance (VGG19, ImageNet weights when torchvision's cache has them, else
-seeded random ones); always the dB histogram and texture distances; with an aligned layout (co-registered pairs
-by name) also PSNR, SSIM, MAE and RMSE averaged over the pairs.
+seeded random ones); always the dB histogram and texture distances; with co-registered test folders (the same
+scenes under the same names: pairing.json's co_registered, or an aligned layout without a record) the target
+images are the sources' twins and PSNR, SSIM, MAE and RMSE averaged over the pairs are scored too.
 """
 
 import logging
@@ -16,6 +17,7 @@ import torch
 from torchvision.transforms import functional as TF
 
 from data.image_io import list_image_files, read_image
+from data.pairing import CO_REGISTERED, folder_pairing
 from evaluation.collect import NamedImage
 from evaluation.evaluator import EvaluationImage, Evaluator, ImageReader, MetricSuite, band_labels, score_values
 from evaluation.features import GramFeatures
@@ -60,13 +62,17 @@ def evenly_spaced(items, count):
 
 
 def test_folders(opt):
-    """(source folder, target folder, paired) of the test images: testA/testB, or test/A and test/B (aligned)."""
+    """(source folder, target folder, paired) of the test images: testA/testB, or test/A and test/B (aligned).
+
+    Paired (co-registered, same names) as the dataset's pairing.json says; unrecorded: aligned layouts are.
+    """
     root = Path(opt.dataroot)
     source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
-    for source_dir, target_dir, paired in ((root / f"test{source}", root / f"test{target}", False),
-                                           (root / "test" / source, root / "test" / target, True)):
+    for source_dir, target_dir, aligned in ((root / f"test{source}", root / f"test{target}", False),
+                                            (root / "test" / source, root / "test" / target, True)):
         if source_dir.is_dir() and target_dir.is_dir():
-            return source_dir, target_dir, paired
+            recorded = folder_pairing(source_dir, target_dir)
+            return source_dir, target_dir, recorded == CO_REGISTERED if recorded else aligned
     raise SargenError(f"--eval_freq: no test images to score: expected {root / f'test{source}'} and "
                       f"{root / f'test{target}'} (or {root / 'test' / source} and {root / 'test' / target})")
 
@@ -97,7 +103,12 @@ class TrainingEvaluation:
         self.source_channels = opt.input_nc if source == "A" else opt.output_nc
         self.target_channels = opt.output_nc if source == "A" else opt.input_nc
         self.sources = evenly_spaced(list_image_files(source_dir, what="--eval_freq source"), opt.eval_size)
-        targets = evenly_spaced(list_image_files(target_dir, what="--eval_freq target"), opt.eval_size)
+        targets = list_image_files(target_dir, what="--eval_freq target")
+        if self.paired:
+            names = {path.stem for path in self.sources}
+            targets = [path for path in targets if path.stem in names]
+        else:
+            targets = evenly_spaced(targets, opt.eval_size)
         self.suite, self.metrics_note = training_suite(opt, device)
         labels = band_labels(self.target_scaling, self.target_channels)
         self.evaluator = Evaluator(self.suite, labels)

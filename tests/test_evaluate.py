@@ -22,6 +22,7 @@ from scipy.stats import wasserstein_distance
 from skimage.feature import graycoprops
 
 import evaluate
+from data.pairing import write_pairing
 from data.radiometry import IntensityScaling
 from evaluation import evaluator as evaluator_module
 from evaluation import metrics, speckle, texture
@@ -589,3 +590,20 @@ def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatc
     for key in ("psnr", "ssim", "mae", "histogram_wasserstein_db_real", "texture_distance_real", "enl",
                 "gram_distance_real"):
         assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-4), key
+
+
+def test_the_datasets_pairing_record_decides_whether_names_pair(tmp_path):
+    """A real folder recorded as unpaired (pairing.json) is never scored as paired, even where names match."""
+    for name in ("a", "b"):
+        save_png(random_image(1, size=24), tmp_path / "fake" / f"{name}.png")
+        for folder in ("trainB", "testB"):
+            save_png(random_image(2, size=24), tmp_path / "data" / folder / f"{name}.png")
+    write_pairing(tmp_path / "data", co_registered=[("testA", "testB")], unpaired=[("trainA", "trainB")])
+    args = ["--fake_dir", str(tmp_path / "fake"), "--no_fid", *evaluate_args("--no_gram")]
+    evaluate.main([*args, "--real_dir", str(tmp_path / "data" / "trainB")])
+    report = read_report(tmp_path / "fake")
+    assert any("records" in line and "as unpaired" in line for line in report["computed"])
+    assert all("psnr" not in row for row in report["images"])
+    evaluate.main([*args, "--real_dir", str(tmp_path / "data" / "testB")])
+    report = read_report(tmp_path / "fake")
+    assert all("psnr" in row for row in report["images"]) and "co-registered" in report["settings"]["pairing"]

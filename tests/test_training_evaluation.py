@@ -65,7 +65,8 @@ def test_eval_freq_logs_scores_keeps_the_best_net_and_survives_a_resume(eo2sar_r
     run_dir = tmp_path / "checkpoints" / "scored"
     assert read_loss_log(run_dir / "loss_log.txt") == read_loss_log(tmp_path / "checkpoints" / "plain" / "loss_log.txt")
     curves = read_log_curves(run_dir / "metrics_log.txt")
-    assert set(curves) == {"gram_distance", "histogram_wasserstein_db", "histogram_js", "texture_distance"}
+    assert set(curves) == {"gram_distance", "histogram_wasserstein_db", "histogram_js", "texture_distance", "psnr",
+                           "ssim", "mae", "rmse"}  # the example test sets are co-registered (pairing.json)
     assert [step for step, _ in curves["gram_distance"]] == [2, 4]
     best_step, best_value = min(curves["gram_distance"], key=lambda point: point[1])
     best_state = checkpoint_state(run_dir / "best_net_ugatit.pth")
