@@ -78,9 +78,9 @@ def computed_lines(images, suite, generated_count, real_count, unpaired=False):
     lines = [f"generated images: {generated_count} from {images.fake_source}; real images: {real_count} from "
              f"{images.real_source}"]
     if images.pairs:
+        hint = "" if "co-registered" in images.pairing else "; pass --unpaired if the folders hold different scenes"
         lines.append(f"paired metrics (PSNR, SSIM, MAE, RMSE, LPIPS, histogram, texture and Gram distances to the "
-                     f"real twin) on {len(images.pairs)} pairs matched by name ({images.pairing}); pass --unpaired "
-                     f"if the folders hold different scenes")
+                     f"real twin) on {len(images.pairs)} pairs matched by name ({images.pairing}){hint}")
     elif unpaired:
         lines.append("--unpaired (or the dataset's pairing.json): distribution metrics only")
     elif real_count:

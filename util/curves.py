@@ -17,7 +17,7 @@ from util.html import format_value
 LOG_LINE = re.compile(r"^\(step: (\d+)[^)]*\) (.*)$")
 VALUE_PAIR = re.compile(r"(\S+): (\S+)")
 CHART_WIDTH, CHART_HEIGHT = 260, 150
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 10, 22, 24
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 10, 22, 24
 LINE_COLOUR = "#1f77b4"
 
 
@@ -63,6 +63,11 @@ def finite_points(points):
     return [(float(x), float(y)) for x, y in points if math.isfinite(float(x)) and math.isfinite(float(y))]
 
 
+def axis_value(value):
+    """A number short enough for an axis label: whole numbers (steps) as they are, others to 4 significant digits."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e7 else f"{value:.4g}"
+
+
 def line_chart(title, points, x_label="step"):
     """An SVG line chart of (x, y) points with its title, axis ranges and value labels (a dominate element)."""
     points = finite_points(points)
@@ -96,10 +101,10 @@ def line_chart(title, points, x_label="step"):
             svg.polyline(points=" ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates), fill="none",
                          stroke=LINE_COLOUR, stroke_width=1.5)
         label = {"font_size": 10, "font_family": "sans-serif"}
-        svg.text(format_value(y_high), x=MARGIN_LEFT - 3, y=MARGIN_TOP + 8, text_anchor="end", **label)
-        svg.text(format_value(y_low), x=MARGIN_LEFT - 3, y=MARGIN_TOP + plot_height, text_anchor="end", **label)
-        svg.text(format_value(x_low), x=MARGIN_LEFT, y=CHART_HEIGHT - 8, text_anchor="start", **label)
-        svg.text(format_value(x_high), x=CHART_WIDTH - MARGIN_RIGHT, y=CHART_HEIGHT - 8, text_anchor="end", **label)
+        svg.text(axis_value(y_high), x=MARGIN_LEFT - 3, y=MARGIN_TOP + 8, text_anchor="end", **label)
+        svg.text(axis_value(y_low), x=MARGIN_LEFT - 3, y=MARGIN_TOP + plot_height, text_anchor="end", **label)
+        svg.text(axis_value(x_low), x=MARGIN_LEFT, y=CHART_HEIGHT - 8, text_anchor="start", **label)
+        svg.text(axis_value(x_high), x=CHART_WIDTH - MARGIN_RIGHT, y=CHART_HEIGHT - 8, text_anchor="end", **label)
         svg.text(f"{x_label}; last {format_value(ys[-1])}", x=MARGIN_LEFT + plot_width / 2, y=CHART_HEIGHT - 8,
                  text_anchor="middle", **label)
     return chart
