@@ -42,12 +42,14 @@ class EvaluationImages:
     pairs: dict = field(default_factory=dict)  # generated name -> real NamedImage
     notes: list = field(default_factory=list)
     results_layout: bool = False
+    unpaired_reason: str = None  # why no pairs are made: --unpaired, or the dataset's pairing.json
 
-    def pair_names(self, unpaired=False):
-        """Pair every generated image with the real image of its name (none with `unpaired`)."""
+    def pair_names(self, unpaired_reason=None):
+        """Pair every generated image with the real image of its name (none when `unpaired_reason` says why not)."""
         reals = {image.name: image for image in self.reals}
-        self.pairs = {} if unpaired else {image.name: reals[image.name] for image in self.fakes
-                                          if image.name in reals}
+        self.unpaired_reason = unpaired_reason
+        self.pairs = {} if unpaired_reason else {image.name: reals[image.name] for image in self.fakes
+                                                 if image.name in reals}
         return self
 
 

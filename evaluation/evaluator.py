@@ -105,7 +105,7 @@ def band_suffixes(labels):
 
 
 def with_band_mean(values, suffixes, key):
-    """{key + suffix: value}, plus the plain key as the mean over bands when there are several."""
+    """{key + suffix: value} per band or network view, plus the plain key as their mean when there are several."""
     row = {f"{key}{suffix}": value for suffix, value in zip(suffixes, values)}
     if len(suffixes) > 1:
         finite = [value for value in values if value is not None and np.isfinite(value)]
@@ -288,23 +288,16 @@ class Evaluator:
             for (suffix, fake_view), (_, real_view) in views:
                 suffixes.append(suffix)
                 values.append(suite.lpips(fake_view, real_view, valid))
-            row.update(with_band_mean(values, suffixes, "lpips") if suffixes != [""] else {"lpips": values[0]})
+            row.update(with_band_mean(values, suffixes, "lpips"))
         row.update(self.distances(statistics, real_statistics, "_real"))
         if suite.gram is not None:
             distances = [suite.gram.distance(statistics.grams[suffix], real_statistics.grams[suffix])
                          for suffix in statistics.grams]
-            row.update(self.view_values(distances, list(statistics.grams), "gram_distance_real"))
+            row.update(with_band_mean(distances, list(statistics.grams), "gram_distance_real"))
         real_values = self.real.values.get(real.name, {})  # measured at the real image's own size
         row.update({f"{key}_real{suffix}": real_values.get(f"{key}{suffix}")
                     for key in SPECKLE_KEYS for suffix in self.suffixes if self.suite.speckle})
         return row
-
-    @staticmethod
-    def view_values(values, suffixes, key):
-        """{key + suffix} per network view (one view: the plain key), with their mean as the plain key."""
-        if suffixes == [""]:
-            return {key: values[0]}
-        return with_band_mean(values, suffixes, key)
 
     def distances(self, statistics, target, tag):
         """Per-band dB histogram (Wasserstein, Jensen-Shannon) and co-occurrence distances, keys ending in `tag`."""
@@ -326,7 +319,7 @@ class Evaluator:
         row = self.distances(statistics, self.real, "_domain")
         if self.suite.gram is not None:
             suffixes = list(statistics.grams)
-            row.update(self.view_values([self.suite.gram.distance(statistics.grams[suffix],
+            row.update(with_band_mean([self.suite.gram.distance(statistics.grams[suffix],
                                                                   self.real.mean_grams(suffix))
                                          for suffix in suffixes], suffixes, "gram_distance_domain"))
         return row
@@ -343,7 +336,7 @@ class Evaluator:
             domain.update(self.distances(generated, real, ""))
             if self.suite.gram is not None:
                 suffixes = list(generated.gram_sums)
-                domain.update(self.view_values([self.suite.gram.distance(generated.mean_grams(suffix),
+                domain.update(with_band_mean([self.suite.gram.distance(generated.mean_grams(suffix),
                                                                          real.mean_grams(suffix))
                                                 for suffix in suffixes], suffixes, "gram_distance"))
             else:

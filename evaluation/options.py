@@ -10,8 +10,6 @@ from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
 from options.base_options import positive_int
 
-IMAGE_ROLES = ("generated", "real")
-
 
 def fraction(text):
     """An argparse type: a number in (0, 1]."""
@@ -22,10 +20,11 @@ def fraction(text):
 
 
 def image_radiometry(opt, role):
-    """The radiometry (bands, scaling rule, window, unit) the `role` images ('generated' or 'real') are read with.
+    """The radiometry (bands, scaling rule, window, unit) the `role` images are read with: 'generated' or 'real'
+    (evaluate.py), or the domain 'A' or 'B' of the test folders (--eval_freq).
 
-    The one place that maps the options to each image set: both take the plain --bands, --intensity_scaling,
-    --percentiles, --db_window and --input_unit.
+    The one place that maps the options to each image set: today every role takes the plain --bands,
+    --intensity_scaling, --percentiles, --db_window and --input_unit.
     """
     return IntensityScaling.from_options(opt)
 

@@ -25,12 +25,13 @@ def collect(opt):
     else:
         images = collect_folders(opt.fake_dir, opt.real_dir, opt.fake_prefix, opt.out)
     kind, record = recorded_pairing(opt.real_dir) if opt.real_dir else (None, None)
-    if kind == UNPAIRED and not opt.unpaired:
-        opt.unpaired = True
-        images.notes.append(f"{record} records {opt.real_dir} as unpaired (different scenes): no paired metrics")
-    elif kind == CO_REGISTERED:
+    if kind == CO_REGISTERED:
         images.pairing += f"; {record} records {opt.real_dir} as co-registered with its source folder"
-    return images.pair_names(opt.unpaired)
+    if opt.unpaired:
+        return images.pair_names("--unpaired")
+    if kind == UNPAIRED:
+        return images.pair_names(f"{record} records {opt.real_dir} as unpaired (different scenes)")
+    return images.pair_names()
 
 
 def fid_features(opt, device, generated_count, real_count):
@@ -73,7 +74,7 @@ def build_suite(opt, device, images):
     return suite
 
 
-def computed_lines(images, suite, generated_count, real_count, unpaired=False):
+def computed_lines(images, suite, generated_count, real_count):
     """Which metrics are computed and why, one sentence each, for the log and metrics.json."""
     lines = [f"generated images: {generated_count} from {images.fake_source}; real images: {real_count} from "
              f"{images.real_source}"]
@@ -81,8 +82,8 @@ def computed_lines(images, suite, generated_count, real_count, unpaired=False):
         hint = "" if "co-registered" in images.pairing else "; pass --unpaired if the folders hold different scenes"
         lines.append(f"paired metrics (PSNR, SSIM, MAE, RMSE, LPIPS, histogram, texture and Gram distances to the "
                      f"real twin) on {len(images.pairs)} pairs matched by name ({images.pairing}){hint}")
-    elif unpaired:
-        lines.append("--unpaired (or the dataset's pairing.json): distribution metrics only")
+    elif images.unpaired_reason:
+        lines.append(f"{images.unpaired_reason}: distribution metrics only")
     elif real_count:
         app_names = not images.results_layout and all(image.name.startswith("gen_sar_") for image in images.fakes)
         hint = " (app.py's outputs gen_sar_NAME: pass --fake_prefix gen_sar_)" if app_names else ""
@@ -106,6 +107,8 @@ def evaluate(opt):
     real_reader = ImageReader(image_radiometry(opt, "real"), opt.intensity_unit, opt.db_window, opt.skip_bad)
     generated = first_readable(generated_reader, images.fakes)
     suite = build_suite(opt, device, images)
+    for line in computed_lines(images, suite, len(images.fakes), len(images.reals)) + images.notes:
+        logger.info("%s", line)  # the plan, before the long part; metrics.json gets it with the counts read
     evaluator = Evaluator(suite, generated.band_labels)
     reals, real_scales = {}, []
     for named in progress(images.reals, desc="real images", unit="image"):
@@ -122,14 +125,15 @@ def evaluate(opt):
         twin = images.pairs.get(named.name)
         real = real_reader.read(twin) if twin is not None and twin.name in reals else None
         rows.append(evaluator.add_generated(image, real))
-    lines = computed_lines(images, suite, evaluator.generated.count, evaluator.real.count, opt.unpaired)
-    lines += images.notes + skipped_lines(generated_reader, real_reader)
+    outcome = skipped_lines(generated_reader, real_reader)
     if evaluator.resized_pairs:
-        lines.append(f"{len(evaluator.resized_pairs)} pair(s) of different sizes: {PAIR_RESIZE_RULE}")
-    for line in lines:
+        outcome.append(f"{len(evaluator.resized_pairs)} pair(s) of different sizes: {PAIR_RESIZE_RULE}")
+    for line in outcome:
         logger.info("%s", line)
+    lines = computed_lines(images, suite, evaluator.generated.count, evaluator.real.count)
+    lines += images.notes + outcome
     settings = {"generated": images.fake_source, "real": images.real_source, "pairing": images.pairing,
-                "unpaired": opt.unpaired, "generated_radiometry": vars_of(generated_reader.scaling),
+                "unpaired": images.unpaired_reason, "generated_radiometry": vars_of(generated_reader.scaling),
                 "real_radiometry": vars_of(real_reader.scaling), "intensity_unit": opt.intensity_unit,
                 "physical_units": {"generated": generated.scale.description(),
                                    "real": real_scales[0] if real_scales else None},
