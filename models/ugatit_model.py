@@ -396,6 +396,12 @@ class UGATITModel(StepTrainedModel):
         """An image of `domain` as pages show it (util.visuals.display_image: multi-band SAR in false colour)."""
         return display_image(image.detach().float().cpu(), radiometry_for(self.opt, domain))
 
+    def translate_for_evaluation(self, images):
+        """--eval_freq: the translations of source test images (img_size, [-1, 1]) by the generator of --direction."""
+        generator = self.networks["genA2B" if self.opt.direction == "AtoB" else "genB2A"]
+        with self.autocast():
+            return generator(self.to_device(images))[0].float()
+
     def get_current_visuals(self):
         """The first image of the last step: real, translated and heatmap (over the real image) per domain."""
         real_A, fake_A2B, heatmap_A2B, real_B, fake_B2A, heatmap_B2A = self.current_images
