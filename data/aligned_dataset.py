@@ -37,10 +37,6 @@ class AlignedDataset(BaseDataset):
         """Number of items."""
         return len(self.paths)
 
-    def side_channels(self, side):
-        """Channels of a side's images, read from the options at load time (a model may set them from its file)."""
-        return self.opt.input_nc if side == "A" else self.opt.output_nc
-
     def __getitem__(self, index):
         """The primary image, its paired image (if any), their paths and the category; None if one is skipped.
 
@@ -51,7 +47,7 @@ class AlignedDataset(BaseDataset):
             index, seed = index
             rng = random.Random(seed)
         path = self.paths[index]
-        primary_image = self.read(path, self.side_channels(self.primary))
+        primary_image = self.read(path, self.primary)
         if primary_image is None:
             return None
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:], generator=rng)
@@ -60,7 +56,7 @@ class AlignedDataset(BaseDataset):
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        paired_image = None if paired is None else self.read(paired, self.side_channels(self.other))
+        paired_image = None if paired is None else self.read(paired, self.other)
         if paired is not None and paired_image is None:
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)

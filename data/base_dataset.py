@@ -12,8 +12,8 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import read_image
-from data.radiometry import IntensityScaling
+from data.image_io import is_tiff, read_image
+from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -36,21 +36,29 @@ class BaseDataset(torch.utils.data.Dataset):
         return parser
 
     def __init__(self, opt):
-        """Remember the options and the pixel scaling rule."""
+        """Remember the options; each domain's reading rule is looked up at read time (a model may set it)."""
         self.opt = opt
         if not opt.dataroot:
             raise SargenError("--dataroot is required: the folder with your images")
         self.root = Path(opt.dataroot)
-        self.scaling = IntensityScaling.from_options(opt)
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
 
-    def read(self, path, channels):
-        """Read one image as a CxHxW tensor in [0, 1] with `channels` channels; None for a bad file with --skip_bad."""
+    def radiometry(self, domain):
+        """How images of `domain` (A or B) are read: the options, else the model's record, else the mode's defaults."""
+        return radiometry_for(self.opt, domain)
+
+    def read(self, path, domain):
+        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad).
+
+        At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
+        """
         if str(path) in self.bad_paths:
             return None
         try:
-            return read_image(path, channels, self.scaling)
+            if not self.opt.is_train and is_tiff(path):
+                require_known_radiometry(self.opt, domain, path, "the model")
+            return read_image(path, None, self.radiometry(domain))
         except SargenError as error:
             if not self.skip_bad:
                 raise

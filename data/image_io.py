@@ -252,14 +252,16 @@ def _check_dtype(array, path):
 def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):
     """Read an image as read_image does; also return its RasterInfo (window used, dtype, size, GeoTIFF tags)."""
     raw, geotags = read_raster(path)
-    array, window = scale_to_unit_range(select_bands(raw, scaling.bands, path), scaling, path)
-    array = convert_channels(array, channels, path)
+    selected = select_bands(raw, scaling.bands, path, scaling)
+    scaling.check_unit(selected, path)
+    array, window = scale_to_unit_range(selected, scaling, path)
+    array = convert_channels(array, scaling.channels if channels is None else channels, path, scaling)
     info = RasterInfo(window, str(raw.dtype), tuple(raw.shape[:2]), raw.shape[2], geotags)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), info
 
 
 def read_image(path, channels=None, scaling=DEFAULT_SCALING):
-    """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels."""
+    """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels (default: the rule's)."""
     return read_image_with_info(path, channels, scaling)[0]
 
 

@@ -136,9 +136,12 @@ class FeedForwardTranslator:
 
 
 def load_feedforward_translator(path, device, precision="auto"):
-    """The translator of a --model gatys_feedforward checkpoint file."""
-    return FeedForwardTranslator(generator_from_checkpoint(read_feedforward_checkpoint(path), path), device,
-                                 precision)
+    """The translator of a --model gatys_feedforward checkpoint file, with the radiometry record it was trained on."""
+    payload = read_feedforward_checkpoint(path)
+    translator = FeedForwardTranslator(generator_from_checkpoint(payload, path), device, precision)
+    state = payload.get(STATE_KEY)
+    translator.radiometry_record = state.get("radiometry") if isinstance(state, dict) else None
+    return translator
 
 
 def translate_image(translator, image, tile=0, overlap=32, tile_batch=None, passes=2):

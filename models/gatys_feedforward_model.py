@@ -7,12 +7,14 @@ source image's own VGG features, the style loss against the target band's mean G
 land-cover category with --same_category), with the objective of --model gatys (models/gatys_objective.py). The
 mean Gram is the Gram file of ``train.py --model gatys`` (CHECKPOINTS_DIR/NAME/latest_gram.pth or --gram_file),
 computed by that code on DATAROOT/train/B when it is missing; its record sets the VGG options left out.
-Training runs on models/step_trained_model.py: checkpoints with exact resume, the loss log, visdom, the training
-HTML page, the NaN stop, and torchrun (DistributedDataParallel).
+Training runs on models/step_trained_model.py: checkpoints with exact resume and the radiometry record of both
+domains, the loss log, visdom, the training HTML page, the NaN stop, --eval_freq scores with best_net, and
+torchrun (DistributedDataParallel).
 
 test.py: each source image is translated in one pass, whole or tiled (--tile, models/tiling.py), and listed with
 its final losses as --model gatys lists its optimized images (real_A, fake_B, real_B), so evaluate.py compares
-the two. The checkpoint holds the style targets and the options: no training flag is needed.
+the two. The checkpoint holds the style targets, the options and how each domain was read (radiometry): no
+training flag is needed.
 """
 
 import argparse
@@ -31,6 +33,7 @@ from models.feedforward_generator import (
     FeedForwardTranslator,
     generator_from_checkpoint,
     read_feedforward_checkpoint,
+    translate_batch,
     translate_image,
 )
 from models.gatys_model import GRAM_SUFFIX, GatysModel, image_result
@@ -39,6 +42,7 @@ from models.gatys_objective import (
     GatysObjective,
     add_loss_options,
     check_gram_metadata,
+    check_vgg_channels,
     expected_metadata,
     read_gram_file,
     read_gram_record,
@@ -117,6 +121,7 @@ class GatysFeedforwardModel(StepTrainedModel):
         super().__init__(opt)
         if not self.is_train:
             return
+        check_vgg_channels(opt)
         self.gram_path = Path(opt.gram_file) if opt.gram_file else self.save_dir / GRAM_FILE_NAME
         if opt.gram_file and not self.gram_path.is_file():
             raise SargenError(f"--gram_file not found: {self.gram_path} (make it with train.py --model gatys, or "
@@ -202,9 +207,16 @@ class GatysFeedforwardModel(StepTrainedModel):
         return [("total", losses["total"]), ("content", losses["content"])]
 
     def get_current_visuals(self):
-        """The first image of the last step: source and generated."""
-        real_A, fake_B = (image.float().cpu() for image in self.current_images)
-        return OrderedDict(real_A=real_A, fake_B=fake_B)
+        """The first image of the last step: source and generated, as pages show their domains."""
+        real_A, fake_B = self.current_images
+        return OrderedDict(real_A=self.shown(real_A, "A"), fake_B=self.shown(fake_B, "B"))
+
+    def translate_for_evaluation(self, images):
+        """--eval_freq: the generator's translations of source test images (any size: padded to multiples of 4)."""
+        def translator(batch):
+            return self.generator(batch.to(self.device)).float(), None, None
+
+        return translate_batch(translator, images)
 
     # ---- test.py ----------------------------------------------------------------------------------
 
@@ -229,6 +241,7 @@ class GatysFeedforwardModel(StepTrainedModel):
         self.translator = FeedForwardTranslator(generator_from_checkpoint(payload, path), self.device, opt.precision)
         generator = self.translator.generator
         opt.input_nc, opt.output_nc = generator.input_nc, generator.output_nc
+        self.use_radiometry_record(state, path)
         self.objective = GatysObjective(opt, self.device)
         self.checkpoint_file, self.checkpoint_step = path, state.get("iteration", "unknown")
         logger.info("%s: %s", path, self.translator.description)
@@ -242,7 +255,8 @@ class GatysFeedforwardModel(StepTrainedModel):
                 f"{tiling}",
                 f"losses: {self.objective.description()}, style target the mean Gram of "
                 f"{self.style_record['image_count']} target-band images{' per category' if opt.same_category else ''}"
-                f", lambda_style {opt.lambda_style:g}, lambda_content {opt.lambda_content:g}"]
+                f", lambda_style {opt.lambda_style:g}, lambda_content {opt.lambda_content:g}",
+                *self.radiometry_notes()]
 
     def test(self):
         """Translate each source image in one pass (tiled with --tile) and compute its final float32 losses."""

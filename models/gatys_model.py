@@ -22,7 +22,14 @@ from torch.utils.data import Subset
 
 from data.base_dataset import category_of
 from data.image_io import list_image_files, read_image
-from data.radiometry import IntensityScaling, to_channels
+from data.radiometry import (
+    DOMAINS,
+    Radiometry,
+    radiometry_for,
+    radiometry_record,
+    to_channels,
+    use_radiometry_record,
+)
 from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
 from models.feedforward_generator import CHECKPOINT_SUFFIX as FEEDFORWARD_SUFFIX
@@ -33,6 +40,7 @@ from models.gatys_objective import (
     add_loss_options,
     category_gram,
     check_gram_metadata,
+    check_vgg_channels,
     expected_metadata,
     read_gram_record,
     stacked_style_targets,
@@ -94,6 +102,7 @@ class GatysModel(BaseModel):
         """Build the VGG extractor cut after the deepest layer any loss needs (at test: as the Gram file records)."""
         super().__init__(opt)
         self.gram_path = self.save_dir / f"{opt.epoch}{GRAM_SUFFIX}"
+        check_vgg_channels(opt)
         if not self.is_train:
             opt.n_iter = DEFAULT_STEPS[opt.optimizer] if opt.n_iter is None else opt.n_iter
             opt.lr = DEFAULT_LR[opt.optimizer] if opt.lr is None else opt.lr
@@ -110,6 +119,8 @@ class GatysModel(BaseModel):
             saved_file(self.save_dir, opt.epoch, GRAM_SUFFIX, "Gram file")
         record = read_gram_record(self.gram_path)
         fill_vgg_options(opt, record, self.gram_path)
+        if record is not None:  # how training read each domain: the default for reading the test images
+            use_radiometry_record(opt, record.get("radiometry"), self.gram_path)
         if opt.style_source == "total":
             check_gram_metadata(record, expected_metadata(opt), self.gram_path)
         return record
@@ -148,6 +159,12 @@ class GatysModel(BaseModel):
             raise SargenError(f"{path} translates {generator.input_nc} to {generator.output_nc} channels, not "
                               f"--input_nc {opt.input_nc} to --output_nc {opt.output_nc}: pass those or another "
                               f"--feedforward_checkpoint")
+        record = self.feedforward.radiometry_record or {}
+        changes = [line for domain in DOMAINS if domain in record
+                   for line in radiometry_for(opt, domain).differences(Radiometry.from_record(record[domain], domain,
+                                                                                               str(path)))]
+        if changes:
+            logger.warning("%s was trained on images read otherwise: %s", path, "; ".join(changes))
 
     def training_batches(self, dataset):
         """One pass over this rank's share of the target-band training images (all of them without torchrun)."""
@@ -205,6 +222,7 @@ class GatysModel(BaseModel):
                                          for name in self.style_layers}
                               for category, count in sorted(counts.items())},
             "dataroot": str(self.opt.dataroot),
+            "radiometry": radiometry_record(self.opt),
         }
         save_checkpoint(payload, self.gram_path)
         logger.info("saved the mean Gram of %d images (%s) to %s", image_count,
@@ -243,7 +261,7 @@ class GatysModel(BaseModel):
             candidates = [path for path in self.style_paths if category_of(path) == category] or candidates
         chooser = random.Random(self.opt.seed * 1_000_003 + zlib.crc32(Path(content_path).name.encode()))
         path = chooser.choice(candidates)
-        image = read_image(path, self.opt.output_nc, IntensityScaling.from_options(self.opt))
+        image = read_image(path, None, radiometry_for(self.opt, "B"))
         return apply_preprocess(image, self.opt, sample_params(self.opt, *image.shape[-2:]))
 
     def initial_images(self):

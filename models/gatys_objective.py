@@ -49,6 +49,14 @@ def add_loss_options(parser, recorded_in=None):
     return parser
 
 
+def check_vgg_channels(opt):
+    """Refuse --input_nc/--output_nc other than 1 or 3: the losses compare VGG features of grey or RGB images."""
+    for option, channels in (("--input_nc", opt.input_nc), ("--output_nc", opt.output_nc)):
+        if channels not in (1, 3):
+            raise SargenError(f"{option} {channels}: --model {opt.model} compares VGG features of 1- or 3-channel "
+                              f"images; pick 1 or 3 bands (--bands_A/--bands_B) or use --model ugatit")
+
+
 class GatysObjective:
     """A frozen VGG cut after the deepest loss layer, and the per-image Gatys losses computed with it."""
 

@@ -29,10 +29,18 @@ from data.image_io import (
     write_image,
     write_raster,
 )
-from data.radiometry import IntensityScaling, parse_float_pair, tensor_to_physical
+from data.radiometry import (
+    output_rule,
+    parse_float_pair,
+    radiometry_for,
+    require_known_radiometry,
+    tensor_to_physical,
+    translation_domains,
+    use_radiometry_record,
+)
 from data.single_dataset import resolve_image_paths
 from models.tiling import NORMALIZATION_TYPES, pad_to_multiple, translate_tiled
-from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
+from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint, sargen_state
 from models.ugatit_networks import (
     ResnetBlock,
     set_fused_statistics,
@@ -40,7 +48,7 @@ from models.ugatit_networks import (
 from util.cli import progress
 from util.device import add_allocator_option, autocast_dtype, reuse_memory_on_cpu
 from util.errors import SargenError
-from util.visuals import heatmap_overlay
+from util.visuals import display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
 
@@ -128,7 +136,9 @@ def load_translator(model_path, direction="AtoB", device="cpu", precision="auto"
     """A Translator for genA2B (AtoB) or genB2A (BtoA) of a U-GAT-IT checkpoint file."""
     payload = read_checkpoint(model_path)
     name = "genA2B" if direction == "AtoB" else "genB2A"
-    return Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
+    translator = Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
+    translator.radiometry_record = sargen_state(payload).get("radiometry")  # how training read each domain
+    return translator
 
 
 def translate_whole(translator, image):
@@ -166,12 +176,13 @@ def build_app_parser():
     parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="genA2B or genB2A")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: bfloat16 where the hardware has it; float32: the plain forward, bit for bit")
-    parser.add_argument("--out_unit", default="db", choices=OUT_UNITS,
+    parser.add_argument("--out_unit", default=None, choices=OUT_UNITS,
                         help="value unit of .tif outputs: float32 dB or linear power through --out_db_window, "
-                             "or uint8 grey levels as in PNG outputs")
-    parser.add_argument("--out_db_window", type=parse_float_pair, default=(-25.0, 0.0),
-                        help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs): the "
-                             "window the SAR training images (domain B) were scaled with")
+                             "or uint8 grey levels as in PNG outputs (default: the training's, from the "
+                             "checkpoint's record; db for checkpoints without one)")
+    parser.add_argument("--out_db_window", type=parse_float_pair, default=None, metavar="LOW,HIGH",
+                        help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs) (default: "
+                             "the training's window of the target domain from the checkpoint's record, else -25,0)")
     add_image_options(parser)  # how input images are read: --bands, --intensity_scaling, ...
     add_allocator_option(parser)
     return parser
@@ -238,7 +249,10 @@ def translate_source(translator, path, args):
     The input is read with the image options (--bands, --intensity_scaling, ...; defaults when `args` lacks
     them). A georeferenced input is translated back to its own size, so the result overlays it.
     """
-    source, info = read_image_with_info(path, translator.input_nc, IntensityScaling.from_options(args))
+    source_domain = translation_domains(args)[0]
+    if is_tiff(path) and not getattr(translator, "radiometry_record", None):
+        require_known_radiometry(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
+    source, info = read_image_with_info(path, translator.input_nc, radiometry_for(args, source_domain))
     source = source * 2.0 - 1.0
     if args.tile:
         output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch,
@@ -261,17 +275,18 @@ def write_output(output, target, info, args):
     if not is_tiff(target):
         if info.georeferenced:
             logger.warning("%s: georeferencing is kept only in .tif outputs", target)
-        return write_image(output, target, value_range=(-1.0, 1.0))
+        return write_image(display_image(output, radiometry_for(args, translation_domains(args)[1])), target,
+                           value_range=(-1.0, 1.0))
     geotags = [tag for tag in info.geotags if tag[0] in GEOREFERENCING_TAGS]
     return write_raster(output_values(output, args), target, geotags)
 
 
 def output_values(output, args):
     """An output in [-1, 1] as an HxWxC array in --out_unit: dB or linear power via --out_db_window, or 8-bit."""
-    if args.out_unit == "uint8":
+    rule, unit = args.output_rule if hasattr(args, "output_rule") else output_rule(args)
+    if unit == "uint8":
         return tensor_to_uint8(output, (-1.0, 1.0))
-    scaling = IntensityScaling("db", db_window=args.out_db_window)
-    return tensor_to_physical(output, scaling, scaling.db_window, args.out_unit, value_range=(-1.0, 1.0))
+    return tensor_to_physical(output, rule, rule.db_window, unit, value_range=(-1.0, 1.0))
 
 
 def app_main(argv=None):
@@ -287,6 +302,8 @@ def app_main(argv=None):
     targets = output_paths(image_paths, args.out)
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
     logger.info("%s: %s", args.model_path, translator.description)
+    use_radiometry_record(args, translator.radiometry_record, args.model_path, translation_domains(args)[:1])
+    args.output_rule = output_rule(args)
     for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
         output, heatmap, info = translate_raster(translator, path, args)
         write_output(output, target, info, args)

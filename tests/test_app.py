@@ -274,7 +274,7 @@ def test_geotiff_errors_are_one_line(checkpoint, tmp_path):
     write_geotiff(tmp_path / "holes.tif", power)
     with pytest.raises(SargenError, match=r"holes.tif has NaN or infinite pixels"):
         app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "holes.tif"), "--out", str(tmp_path),
-                  "--device", "cpu"])
+                  "--intensity_scaling", "percentile", "--device", "cpu"])
     write_geotiff(tmp_path / "vv_vh.tif", np.full((16, 16, 2), 0.05, dtype=np.float32))
     with pytest.raises(SargenError, match=r"--bands 1,2,3: .*vv_vh.tif has 2 band\(s\), no band 3"):
         app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "vv_vh.tif"), "--bands", "1,2,3",
@@ -283,5 +283,5 @@ def test_geotiff_errors_are_one_line(checkpoint, tmp_path):
                      extratags=geotiff_tags())
     with pytest.raises(SargenError, match=r"stack.tif: unsupported TIFF layout 2x16x16"):
         app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "stack.tif"), "--out", str(tmp_path),
-                  "--device", "cpu"])
+                  "--intensity_scaling", "percentile", "--device", "cpu"])
     assert not list(tmp_path.glob("gen_sar_*"))

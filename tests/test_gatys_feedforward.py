@@ -18,6 +18,7 @@ from ugatit_helpers import (
 import test as test_script
 import train as train_script
 from data import available_dataset_modes, create_dataloader, create_dataset
+from data.radiometry import radiometry_for
 from models import available_models, create_model
 from models.feedforward_generator import (
     CHECKPOINT_SUFFIX,
@@ -31,6 +32,7 @@ from models.tiling import tile_starts
 from models.ugatit_networks import BOTTLENECK_SCALE
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from util.curves import read_log_curves
 from util.errors import SargenError
 
 TINY_GENERATOR = ["--ngf", "8", "--n_res", "1"]
@@ -157,6 +159,35 @@ def test_page_losses_are_the_gatys_losses_of_the_generated_image(x2ka_root, trai
     gatys.set_input(next(iter(create_dataloader(create_dataset(gatys.opt), gatys.opt, shuffle=False))))
     gatys.test()
     assert gatys.curves[0][0]["total"] == pytest.approx(model.final_losses[0][0], rel=1e-4)
+
+
+def test_eval_freq_scores_the_generator_and_the_checkpoint_records_the_radiometry(x2ka_root, tmp_path, monkeypatch):
+    """--eval_freq scores the generator on the aligned test pairs and keeps best_net; the checkpoint records how each
+    domain was read, and test.py reads with that record (the page says so) without the training flags."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_cache"))  # no pytorch-fid weights: Gram and histograms
+    args = feedforward_args(x2ka_root, tmp_path, "scored", "--iteration", 2, "--save_freq", 2, "--eval_freq", 1,
+                            "--eval_size", 2, "--percentiles_B", "1,99", "--no_html")
+    run_entry_point(train_script, args, monkeypatch)
+    run_dir = tmp_path / "checkpoints" / "scored"
+    curves = read_log_curves(run_dir / "metrics_log.txt")
+    assert {"gram_distance", "histogram_js", "psnr", "ssim"} <= set(curves)
+    assert [step for step, _ in curves["gram_distance"]] == [1, 2]
+    best_step, best_value = min(curves["gram_distance"], key=lambda point: point[1])
+    best = read_feedforward_checkpoint(run_dir / f"best{CHECKPOINT_SUFFIX}")["sargen_gatys_feedforward"]
+    assert best["iteration"] == best_step and best["evaluation"]["value"] == pytest.approx(best_value, rel=1e-5)
+    state = read_feedforward_checkpoint(run_dir / f"latest{CHECKPOINT_SUFFIX}")["sargen_gatys_feedforward"]
+    assert state["radiometry"]["B"]["percentiles"] == [1.0, 99.0] and state["radiometry"]["A"]["percentiles"] == [
+        2.0, 98.0]
+    opt = TestOptions().parse(feedforward_test_args(x2ka_root, tmp_path, "scored"), save=False)
+    model = create_model(opt)
+    model.setup()
+    assert radiometry_for(opt, "B").percentiles == (1.0, 99.0)
+    assert any("domain B read as: " in note and "percentile 1,99" in note for note in model.result_notes())
+    opt = TestOptions().parse(feedforward_test_args(x2ka_root, tmp_path, "scored", "--percentiles_B", "5,95"),
+                              save=False)
+    model = create_model(opt)
+    model.setup()
+    assert any("--percentiles_B 5,95 (training: 1,99)" in note for note in model.result_notes())
 
 
 def gatys_init_model(root, work, *extra):
