@@ -1,8 +1,11 @@
 """Paired source/target images: DATAROOT/PHASE/A and DATAROOT/PHASE/B, paired by file name."""
 
+from pathlib import Path
+
 from data import transforms
-from data.base_dataset import BaseDataset, category_of
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
 from data.image_io import list_image_files
+from data.radiometry import translation_domains
 from util.errors import SargenError
 
 
@@ -16,6 +19,18 @@ class AlignedDataset(BaseDataset):
                             help="sides to read; the first side's files make the items, the second is paired "
                                  "by file name when present")
         return parser
+
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """DATAROOT/test/A and test/B (swapped for --direction BtoA), co-registered by file name unless the
+        dataset's pairing.json says otherwise (--eval_freq)."""
+        source, target = translation_domains(opt)
+        folder = Path(opt.dataroot) / "test"
+        sets = folder_evaluation_sets(folder / source, folder / target, aligned=True)
+        if sets is None:
+            raise SargenError(f"--eval_freq: no test images to score: expected {folder / source} and "
+                              f"{folder / target}")
+        return sets
 
     def __init__(self, opt):
         """List the primary side's files and index the other side's by name."""

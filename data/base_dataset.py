@@ -3,16 +3,22 @@
 A file that cannot be read stops the run with its name; with --skip_bad it is logged once (per process) and
 left out: read() returns None, a dataset returns None for the item (or, for unaligned training, takes the
 next readable file), collate() drops None items and the loaders of data/__init__.py skip empty batches.
+
+Each mode also says which test images --eval_freq scores (evaluation_sets): its test split's source and target
+images and, where the data is co-registered, each source image's partner.
 """
 
+import argparse
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, read_image
+from data.image_io import is_tiff, list_image_files, read_image
+from data.pairing import CO_REGISTERED, folder_pairing
 from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
 
@@ -25,6 +31,42 @@ def category_of(path):
     """The land-cover category a file name starts with ('building_012.png' -> 'building'), or 'none'."""
     prefix = Path(path).stem.split("_", 1)[0].lower()
     return prefix if prefix in CATEGORIES else "none"
+
+
+@dataclass
+class EvaluationSets:
+    """The test images --eval_freq scores: source and target files, and the co-registered partner (a target
+    file) of each source file that has one (empty for unpaired data); the descriptions name where they are and
+    how partners are found."""
+
+    sources: list
+    targets: list
+    partners: dict = field(default_factory=dict)
+    source_description: str = ""
+    target_description: str = ""
+    pairing: str = "by name"
+
+
+def test_split_options(opt):
+    """A copy of (training) options that reads the test split as test.py does: --phase test, every image."""
+    return argparse.Namespace(**{**vars(opt), "phase": "test", "is_train": False, "max_dataset_size": None})
+
+
+def folder_evaluation_sets(source_dir, target_dir, aligned):
+    """EvaluationSets of two test folders, or None when one is missing; partners by file name where the folders
+    are co-registered: as the dataset's pairing.json says, else for an `aligned` layout."""
+    if not (source_dir.is_dir() and target_dir.is_dir()):
+        return None
+    sources = list_image_files(source_dir, what="--eval_freq source")
+    targets = list_image_files(target_dir, what="--eval_freq target")
+    recorded = folder_pairing(source_dir, target_dir)
+    partners = {}
+    if recorded == CO_REGISTERED or (recorded is None and aligned):
+        by_stem = {}
+        for path in targets:
+            by_stem.setdefault(path.stem, path)
+        partners = {path: by_stem[path.stem] for path in sources if path.stem in by_stem}
+    return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
 class BaseDataset(torch.utils.data.Dataset):
@@ -43,6 +85,11 @@ class BaseDataset(torch.utils.data.Dataset):
         self.root = Path(opt.dataroot)
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
+
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """The EvaluationSets of the test split of `opt`'s data (--eval_freq); a mode without one says so."""
+        raise SargenError(f"--eval_freq: --dataset_mode {opt.dataset_mode} has no test split to score")
 
     def radiometry(self, domain):
         """How images of `domain` (A or B) are read: the options, else the model's record, else the mode's defaults."""

@@ -292,15 +292,16 @@ def translation_domains(opt):
 def output_rule(opt):
     """(rule, unit) that turn the model's output back into file values: the inverse of the target domain's reading.
 
-    The dB window and unit are --out_db_window / --out_unit when given, else the record's target domain (its db
-    rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0 and db
-    (files without a record). Differences from the record are logged.
+    The dB window and unit are --out_db_window / --out_unit when given (app.py), else the record's target domain
+    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0
+    and db (files without a record). Differences from the record are logged.
     """
     target = translation_domains(opt)[1]
     recorded = (getattr(opt, "radiometry_record", None) or {}).get(target)
     physical = recorded is not None and recorded.mode == "db"
-    window = opt.out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
-    unit = opt.out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
+    out_db_window, out_unit = getattr(opt, "out_db_window", None), getattr(opt, "out_unit", None)
+    window = out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
+    unit = out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
     rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
     if recorded is not None:
         trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")
@@ -309,7 +310,7 @@ def output_rule(opt):
                    if old is not None and tuple(np.atleast_1d(value)) != tuple(np.atleast_1d(old))]
         if changes:
             logger.warning("outputs differ from training: %s", "; ".join(changes))
-        if not physical and opt.out_unit is None:
+        if not physical and out_unit is None:
             logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
                         "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
     return rule, unit

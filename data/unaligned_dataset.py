@@ -14,9 +14,10 @@ import random
 from pathlib import Path
 
 from data import transforms
-from data.base_dataset import BaseDataset, category_of
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
 from data.image_io import is_image_file, list_image_files
 from data.pairing import UNPAIRED, folder_pairing
+from data.radiometry import translation_domains
 from util.errors import SargenError
 
 UGATIT_RESIZE_MARGIN = 30
@@ -44,6 +45,18 @@ class UnalignedDataset(BaseDataset):
         self.source, self.target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.paths = self.list_domains(("A", "B") if opt.is_train else (self.source,))
         self.partners = {} if opt.is_train else self.find_partners()
+
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """DATAROOT/testA and testB (swapped for --direction BtoA), partners by name where pairing.json records
+        them as co-registered."""
+        root = Path(opt.dataroot)
+        source, target = translation_domains(opt)
+        sets = folder_evaluation_sets(root / f"test{source}", root / f"test{target}", aligned=False)
+        if sets is None:
+            raise SargenError(f"--eval_freq: no test images to score: expected {root / f'test{source}'} and "
+                              f"{root / f'test{target}'}")
+        return sets
 
     def list_domains(self, domains):
         """{domain: sorted image paths} of DATAROOT/PHASE{domain} for each of `domains`."""

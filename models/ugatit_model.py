@@ -52,7 +52,7 @@ from options.train_options import add_iterative_training_options
 from util import distributed
 from util.device import autocast_dtype
 from util.errors import SargenError
-from util.results import ImageResult
+from util.results import ImageResult, RasterOutputs, add_results_format_option
 from util.visuals import display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
@@ -246,6 +246,7 @@ class UGATITModel(StepTrainedModel):
                                      "e.g. the published eo2sar model")
             parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                                 help="auto: bfloat16 where the hardware has it; float32: the plain forward")
+            add_results_format_option(parser)
         return parser
 
     def __init__(self, opt):
@@ -325,6 +326,7 @@ class UGATITModel(StepTrainedModel):
         self.real_source = batch[source]
         self.image_paths = batch[f"{source}_paths"]
         self.real_target = batch.get(target)  # co-registered partners (None, or a list with None where missing)
+        self.target_paths = batch.get(f"{target}_paths")
 
     def to_device(self, images):
         """Move a batch to the model's device (channels_last on CUDA)."""
@@ -428,6 +430,10 @@ class UGATITModel(StepTrainedModel):
         self.radiometry_changes = use_radiometry_record(opt, sargen_state(payload).get("radiometry"), path)
         logger.info("%s: %s", path, self.translators["genA2B"].description)
 
+    def raster_outputs(self):
+        """GeoTIFF results in the target domain's physical unit as --results_format says (None: PNG only)."""
+        return RasterOutputs.from_options(self.opt)
+
     def result_notes(self):
         """The checkpoint and networks shown on the results page."""
         recorded = "" if self.opt.radiometry_record else " (the checkpoint records none)"
@@ -452,11 +458,14 @@ class UGATITModel(StepTrainedModel):
 
     def get_current_results(self):
         """One ImageResult per image with U-GAT-IT's seven panels (heatmaps over the image they came from), and
-        the co-registered real target image beside the translation when the data has one."""
+        the co-registered real target image beside the translation when the data has one; the translation itself
+        and the source and partner files for GeoTIFF results."""
         x, y = ("A", "B") if self.opt.direction == "AtoB" else ("B", "A")
         results = []
         for index, path in enumerate(self.image_paths):
             real, heat_id, fake_id, heat, fake, heat_rec, rec = (tensor[index] for tensor in self.test_outputs)
+            outputs = {f"fake_{x}2{y}": fake}
+            sources = {f"real_{x}": path, f"real_{y}": self.target_paths[index] if self.target_paths else None}
             real, fake = self.shown(real, x), self.shown(fake, y)
             visuals = OrderedDict()
             visuals[f"real_{x}"] = real
@@ -469,7 +478,7 @@ class UGATITModel(StepTrainedModel):
                 visuals[f"real_{y}"] = self.shown(partner, y)
             visuals[f"heatmap_{x}2{y}2{x}"] = heatmap_overlay(heat_rec, fake)
             visuals[f"fake_{x}2{y}2{x}"] = self.shown(rec, x)
-            results.append(ImageResult(Path(path).stem, visuals))
+            results.append(ImageResult(Path(path).stem, visuals, outputs=outputs, sources=sources))
         return results
 
 

@@ -5,11 +5,14 @@ power loss of a job) can be told from those of a live one and removed (remove_st
 """
 
 import contextlib
+import json
 import os
 import re
 import socket
 import tempfile
 from pathlib import Path
+
+from util.errors import SargenError
 
 TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)?")
 
@@ -74,3 +77,18 @@ def process_running(pid):
     except OSError:  # e.g. PermissionError: it runs, as another user
         return True
     return True
+
+
+def read_json_record(path, version, what, remedy):
+    """The JSON object in `path` whose "format" is `version`, or None when there is no such file; a file that
+    cannot be read or is not `what` of that format is a one-line error naming it and `remedy` (what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SargenError(f"cannot read {path}: {error} ({remedy})") from None
+    if not isinstance(record, dict) or record.get("format") != version:
+        raise SargenError(f"{path} is not {what} of format {version} ({remedy})")
+    return record
