@@ -289,13 +289,17 @@ def write_output(output, target, info, args):
             logger.warning("%s: georeferencing is kept only in .tif outputs", target)
         return write_image(display_image(output, radiometry_for(args, translation_domains(args)[1])), target,
                            value_range=(-1.0, 1.0))
-    geotags = [tag for tag in info.geotags if tag[0] in GEOREFERENCING_TAGS]
-    return write_raster(output_values(output, args), target, geotags)
-
-
-def output_values(output, args):
-    """An output in [-1, 1] as an HxWxC array in --out_unit: dB or linear power via --out_db_window, or 8-bit."""
     rule, unit = args.output_rule if hasattr(args, "output_rule") else output_rule(args)
+    return write_raster(output_values(output, rule, unit), target, georeferencing(info))
+
+
+def georeferencing(info):
+    """The georeferencing tags of an input's RasterInfo (none of its GDAL metadata or no-data value)."""
+    return [tag for tag in info.geotags if tag[0] in GEOREFERENCING_TAGS]
+
+
+def output_values(output, rule, unit):
+    """An output in [-1, 1] as an HxWxC array in `unit`: dB or linear power through `rule`'s window, or 8-bit."""
     if unit == "uint8":
         return tensor_to_uint8(output, (-1.0, 1.0))
     return tensor_to_physical(output, rule, rule.db_window, unit, value_range=(-1.0, 1.0))

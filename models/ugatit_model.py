@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.radiometry import radiometry_for, radiometry_record, to_channels, use_radiometry_record
+from models.raster_results import RasterOutputs, add_results_format_option
 from models.step_trained_model import StepTrainedModel
 from models.ugatit_checkpoint import (
     CHECKPOINT_SUFFIX,
@@ -52,7 +53,7 @@ from options.train_options import add_iterative_training_options
 from util import distributed
 from util.device import autocast_dtype
 from util.errors import SargenError
-from util.results import ImageResult, RasterOutputs, add_results_format_option
+from util.results import ImageResult
 from util.visuals import display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")

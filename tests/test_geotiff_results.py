@@ -6,7 +6,6 @@ from argparse import Namespace
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 from raster_helpers import EPSG, north_up, optical_bands, read_raster_file, sen12ms_tree, write_raster
 from torch.nn import functional
@@ -15,8 +14,10 @@ from ugatit_helpers import one_torch_thread, run_entry_point  # noqa: F401  (aut
 import evaluate
 import test as test_script
 import train as train_script
+from data.image_io import read_raster
 from data.radiometry import Radiometry
-from util.results import ImageResult, RasterOutputs
+from models.raster_results import RasterOutputs
+from util.results import ImageResult
 
 TINY = ["--gpu_ids", "-1", "--num_threads", "0", "--img_size", "32", "--ch", "8", "--n_res", "1", "--light",
         "--n_dis", "5"]
@@ -123,5 +124,5 @@ def test_raster_outputs_invert_the_recorded_rule_at_the_sources_size_and_grid(tm
     levels = RasterOutputs.from_options(raster_options(record, direction="BtoA"))  # target A: percentile, no window
     assert RasterOutputs.from_options(raster_options(record, "auto", "BtoA")) is None  # auto: PNG only for it
     levels.write(ImageResult("s1", {}, outputs={"fake_B2A": torch.zeros(3, 16, 16)}, sources={}), tmp_path)
-    values = tifffile.imread(tmp_path / "s1_fake_B2A.tif")  # no source given: no georeferencing
-    assert values.dtype == np.uint8 and values.shape == (16, 16, 3) and (values == 128).all()
+    values, geotags = read_raster(tmp_path / "s1_fake_B2A.tif")  # no source given: no georeferencing
+    assert not geotags and values.dtype == np.uint8 and values.shape == (16, 16, 3) and (values == 128).all()

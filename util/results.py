@@ -1,16 +1,10 @@
-"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt; with
---results_format (models that give their raw outputs: U-GAT-IT) also images/NAME_LABEL.tif in physical units.
+"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt; given a
+raster writer (models.raster_results.RasterOutputs, U-GAT-IT's --results_format) also images/NAME_LABEL.tif in
+physical units, listed in RESULTS/raster_outputs.json.
 
 The page draws each image's loss curve (Gatys) and, given the checkpoint folder, the training run's losses and
 metrics over steps as pictures (util.curves). Each image's row is also saved as images/NAME.row.json once its
 images are written, so a rerun with --skip_existing knows which images are finished and still lists them.
-
-GeoTIFF results: a model's output in the target domain, mapped back through the inverse of the domain's recorded
-reading rule (data.radiometry.output_rule: the training's dB window, in its unit, dB or linear power; 8-bit levels
-for a domain read without a fixed window), resized to the source image's own size and carrying its
-georeferencing, so it overlays the source and can be compared with the real target file band by band in physical
-units. RESULTS/raster_outputs.json records how the .tif files and the real target files are read (evaluate.py
---results uses it).
 
 Under torchrun every rank writes the images of its own share of the test set; the rows of the page (plain
 values, no tensors) are gathered to rank 0, which writes index.html and loss_log.txt once, in dataset order.
@@ -21,10 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from torch.nn import functional
-
-from data.image_io import GEOREFERENCING_TAGS, read_image_with_info, tensor_to_uint8, write_image, write_raster
-from data.radiometry import option_text, output_rule, radiometry_for, tensor_to_physical, translation_domains
+from data.image_io import write_image
 from util import distributed
 from util.curves import chart_row, point_curves
 from util.fileio import write_text_atomic
@@ -34,7 +25,6 @@ from util.visuals import display_image
 
 logger = logging.getLogger("sargen")
 
-RESULTS_FORMATS = ("auto", "png", "tif")
 RASTER_RECORD = "raster_outputs.json"
 RASTER_RECORD_FORMAT = 1
 
@@ -68,78 +58,6 @@ class ResultRow:
     sources: dict = field(default_factory=dict)
 
 
-def add_results_format_option(parser):
-    """Add --results_format (test.py of models whose results can be written as GeoTIFF)."""
-    parser.add_argument("--results_format", default="auto", choices=RESULTS_FORMATS,
-                        help="png: page images only; tif: also images/NAME_fake_X2Y.tif, the output in the target "
-                             "domain's physical unit (the recorded dB window and unit; 8-bit levels for domains "
-                             "read without a fixed window) at the source's size with its georeferencing; auto: "
-                             "tif where the checkpoint records the target domain's dB window, else png")
-    return parser
-
-
-class RasterOutputs:
-    """Writes a result's raw outputs as GeoTIFFs through the inverse of the target domain's reading rule."""
-
-    def __init__(self, opt):
-        """The rule and unit (data.radiometry.output_rule, or 8-bit levels) and how sources and targets are read."""
-        self.source_domain, self.domain = translation_domains(opt)
-        recorded = (getattr(opt, "radiometry_record", None) or {}).get(self.domain)
-        if recorded is not None and recorded.mode == "db":
-            self.rule, self.unit = output_rule(opt)
-        else:
-            self.rule, self.unit = None, "uint8"
-        self.source_radiometry = radiometry_for(opt, self.source_domain)
-        self.real_radiometry = radiometry_for(opt, self.domain)
-
-    @classmethod
-    def from_options(cls, opt):
-        """The RasterOutputs of --results_format, or None when only PNGs are written (png; auto without a dB record)."""
-        recorded = (getattr(opt, "radiometry_record", None) or {}).get(translation_domains(opt)[1])
-        physical = recorded is not None and recorded.mode == "db"
-        if opt.results_format == "png" or (opt.results_format == "auto" and not physical):
-            return None
-        return cls(opt)
-
-    def description(self):
-        """The files' values in words, for the page and the log."""
-        if self.unit == "uint8":
-            return (f"8-bit levels (domain {self.domain} was read without a fixed window: "
-                    f"{self.real_radiometry.describe()})")
-        unit = "dB" if self.unit == "db" else "linear power"
-        return (f"float32 {unit}, the model range -1..1 mapped to {option_text(self.rule.db_window)} dB (domain "
-                f"{self.domain}'s recorded window)")
-
-    def values(self, output):
-        """An output in [-1, 1] as an HxWxC array in the files' unit."""
-        if self.unit == "uint8":
-            return tensor_to_uint8(output, (-1.0, 1.0))
-        return tensor_to_physical(output, self.rule, self.rule.db_window, self.unit, value_range=(-1.0, 1.0))
-
-    def write(self, result, image_dir):
-        """Write images/NAME_LABEL.tif of each raw output at its source's size with the source's georeferencing;
-        return their (path relative to the page, label) pairs."""
-        source = result.sources.get(f"real_{self.source_domain}")
-        info = read_image_with_info(source, None, self.source_radiometry)[1] if source else None
-        files = []
-        for label, output in result.outputs.items():
-            output = output.detach().float().cpu()
-            if info is not None and tuple(output.shape[-2:]) != tuple(info.size):
-                output = functional.interpolate(output[None], size=tuple(info.size), mode="bilinear",
-                                                antialias=True)[0].clamp(-1.0, 1.0)
-            geotags = [tag for tag in info.geotags if tag[0] in GEOREFERENCING_TAGS] if info is not None else []
-            file_name = f"{result.name}_{label}.tif"
-            write_raster(self.values(output), Path(image_dir) / file_name, geotags)
-            files.append((f"images/{file_name}", label))
-        return files
-
-    def record(self, labels):
-        """RESULTS/raster_outputs.json: which files, their unit and window, how the real target files were read."""
-        return {"format": RASTER_RECORD_FORMAT, "labels": sorted(labels), "domain": self.domain,
-                "unit": self.unit, "db_window": None if self.rule is None else list(self.rule.db_window),
-                "real_radiometry": self.real_radiometry.record(), "description": self.description()}
-
-
 def result_dir(opt):
     """RESULTS_DIR/NAME/PHASE_EPOCH, pix2pix's results layout."""
     return Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
@@ -150,7 +68,7 @@ class ResultsWriter:
 
     def __init__(self, web_dir, title, image_width=256, notes=(), training_dir=None, rasters=None):
         """Prepare `web_dir`; nothing is written until images are added. `training_dir`: the checkpoint folder
-        whose loss and metrics logs the page draws; `rasters`: a RasterOutputs for GeoTIFF results, or None."""
+        whose loss and metrics logs the page draws; `rasters`: the GeoTIFF writer (RasterOutputs) or None."""
         self.web_dir = Path(web_dir)
         self.training_dir = training_dir
         self.image_dir = self.web_dir / "images"
