@@ -2,8 +2,8 @@
 
 - Inception features: pytorch-fid's network on batches of --batch_size images against one image at a time
   (the weights of the hub cache, else seeded random values with pytorch-fid's keys; speed is the same);
-- Frechet distance: sargen's (evaluation.metrics.frechet_distance: the nuclear norm of the small cross product
-  of covariance factors) against pytorch-fid's calculate_frechet_distance (scipy's sqrtm of the D x D
+- Frechet distance: sargen's (evaluation.metrics.frechet_distance: tr((S_a S_b)^1/2) from the eigenvalues of a
+  symmetric matrix of at most D x D) against pytorch-fid's calculate_frechet_distance (scipy's sqrtm of the D x D
   covariance product, the computation published FIDs come from) on the same means and covariances, with
   fewer images than dimensions (--images) and more (--many_images), and their relative difference;
 - ENL: the censored estimate on a clipped dB-rendered band against the plain estimate on the same pixels.
@@ -103,7 +103,7 @@ def bench_frechet(args):
         fast, fast_seconds = timed(frechet_distance, features_a, features_b)
         package, package_seconds = timed(pytorch_fid_frechet, features_a, features_b)
         print(f"Frechet distance, {images} x {args.dims} features per set: sargen {fast_seconds:.3f} s, pytorch-fid "
-              f"(sqrtm) {package_seconds:.2f} s: {package_seconds / fast_seconds:.0f}x faster; values {fast:.8g} and "
+              f"(sqrtm) {package_seconds:.2f} s: {package_seconds / fast_seconds:.1f}x faster; values {fast:.8g} and "
               f"{package:.8g} (relative difference {abs(package - fast) / package:.2g})")
 
 

@@ -94,30 +94,40 @@ def histogram_jensen_shannon(counts_a, counts_b):
     return float(jensenshannon(coarse_a, coarse_b, base=2))
 
 
-def covariance_factor(features):
-    """R with R^T R = np.cov(features) (N x D features, float64): the centred rows / sqrt(N - 1) (N x D) when
-    N <= D, else the D x D factor sqrt(eigenvalues) V^T of the covariance's symmetric eigendecomposition."""
-    centred = (features - features.mean(axis=0)) / np.sqrt(len(features) - 1)
-    if len(features) <= features.shape[1]:
-        return centred
-    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
-    return np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T
+def centred_rows(features):
+    """The features' centred rows / sqrt(N - 1) (float64): A with A^T A = np.cov(features, rowvar=False)."""
+    features = np.asarray(features, np.float64)
+    return (features - features.mean(axis=0)) / np.sqrt(len(features) - 1)
+
+
+def trace_sqrt_product(rows_a, rows_b):
+    """tr((S_a S_b)^1/2) for S = A^T A (centred_rows), from the eigenvalues of a matrix of at most D x D.
+
+    The eigenvalues of S_a S_b are those of G = C C^T (or C^T C, the smaller), C = A_a A_b^T: symmetric,
+    positive semi-definite, so eigvalsh gives them and the trace is the sum of their square roots (C's nuclear
+    norm). With more images than dimensions in both sets, A_a is first replaced by the D x D factor R of its QR
+    decomposition (R^T R = A_a^T A_a), so that no matrix is larger than D x D.
+    """
+    if min(len(rows_a), len(rows_b)) > rows_a.shape[1]:
+        rows_a = np.linalg.qr(rows_a, mode="r")
+    cross = rows_a @ rows_b.T
+    gram = cross @ cross.T if cross.shape[0] <= cross.shape[1] else cross.T @ cross
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None)).sum())
 
 
 def frechet_distance(features_a, features_b):
     """FID's Frechet distance between Gaussians fitted to two feature sets (N x D, N >= 2 each), in float64:
     |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^1/2), with the np.cov covariances pytorch-fid fits.
 
-    With S = R^T R (covariance_factor), the eigenvalues of S_a S_b are the squared singular values of R_a R_b^T,
-    so tr((S_a S_b)^1/2) is that small matrix's nuclear norm: the value pytorch-fid's calculate_frechet_distance
-    gets from scipy's sqrtm of the D x D product, without it (milliseconds instead of a minute at D = 2048 with
-    fewer images than dimensions; seconds with more; benchmarks/bench_evaluate.py).
+    The same value as pytorch-fid's calculate_frechet_distance (scipy's sqrtm of the D x D product; the tests
+    check it to 1e-6 relative) without a matrix square root (trace_sqrt_product): milliseconds instead of a
+    minute or two at D = 2048 with fewer images than dimensions, several times faster with more
+    (benchmarks/bench_evaluate.py).
     """
-    features_a, features_b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    factor_a, factor_b = covariance_factor(features_a), covariance_factor(features_b)
-    difference = features_a.mean(axis=0) - features_b.mean(axis=0)
-    trace_sqrt_product = np.linalg.svd(factor_a @ factor_b.T, compute_uv=False).sum()
-    return float(difference @ difference + (factor_a ** 2).sum() + (factor_b ** 2).sum() - 2.0 * trace_sqrt_product)
+    rows_a, rows_b = centred_rows(features_a), centred_rows(features_b)
+    difference = np.mean(features_a, axis=0, dtype=np.float64) - np.mean(features_b, axis=0, dtype=np.float64)
+    return float(difference @ difference + (rows_a ** 2).sum() + (rows_b ** 2).sum()
+                 - 2.0 * trace_sqrt_product(rows_a, rows_b))
 
 
 def polynomial_kernel(features_a, features_b):

@@ -242,7 +242,7 @@ def pytorch_fid_frechet(features_a, features_b):
                                           features_b.mean(axis=0), np.cov(features_b, rowvar=False))
 
 
-@pytest.mark.parametrize("count_a, count_b, dims", [(150, 120, 64), (40, 90, 64), (12, 9, 256)])
+@pytest.mark.parametrize("count_a, count_b, dims", [(150, 120, 64), (300, 40, 64), (40, 90, 64), (12, 9, 256)])
 def test_frechet_distance_equals_pytorch_fids_with_more_or_fewer_images_than_dims(count_a, count_b, dims):
     """The fast exact form against pytorch-fid's sqrtm: more images than dims, mixed, fewer (singular product)."""
     rng = np.random.default_rng(count_a)
@@ -251,6 +251,18 @@ def test_frechet_distance_equals_pytorch_fids_with_more_or_fewer_images_than_dim
     expected = pytorch_fid_frechet(features_a, features_b)
     assert metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6) and expected > 0
     assert abs(metrics.frechet_distance(features_a, features_a)) < 1e-9 * expected
+
+
+def test_frechet_distance_equals_pytorch_fids_for_close_sets_with_dead_features():
+    """Two samples of one distribution (a small FID: the trace terms nearly cancel) whose first features are
+    constant, as dead activations are (singular covariances), still agree with pytorch-fid's sqrtm."""
+    rng = np.random.default_rng(7)
+    features_a, features_b = rng.gamma(0.5, 1.0, size=(200, 64)), rng.gamma(0.5, 1.0, size=(180, 64))
+    features_a[:, :5] = features_b[:, :5] = 1.0
+    expected = pytorch_fid_frechet(features_a, features_b)
+    assert metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6)
+    assert expected < 0.3 * np.cov(features_a, rowvar=False).trace()
+
 
 def test_summary_leaves_out_infinite_and_missing_values():
     assert metrics.mean_and_std([1.0, 3.0, math.inf, None, math.nan]) == {"mean": 2.0, "std": 1.0, "count": 2}
