@@ -3,6 +3,10 @@
 A file that cannot be read stops the run with its name; with --skip_bad it is logged once (per process) and
 left out: read() returns None, a dataset returns None for the item (or, for unaligned training, takes the
 next readable file), collate() drops None items and the loaders of data/__init__.py skip empty batches.
+
+Images are read with their domain's image options (--nodata_A for domain A files, ...). In training, a patch
+(the image after resizing and cropping) whose masked (no-data) fraction is over --max_nodata is skipped the
+same way; the skips are counted, across DataLoader workers, and reported once at the end of training.
 """
 
 import logging
@@ -12,7 +16,7 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import read_image
+from data.image_io import read_image_with_info
 from data.radiometry import IntensityScaling
 from util.errors import SargenError
 
@@ -42,21 +46,52 @@ class BaseDataset(torch.utils.data.Dataset):
             raise SargenError("--dataroot is required: the folder with your images")
         self.root = Path(opt.dataroot)
         self.scaling = IntensityScaling.from_options(opt)
+        self.domain_scaling = {domain: IntensityScaling.from_options(opt, domain) for domain in ("A", "B")}
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
+        self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
+        # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
+        self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
 
-    def read(self, path, channels):
+    def read(self, path, channels, domain="A"):
         """Read one image as a CxHxW tensor in [0, 1] with `channels` channels; None for a bad file with --skip_bad."""
+        return self.read_with_mask(path, channels, domain)[0]
+
+    def read_with_mask(self, path, channels, domain="A"):
+        """(image, HxW valid-pixel mask or None) of one file read with `domain`'s image options; (None, None) for
+        a bad file with --skip_bad."""
         if str(path) in self.bad_paths:
-            return None
+            return None, None
         try:
-            return read_image(path, channels, self.scaling)
+            image, info = read_image_with_info(path, channels, self.domain_scaling[domain])
+            return image, info.valid
         except SargenError as error:
             if not self.skip_bad:
                 raise
             self.bad_paths.add(str(path))
             logger.warning("skipped (--skip_bad): %s", error)
-            return None
+            return None, None
+
+    def too_much_nodata(self, valid, opt, params):
+        """Whether a training patch (`valid` after opt's resize, crop and flip with `params`) is more masked than
+        --max_nodata allows; counts the skip."""
+        if self.max_nodata is None or valid is None:
+            return False
+        patch = transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
+        if 1.0 - float(patch.mean()) <= self.max_nodata:
+            return False
+        worker = torch.utils.data.get_worker_info()
+        slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
+        self.nodata_skips[slot] += 1
+        return True
+
+    def report_nodata_skips(self):
+        """Log, once, how many training patches --max_nodata skipped."""
+        skipped = int(self.nodata_skips.sum())
+        if skipped:
+            logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
+                           "replaced or left out)", self.max_nodata, skipped)
+        return skipped
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""

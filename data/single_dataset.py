@@ -36,7 +36,7 @@ class SingleDataset(BaseDataset):
     def __getitem__(self, index):
         """One source image and its path; None if the file is skipped (--skip_bad)."""
         path = self.paths[index]
-        image = self.read(path, self.opt.input_nc)
+        image = self.read(path, self.opt.input_nc, "A" if getattr(self.opt, "direction", "AtoB") == "AtoB" else "B")
         if image is None:
             return None
         return {"A": self.preprocess(image), "A_paths": str(path), "category": category_of(path)}

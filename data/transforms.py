@@ -41,6 +41,11 @@ def sample_params(opt, height, width, generator=random):
 
 def apply_preprocess(image, opt, params):
     """Resize, crop and flip a CxHxW tensor in [0, 1], then map it to the model range [-1, 1]."""
+    return apply_geometry(image, opt, params) * 2.0 - 1.0
+
+
+def apply_geometry(image, opt, params):
+    """Resize, crop and flip a CxHxW tensor in [0, 1] (also a valid-pixel mask as 0/1 floats) by opt.preprocess."""
     height, width = image.shape[-2:]
     scaled_height, scaled_width = scaled_size(opt, height, width)
     if (scaled_height, scaled_width) != (height, width):
@@ -50,4 +55,4 @@ def apply_preprocess(image, opt, params):
         image = image[:, params["crop_top"]: params["crop_top"] + size, params["crop_left"]: params["crop_left"] + size]
     if params["flip"]:
         image = torch.flip(image, dims=[-1])
-    return image * 2.0 - 1.0
+    return image

@@ -60,31 +60,30 @@ class UnalignedDataset(BaseDataset):
         """Training: the larger domain's image count (pix2pix); testing: the source domain's."""
         return max(len(paths) for paths in self.paths.values())
 
-    def read_domain_image(self, domain, index):
-        """(path, image) at `index` of `domain`: None for a skipped file, in training the next readable one instead.
+    def load_domain_image(self, domain, index, rng):
+        """Read one image of `domain`, then resize, crop and flip it with parameters from `rng`; (image, path).
 
-        The replacement depends only on the index and the files, so a resumed run reads the same images.
+        In training a skipped file (--skip_bad, or a patch over --max_nodata) is replaced by the next readable
+        one; the replacement depends only on the index, the files and `rng`, so a resumed run reads the same
+        images. In testing a skipped file gives (None, path).
         """
         paths = self.paths[domain]
+        opt = preprocess_options(self.opt)
         attempts = len(paths) if self.opt.is_train else 1
         for offset in range(attempts):
             path = paths[(index + offset) % len(paths)]
-            image = self.read(path, self.domain_channels(domain))
-            if image is not None:
-                break
-        if image is None and self.opt.is_train:
-            raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
-                              f"(--skip_bad skipped them all)")
-        return path, image
-
-    def load_domain_image(self, domain, index, rng):
-        """Read one image of `domain` (None if skipped), then resize, crop and flip it with parameters from `rng`."""
-        path, image = self.read_domain_image(domain, index)
-        if image is None:
-            return None, str(path)
-        opt = preprocess_options(self.opt)
-        params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
-        return transforms.apply_preprocess(image, opt, params), str(path)
+            image, valid = self.read_with_mask(path, self.domain_channels(domain), domain)
+            if image is None:
+                continue
+            params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
+            if self.too_much_nodata(valid, opt, params):
+                continue
+            return transforms.apply_preprocess(image, opt, params), str(path)
+        if self.opt.is_train:
+            raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be used: "
+                              f"--skip_bad skipped them all, or their patches hold more no-data than --max_nodata "
+                              f"{self.max_nodata} allows (raise it)")
+        return None, str(path)
 
     def __getitem__(self, index):
         """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler."""
