@@ -3,7 +3,7 @@
 import random
 
 import torch
-import torchvision.transforms.functional as TF
+import torch.nn.functional as F
 
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -49,7 +49,9 @@ def apply_geometry(image, opt, params):
     height, width = image.shape[-2:]
     scaled_height, scaled_width = scaled_size(opt, height, width)
     if (scaled_height, scaled_width) != (height, width):
-        image = TF.resize(image, [scaled_height, scaled_width], antialias=True).clamp(0.0, 1.0)
+        # torchvision's resize of tensors, without importing torchvision (180 MB of memory) for it
+        image = F.interpolate(image[None], size=(scaled_height, scaled_width), mode="bilinear",
+                              antialias=True)[0].clamp(0.0, 1.0)
     if "crop" in opt.preprocess:
         size = min(opt.crop_size, scaled_height, scaled_width)
         image = image[:, params["crop_top"]: params["crop_top"] + size, params["crop_left"]: params["crop_left"] + size]

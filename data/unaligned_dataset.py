@@ -70,6 +70,7 @@ class UnalignedDataset(BaseDataset):
         paths = self.paths[domain]
         opt = preprocess_options(self.opt)
         attempts = len(paths) if self.opt.is_train else 1
+        masked = 0
         for offset in range(attempts):
             path = paths[(index + offset) % len(paths)]
             image, valid = self.read_with_mask(path, self.domain_channels(domain), domain)
@@ -77,12 +78,16 @@ class UnalignedDataset(BaseDataset):
                 continue
             params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
             if self.too_much_nodata(valid, opt, params):
+                masked += 1
                 continue
             return transforms.apply_preprocess(image, opt, params), str(path)
-        if self.opt.is_train:
+        if self.opt.is_train and masked:
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be used: "
-                              f"--skip_bad skipped them all, or their patches hold more no-data than --max_nodata "
-                              f"{self.max_nodata} allows (raise it)")
+                              f"{masked} hold more no-data than --max_nodata {self.max_nodata:g} allows in their "
+                              f"patches (raise it), the others cannot be read")
+        if self.opt.is_train:
+            raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
+                              f"(--skip_bad skipped them all)")
         return None, str(path)
 
     def __getitem__(self, index):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from torch import nn
 
 from data.image_io import (
@@ -205,7 +204,7 @@ def resize_image(image, size):
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(image.shape[-2:]) == size:
         return image
-    return TF.resize(image, list(size), antialias=True).clamp(-1.0, 1.0)
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0].clamp(-1.0, 1.0)
 
 
 def input_scaling(args):
