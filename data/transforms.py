@@ -12,8 +12,11 @@ def add_preprocess_options(parser):
     """Add pix2pix's preprocessing options."""
     parser.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_CHOICES,
                         help="scaling and cropping of images at load time")
-    parser.add_argument("--load_size", type=int, default=286, help="scale images to this size")
-    parser.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+    parser.add_argument("--load_size", type=int, default=286,
+                        help="scale images to this size (0 with --dataset_mode unaligned: --img_size + 30 for "
+                             "training, --img_size for testing)")
+    parser.add_argument("--crop_size", type=int, default=256,
+                        help="then crop to this size (0 with --dataset_mode unaligned: --img_size)")
     parser.add_argument("--no_flip", action="store_true", help="do not flip images horizontally for augmentation")
     return parser
 

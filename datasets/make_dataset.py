@@ -1,4 +1,4 @@
-"""Make small, deterministic synthetic example data: ``x2ka`` (paired X/Ka PolSAR) and ``eo2sar`` (unpaired EO/SAR).
+"""Make small, deterministic synthetic example data: ``x2ka`` (paired X/Ka PolSAR) and ``eo2sar`` (EO/SAR).
 
 Physical model (one scene = one land-cover map, rendered by every sensor):
 - Land cover: water, vegetation, farmland (rectangular parcels of four crop types with 3-5 px row structure),
@@ -18,6 +18,11 @@ Physical model (one scene = one land-cover map, rendered by every sensor):
 
 Every scene uses its own ``numpy.random.Generator`` seeded with ``--seed`` + a fixed offset per folder + the index,
 so the output is byte-identical between runs.
+
+Pairing: images of a split share a file name exactly when they show the same scene. x2ka's A and B folders are
+co-registered (the same scene in both bands under the same name). eo2sar's training folders are unpaired (trainA
+holds scenes 0..N-1, trainB scenes N..2N-1, so no name is in both) and its test folders co-registered (testB/NAME
+is the SAR rendering of the scene of testA/NAME). Each dataset records this in OUT/pairing.json (data/pairing.py).
 """
 
 import argparse
@@ -38,6 +43,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
 from data.image_io import write_image  # noqa: E402
+from data.pairing import write_pairing  # noqa: E402
 from util.errors import SargenError  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
@@ -85,8 +91,8 @@ SAR_GRAY_WINDOW_DB = (-25.0, 0.0)
 # Scene seed = --seed + offset of the folder + index, so that every folder holds different scenes.
 SEED_OFFSETS = {
     ("x2ka", "train"): 0, ("x2ka", "test"): 100_000,
-    ("eo2sar", "trainA"): 200_000, ("eo2sar", "testA"): 300_000,
-    ("eo2sar", "trainB"): 400_000, ("eo2sar", "testB"): 500_000,
+    ("eo2sar", "trainA"): 200_000, ("eo2sar", "test"): 300_000,  # test: one scene rendered into testA and testB
+    ("eo2sar", "trainB"): 400_000,
 }
 DEFAULTS = {"x2ka": {"n_train": 24, "n_test": 6}, "eo2sar": {"n_train": 24, "n_test": 6}}
 
@@ -380,13 +386,24 @@ def render_x2ka(rng, size, dominant):
 
 
 def render_optical(rng, size, dominant):
-    """One eo2sar A image: an optical RGB uint8 image of a new scene."""
+    """One unpaired eo2sar A image: an optical RGB uint8 image of a new scene."""
     return optical_rgb(rng, land_cover_map(rng, size, dominant))
 
 
 def render_sar(rng, size, dominant, band="X"):
-    """One eo2sar B image: a grayscale VV SAR uint8 image of a new scene."""
+    """One unpaired eo2sar B image: a grayscale VV SAR uint8 image of a new scene."""
     return sar_gray(simulate_sar(rng, land_cover_map(rng, size, dominant), band))
+
+
+def render_eo2sar_pair(rng, size, dominant, band="X"):
+    """One co-registered eo2sar pair: (optical RGB, grayscale VV SAR) uint8 images of the same new scene."""
+    scene = land_cover_map(rng, size, dominant)
+    return optical_rgb(rng, scene), sar_gray(simulate_sar(rng, scene, band))
+
+
+def scene_name(number):
+    """The file name of scene `number`: its dominant category and the number (``water_0004.png``)."""
+    return f"{category_of(number)}_{number:04d}.png"
 
 
 def remove_stale(folder, keep):
@@ -402,34 +419,52 @@ def make_x2ka(out, size=128, n_train=24, n_test=6, seed=0):
     jobs = [(split, index) for split, count in (("train", n_train), ("test", n_test)) for index in range(count)]
     written = removed = 0
     for split, index in tqdm(jobs, desc="x2ka", unit="scene"):
-        name = f"{category_of(index)}_{index:04d}.png"
+        name = scene_name(index)
         x_image, ka_image = render_x2ka(scene_rng(seed, "x2ka", split, index), size, category_of(index))
         write_image(x_image, out / split / "A" / name)
         write_image(ka_image, out / split / "B" / name)
         written += 2
     for split, count in (("train", n_train), ("test", n_test)):
-        keep = {f"{category_of(i)}_{i:04d}.png" for i in range(count)}
+        keep = {scene_name(i) for i in range(count)}
         removed += sum(remove_stale(out / split / side, keep) for side in "AB" if (out / split / side).is_dir())
-    return written, removed
+    write_pairing(out, co_registered=[("train/A", "train/B"), ("test/A", "test/B")], unpaired=[],
+                  generator={"dataset": "x2ka", "size": size, "n_train": n_train, "n_test": n_test, "seed": seed})
+    return written + 1, removed
+
+
+def eo2sar_scene_numbers(n_train, n_test):
+    """{folder: scene numbers}: trainA and trainB hold different scenes, testA and testB the same ones."""
+    test = range(2 * n_train, 2 * n_train + n_test)
+    return {"trainA": range(n_train), "trainB": range(n_train, 2 * n_train), "testA": test, "testB": test}
 
 
 def make_eo2sar(out, size=128, n_train=24, n_test=6, seed=0, band="X"):
-    """Write unpaired optical (trainA/testA) and SAR (trainB/testB) images of different scenes; see make_x2ka."""
-    counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
-    jobs = [(folder, index) for folder, count in counts.items() for index in range(count)]
+    """Write unpaired optical (trainA) and SAR (trainB) images of different scenes, co-registered optical (testA)
+    and SAR (testB) images of the same scenes, and out/pairing.json; see make_x2ka."""
+    numbers = eo2sar_scene_numbers(n_train, n_test)
+    jobs = [(folder, index) for folder in ("trainA", "trainB") for index in range(n_train)]
+    jobs += [("test", index) for index in range(n_test)]
     written = removed = 0
-    for folder, index in tqdm(jobs, desc="eo2sar", unit="image"):
+    for folder, index in tqdm(jobs, desc="eo2sar", unit="scene"):
         rng = scene_rng(seed, "eo2sar", folder, index)
-        if folder.endswith("A"):
-            image = render_optical(rng, size, category_of(index))
+        if folder == "test":
+            number = numbers["testA"][index]
+            images = dict(zip(("testA", "testB"), render_eo2sar_pair(rng, size, category_of(number), band)))
         else:
-            image = render_sar(rng, size, category_of(index), band)
-        write_image(image, out / folder / f"{category_of(index)}_{index:04d}.png")
-        written += 1
-    for folder, count in counts.items():
+            number = numbers[folder][index]
+            image = (render_optical(rng, size, category_of(number)) if folder == "trainA"
+                     else render_sar(rng, size, category_of(number), band))
+            images = {folder: image}
+        for image_folder, image in images.items():
+            write_image(image, out / image_folder / scene_name(number))
+            written += 1
+    for folder, scene_numbers in numbers.items():
         if (out / folder).is_dir():
-            removed += remove_stale(out / folder, {f"{category_of(i)}_{i:04d}.png" for i in range(count)})
-    return written, removed
+            removed += remove_stale(out / folder, {scene_name(number) for number in scene_numbers})
+    write_pairing(out, co_registered=[("testA", "testB")], unpaired=[("trainA", "trainB")],
+                  generator={"dataset": "eo2sar", "size": size, "n_train": n_train, "n_test": n_test, "seed": seed,
+                             "band": band})
+    return written + 1, removed
 
 
 def _count(text, minimum=0):
@@ -448,7 +483,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
     helps = {"x2ka": "paired X-band (A) / Ka-band (B) Pauli RGB PolSAR images, out/{train,test}/{A,B}",
-             "eo2sar": "unpaired optical RGB (A) and grayscale SAR (B) images, out/{train,test}{A,B}"}
+             "eo2sar": "optical RGB (A) and grayscale SAR (B) images, out/{train,test}{A,B}: unpaired for "
+                       "training, co-registered for testing"}
     for dataset, text in helps.items():
         sub = commands.add_parser(dataset, help=text, description=text)
         sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / dataset,
@@ -457,7 +493,7 @@ def build_parser():
         sub.add_argument("--n_train", type=_count, default=DEFAULTS[dataset]["n_train"],
                          help="training scenes (per domain for eo2sar); >= 5 to hold every category")
         sub.add_argument("--n_test", type=_count, default=DEFAULTS[dataset]["n_test"],
-                         help="test scenes (per domain for eo2sar)")
+                         help="test scenes (for eo2sar: each in testA and testB)")
         sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
         if dataset == "eo2sar":
             sub.add_argument("--band", choices=tuple(BANDS), default="X", help="radar band of the SAR images")
@@ -475,7 +511,7 @@ def main(argv=None):
             what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"
         else:
             written, removed = make_eo2sar(out, args.size, args.n_train, args.n_test, args.seed, args.band)
-            what = (f"{args.n_train}+{args.n_train} train, {args.n_test}+{args.n_test} test "
+            what = (f"{args.n_train}+{args.n_train} unpaired train, {args.n_test} co-registered test "
                     f"optical/SAR-{args.band} images")
     except (SargenError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

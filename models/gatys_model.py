@@ -27,7 +27,7 @@ from models.image_optimizers import make_image_optimizer
 from models.losses import content_loss, gram_matrix, style_loss
 from models.vgg import NORMALIZATION, VGGFeatures, add_vgg_options, parse_layers
 from util import distributed
-from util.checkpoint import check_format, load_checkpoint, save_checkpoint
+from util.checkpoint import check_format, load_checkpoint, save_checkpoint, saved_file
 from util.cli import progress
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -36,6 +36,7 @@ from util.results import ImageResult
 logger = logging.getLogger("sargen")
 
 GRAM_KIND = "gatys_gram"
+GRAM_SUFFIX = "_gram.pth"  # CHECKPOINTS_DIR/NAME/EPOCH_gram.pth
 DEFAULT_STEPS = {"adam": 1000, "lbfgs": 300}
 DEFAULT_LR = {"adam": 0.01, "lbfgs": 1.0}
 
@@ -86,7 +87,7 @@ class GatysModel(BaseModel):
         self.vgg = VGGFeatures(opt.vgg, opt.vgg_weights, self.style_layers + self.content_layers,
                                opt.vgg_seed).to(self.device)
         self.autocast_dtype = autocast_dtype(self.device, opt.precision)
-        self.gram_path = self.save_dir / f"{opt.epoch}_gram.pth"
+        self.gram_path = self.save_dir / f"{opt.epoch}{GRAM_SUFFIX}"
 
     def metadata(self):
         """What identifies the Gram targets: backbone, weights, layers and normalization."""
@@ -121,7 +122,7 @@ class GatysModel(BaseModel):
         if self.is_train:
             self.sums, self.image_size = {}, None
         elif self.opt.style_source == "total":
-            self.saved_grams = self.load_grams(self.gram_path)
+            self.saved_grams = self.load_grams(saved_file(self.save_dir, self.opt.epoch, GRAM_SUFFIX, "Gram file"))
         if not self.is_train and self.opt.style_source == "style":
             self.style_paths = list_image_files(Path(self.opt.dataroot) / self.opt.style_phase / "B",
                                                 what="style images (--style_source style)")

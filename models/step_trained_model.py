@@ -25,6 +25,7 @@ from util.checkpoint import (
     plain_options,
     rng_state,
     save_checkpoint,
+    saved_file,
     set_rng_state,
     state_dicts_on_cpu,
 )
@@ -93,6 +94,7 @@ class StepTrainedModel(BaseModel):
 
     state_key = "sargen_state"  # where sargen's resume state sits in the checkpoint
     checkpoint_suffix = "_net.pth"  # CHECKPOINTS_DIR/NAME/EPOCH{checkpoint_suffix}
+    checkpoint_what = "model"  # how errors name the model's checkpoints ("U-GAT-IT checkpoint not found: ...")
 
     def __init__(self, opt):
         """Start at step 0 with no networks, optimizers, losses or checkpoint yet."""
@@ -125,6 +127,10 @@ class StepTrainedModel(BaseModel):
         """CHECKPOINTS_DIR/NAME/EPOCH{checkpoint_suffix}, for --epoch latest or an iteration number."""
         return Path(self.save_dir) / f"{epoch}{self.checkpoint_suffix}"
 
+    def saved_checkpoint_path(self, epoch):
+        """checkpoint_path(epoch) if that file exists, else an error listing the saved steps."""
+        return saved_file(self.save_dir, epoch, self.checkpoint_suffix, f"{self.checkpoint_what} checkpoint")
+
     # ---- checkpoints ------------------------------------------------------------------------------
 
     def training_state(self):
@@ -149,7 +155,7 @@ class StepTrainedModel(BaseModel):
 
     def resume(self):
         """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
-        path = self.checkpoint_path(self.opt.epoch)
+        path = self.saved_checkpoint_path(self.opt.epoch)
         payload = self.read_checkpoint(path)
         for name, network in self.networks.items():
             if name not in payload:
@@ -178,7 +184,7 @@ class StepTrainedModel(BaseModel):
         """Resume (--continue_train), wrap for torchrun and start the display (rank 0)."""
         if self.opt.continue_train:
             self.resume()
-        self.start_step = self.step
+        self.start_step = self.last_logged_step = self.step
         self.wrap_for_distributed()
         self.visualizer = Visualizer(self.opt) if distributed.is_main() else None
         self.step_started = time.perf_counter()
@@ -218,31 +224,49 @@ class StepTrainedModel(BaseModel):
         """The last step's losses as {name: float}."""
         return OrderedDict((name, float(value)) for name, value in self.losses.items())
 
+    def is_reported(self, frequency):
+        """Whether after_step reports the current step at `frequency`: every frequency-th step and the run's first."""
+        return self.step % frequency == 0 or self.step == self.start_step + 1
+
+    def log_losses(self, progress_bar=None):
+        """Log the current step's losses (loss_log.txt, visdom plot, progress bar) with the time per step since the
+        last logged one."""
+        step = self.step
+        seconds = (time.perf_counter() - self.step_started) / max(1, step - self.last_logged_step)
+        losses = self.get_current_losses()
+        self.visualizer.print_current_losses(step, losses, self.learning_rate(step), seconds)
+        self.visualizer.plot_current_losses(step, losses)
+        if progress_bar is not None:
+            progress_bar.set_postfix({name: f"{value:.3f}" for name, value in self.progress_losses(losses)})
+        self.last_logged_step, self.step_started = step, time.perf_counter()
+
+    def report(self, frequencies_met, progress_bar=None):
+        """Log, display and add to the HTML page as `frequencies_met(frequency)` says for each of them."""
+        opt = self.opt
+        if frequencies_met(opt.print_freq):
+            self.log_losses(progress_bar)
+        if frequencies_met(opt.display_freq):
+            self.visualizer.display_current_results(self.get_current_visuals(), self.step)
+        if frequencies_met(opt.update_html_freq):
+            self.visualizer.save_html_images(self.get_current_visuals(), self.step)
+
     def after_step(self, progress_bar=None):
-        """On rank 0: log, display, add to the HTML page and save at their frequencies."""
+        """On rank 0: log, display and add to the HTML page at their frequencies and at the run's first step; save at
+        --save_freq."""
         if not distributed.is_main():
             return
-        opt, step = self.opt, self.step
-        if step % opt.print_freq == 0:
-            seconds = (time.perf_counter() - self.step_started) / opt.print_freq
-            losses = self.get_current_losses()
-            self.visualizer.print_current_losses(step, losses, self.learning_rate(step), seconds)
-            self.visualizer.plot_current_losses(step, losses)
-            if progress_bar is not None:
-                progress_bar.set_postfix({name: f"{value:.3f}" for name, value in self.progress_losses(losses)})
-            self.step_started = time.perf_counter()
-        if step % opt.display_freq == 0:
-            self.visualizer.display_current_results(self.get_current_visuals(), step)
-        if step % opt.update_html_freq == 0:
-            self.visualizer.save_html_images(self.get_current_visuals(), step)
-        if step % opt.save_freq == 0:
-            logger.info("saved %s", self.save(step_label=step))
+        self.report(self.is_reported, progress_bar)
+        if self.step % self.opt.save_freq == 0:
+            logger.info("saved %s", self.save(step_label=self.step))
 
     def progress_losses(self, losses):
         """The (name, value) pairs shown on the progress bar: the last two losses by default."""
         return list(losses.items())[-2:]
 
     def finish_training(self):
-        """On rank 0: save the final state (unless the last step was just saved)."""
-        if distributed.is_main() and self.step % self.opt.save_freq != 0 and self.step > self.start_step:
+        """On rank 0: log, display, add to the HTML page and save the last step where after_step did not."""
+        if not distributed.is_main() or self.step <= self.start_step:
+            return
+        self.report(lambda frequency: not self.is_reported(frequency))
+        if self.step % self.opt.save_freq != 0:
             logger.info("saved %s", self.save(step_label=self.step))

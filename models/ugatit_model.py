@@ -208,6 +208,7 @@ class UGATITModel(StepTrainedModel):
 
     state_key = SARGEN_STATE_KEY
     checkpoint_suffix = CHECKPOINT_SUFFIX
+    checkpoint_what = "U-GAT-IT"
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -398,7 +399,7 @@ class UGATITModel(StepTrainedModel):
     def load_for_test(self):
         """Load both generators; take img_size and the domains' channels from the checkpoint."""
         opt = self.opt
-        path = opt.checkpoint or self.checkpoint_path(opt.epoch)
+        path = opt.checkpoint or self.saved_checkpoint_path(opt.epoch)
         payload = read_checkpoint(path)
         img_size = opt.img_size or saved_options(payload).get("img_size")
         generators = {name: generator_from_checkpoint(payload, name, path, img_size) for name in GENERATOR_NAMES}

@@ -14,7 +14,7 @@ import models
 from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
 from util import distributed
-from util.device import add_allocator_option, parse_gpu_ids, reuse_memory_on_cpu
+from util.device import add_allocator_option, default_data_workers, parse_gpu_ids, reuse_memory_on_cpu
 from util.fileio import write_text_atomic
 
 logger = logging.getLogger("sargen")
@@ -34,6 +34,17 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with each option's default, left out where it says nothing (None, on/off flags)."""
+
+    def _get_help_string(self, action):
+        """The option's help, plus '(default: X)' unless the default is None, the option a flag, or already said."""
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS) or action.nargs == 0 or "(default: " in text:
+            return text
+        return text + " (default: %(default)s)"
 
 
 class BaseOptions:
@@ -56,7 +67,8 @@ class BaseOptions:
         parser.add_argument("--batch_size", type=positive_int, default=1,
                             help="images per batch (per process under torchrun)")
         parser.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
-        parser.add_argument("--num_threads", type=non_negative_int, default=4, help="data-loading worker processes")
+        parser.add_argument("--num_threads", type=non_negative_int, default=default_data_workers(),
+                            help="data-loading worker processes; default: min(4, usable CPUs - 1) on this machine")
         parser.add_argument("--skip_bad", action="store_true",
                             help="warn about and leave out images that cannot be read (default: stop, naming the file)")
         parser.add_argument("--max_dataset_size", type=positive_int, default=None,
@@ -71,8 +83,12 @@ class BaseOptions:
         return parser
 
     def build_parser(self, argv):
-        """Build the full parser: common options, then the chosen model's and dataset's."""
-        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        """Build the full parser: common options, then the chosen model's and dataset's, then -h/--help.
+
+        The passes that find the model and the dataset mode run without -h, so that --help shows every option
+        of both with the defaults the run uses.
+        """
+        parser = argparse.ArgumentParser(add_help=False)
         parser = self.initialize(parser)
         known, _ = parser.parse_known_args(argv)
         parser = models.get_option_setter(known.model)(parser, self.is_train)
@@ -80,7 +96,10 @@ class BaseOptions:
         known, _ = parser.parse_known_args(argv)  # the model may have changed the dataset default
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
         parser.set_defaults(**model_defaults)  # a model's defaults win over its dataset mode's
-        return parser
+        script = "train.py" if self.is_train else "test.py"
+        description = (f"{script} options of --model {known.model} with --dataset_mode {known.dataset_mode} "
+                       f"(another model's or dataset mode's: {script} --model NAME [--dataset_mode NAME] --help)")
+        return argparse.ArgumentParser(parents=[parser], formatter_class=HelpFormatter, description=description)
 
     def parse(self, argv=None, save=True):
         """Parse the command line, set seeds and the device, print the options and save them."""

@@ -5,6 +5,10 @@ import shutil
 import pytest
 from conftest import gatys_test_args, gatys_train_args, run_script
 
+from models import create_model
+from options.test_options import TestOptions
+from util.errors import SargenError
+
 
 def assert_one_line_error(code, stderr, *expected):
     """A non-zero exit with one 'error:' line naming what is wrong, and no traceback."""
@@ -107,3 +111,10 @@ def test_a_pickle_that_would_run_code_is_refused(good_run, tmp_path):
     code, _, stderr = run_script("test.py", gatys_test_args(root, work) + ["--vgg_weights", str(hostile)])
     assert_one_line_error(code, stderr, "hostile.pth")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_missing_gram_epoch_lists_the_saved_ones(good_run):
+    root, work = good_run
+    model = create_model(TestOptions().parse(gatys_test_args(root, work, "--epoch", "5000"), save=False))
+    with pytest.raises(SargenError, match=r"Gram file not found: .*tiny/5000_gram.pth; saved in .*tiny: latest "):
+        model.setup()

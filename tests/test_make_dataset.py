@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data.pairing import CO_REGISTERED, UNPAIRED, folder_pairing, read_pairing
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "datasets" / "make_dataset.py"
 
@@ -70,7 +72,7 @@ def test_x2ka_layout_pairs_and_images(x2ka_dir):
 
 
 def test_eo2sar_layout_and_channels(eo2sar_dir):
-    assert sorted(p.name for p in eo2sar_dir.iterdir()) == ["testA", "testB", "trainA", "trainB"]
+    assert sorted(p.name for p in eo2sar_dir.iterdir()) == ["pairing.json", "testA", "testB", "trainA", "trainB"]
     for folder, count, mode, shape in (("trainA", 5, "RGB", (32, 32, 3)), ("testA", 2, "RGB", (32, 32, 3)),
                                        ("trainB", 5, "L", (32, 32)), ("testB", 2, "L", (32, 32))):
         names = png_names(eo2sar_dir / folder)
@@ -80,6 +82,55 @@ def test_eo2sar_layout_and_channels(eo2sar_dir):
             assert read(eo2sar_dir / folder / name)[1].shape == shape
     for folder in ("trainA", "trainB"):
         assert {name.split("_")[0] for name in png_names(eo2sar_dir / folder)} == set(md.CATEGORIES)
+
+
+def water_mask(optical):
+    """Pixels of an optical RGB example image that show water (clearly blue)."""
+    red, green, blue = (optical[..., channel].astype(int) for channel in range(3))
+    return (blue > red + 20) & (blue > green)
+
+
+def water_contrast(optical, sar):
+    """Mean SAR grey level of the optical image's land minus that of its water (high when they show one scene)."""
+    water = water_mask(optical)
+    return sar[~water].mean() - sar[water].mean()
+
+
+def test_eo2sar_test_pairs_show_the_same_scene(tmp_path):
+    """testB/NAME is the SAR image of the scene of testA/NAME: its water (dark in SAR) lies where the optical image's
+    water is, which is not so for the SAR image of another test scene."""
+    assert md.main(["eo2sar", "--out", str(tmp_path), "--size", "48", "--n_train", "5", "--n_test", "5"]) == 0
+    names = png_names(tmp_path / "testA")
+    assert names == png_names(tmp_path / "testB") and len(names) == 5
+    optical = {name: read(tmp_path / "testA" / name)[1] for name in names}
+    sar = {name: read(tmp_path / "testB" / name)[1] for name in names}
+    with_water = [name for name in names if 0.02 < water_mask(optical[name]).mean() < 0.98]
+    assert len(with_water) >= 3
+    for name in with_water:
+        same = water_contrast(optical[name], sar[name])
+        others = [water_contrast(optical[name], sar[other]) for other in names if other != name]
+        assert same > 50 and same > max(others) + 10, (name, same, others)
+
+
+def test_eo2sar_training_names_cannot_pair_and_pairing_json_says_so(eo2sar_dir):
+    """Training folders share no file name (with each other or the test folders); pairing.json records the rule."""
+    names = {folder: set(png_names(eo2sar_dir / folder)) for folder in ("trainA", "trainB", "testA", "testB")}
+    assert not names["trainA"] & names["trainB"]
+    assert not (names["trainA"] | names["trainB"]) & names["testA"]
+    assert names["testA"] == names["testB"]
+    record = read_pairing(eo2sar_dir)
+    assert record[CO_REGISTERED] == [["testA", "testB"]] and record[UNPAIRED] == [["trainA", "trainB"]]
+    assert record["generator"] == {"dataset": "eo2sar", "size": 32, "n_train": 5, "n_test": 2, "seed": 0,
+                                   "band": "X"}
+    assert folder_pairing(eo2sar_dir / "testB", eo2sar_dir / "testA") == CO_REGISTERED
+    assert folder_pairing(eo2sar_dir / "trainA", eo2sar_dir / "trainB") == UNPAIRED
+    assert folder_pairing(eo2sar_dir / "trainA", eo2sar_dir / "testB") is None  # not recorded
+
+
+def test_x2ka_pairing_json_records_co_registered_bands(x2ka_dir):
+    assert read_pairing(x2ka_dir)[CO_REGISTERED] == [["train/A", "train/B"], ["test/A", "test/B"]]
+    assert folder_pairing(x2ka_dir / "test" / "A", x2ka_dir / "test" / "B") == CO_REGISTERED
+    assert read_pairing(x2ka_dir / "test") is None
 
 
 def test_every_folder_holds_different_scenes():
@@ -108,7 +159,7 @@ def test_script_runs_from_another_directory(tmp_path):
                              "--n_train", "1", "--n_test", "0"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "eo2sar: wrote 2 files" in result.stdout
+    assert "eo2sar: wrote 3 files" in result.stdout  # two images and pairing.json
     assert png_names(tmp_path / "out" / "trainA") == ["building_0000.png"]
 
 

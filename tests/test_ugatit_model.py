@@ -208,6 +208,19 @@ def test_missing_checkpoint_is_one_line_naming_the_file(eo2sar_root, tmp_path):
     assert "Traceback" not in stderr
 
 
+def test_a_missing_epoch_lists_the_saved_steps(trained, monkeypatch):
+    """test.py and --continue_train with --epoch naming no checkpoint say which steps were saved."""
+    work, args = trained
+    expected = r"U-GAT-IT checkpoint not found: .*full/5000_net_ugatit.pth; saved in .*full: 2, 4, latest \(pass one"
+    dataroot = args[args.index("--dataroot") + 1]
+    with pytest.raises(SargenError, match=expected):
+        run_entry_point(test_script, ["--model", "ugatit", "--dataroot", dataroot, "--name", "full", "--gpu_ids", "-1",
+                                      "--checkpoints_dir", work / "checkpoints", "--results_dir", work / "results",
+                                      "--num_threads", "0", "--epoch", 5000], monkeypatch)
+    with pytest.raises(SargenError, match=expected):
+        run_entry_point(train_script, [*args, "--continue_train", "--epoch", 5000], monkeypatch)
+
+
 def test_too_small_img_size_is_refused_with_the_option(eo2sar_root, tmp_path):
     """The 7-layer global discriminator needs 96 px: a smaller --img_size is a one-line error."""
     with pytest.raises(SargenError, match="--img_size 64 is too small.*>= 96"):

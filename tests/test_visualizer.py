@@ -2,9 +2,9 @@
 
 import json
 import logging
+import shlex
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -12,11 +12,13 @@ import torch
 from conftest import free_port, make_eo2sar
 from ugatit_helpers import (
     one_torch_thread,  # noqa: F401  (autouse fixture)
+    read_loss_log,
     run_entry_point,
     ugatit_args,
 )
 
 import train as train_script
+from util.visualizer import visdom_server_command
 from util.visuals import heatmap_overlay, jet_colormap
 
 visdom = pytest.importorskip("visdom")
@@ -32,12 +34,11 @@ def eo2sar_root(tmp_path_factory):
 
 @pytest.fixture
 def visdom_server(tmp_path):
-    """A visdom server on a free loopback port (started without its script download), stopped afterwards."""
+    """A visdom server on a free loopback port, started with the command the no-server warning suggests (plus a
+    private environment folder and less logging), stopped afterwards."""
     port = free_port()
-    code = ("import sys; from visdom.server.run_server import main; "
-            f"sys.argv = ['visdom', '-port', '{port}', '--hostname', '127.0.0.1', '-env_path', r'{tmp_path}', "
-            "'-logging_level', 'WARNING']; main()")
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [*shlex.split(visdom_server_command(port)), "-env_path", str(tmp_path), "-logging_level", "WARNING"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
@@ -56,11 +57,11 @@ def visdom_server(tmp_path):
 
 
 def test_visdom_server_receives_loss_and_image_windows(eo2sar_root, tmp_path, visdom_server, monkeypatch):
-    """Training with a server shows the loss plot (window 1) and the current images (window 2) in its env."""
+    """Training with a server (at the default --display_server) shows the loss plot (window 1) and the current images
+    (window 2) in its env."""
     env = "sargen_test"
     args = ugatit_args(eo2sar_root, tmp_path, "live", "--iteration", 2, "--display_id", 1, "--display_freq", 1,
-                       "--display_server", "http://127.0.0.1", "--display_port", visdom_server,
-                       "--display_env", env, "--save_freq", 10)
+                       "--display_port", visdom_server, "--display_env", env, "--save_freq", 10)
     run_entry_point(train_script, args, monkeypatch)
     client = visdom.Visdom(server="http://127.0.0.1", port=visdom_server, env=env, use_incoming_socket=False,
                            raise_exceptions=True)
@@ -74,14 +75,18 @@ def test_visdom_server_receives_loss_and_image_windows(eo2sar_root, tmp_path, vi
 
 
 def test_without_a_server_training_warns_once_and_writes_html(eo2sar_root, tmp_path, monkeypatch, caplog):
-    """No server on the port: one warning, training finishes, the HTML page and loss_log.txt are written."""
+    """No server on the port: one warning suggesting the offline server command, training finishes, the HTML page and
+    loss_log.txt are written."""
+    port = free_port()
     args = ugatit_args(eo2sar_root, tmp_path, "offline", "--iteration", 4, "--display_id", 1, "--display_freq", 1,
-                       "--display_server", "http://127.0.0.1", "--display_port", free_port(),
+                       "--display_server", "http://127.0.0.1", "--display_port", port,
                        "--update_html_freq", 2, "--save_freq", 10)
     with caplog.at_level(logging.WARNING, logger="sargen"):
         run_entry_point(train_script, args, monkeypatch)
-    warnings = [record for record in caplog.records if "no visdom server" in record.getMessage()]
+    warnings = [record.getMessage() for record in caplog.records if "no visdom server" in record.getMessage()]
     assert len(warnings) == 1
+    assert f"`{visdom_server_command(port)}`" in warnings[0] and "visdom.server -port" not in warnings[0]
+    assert f"from visdom.server.run_server import main; main()\" -port {port} --hostname 127.0.0.1" in warnings[0]
     folder = tmp_path / "checkpoints" / "offline"
     html = (folder / "web" / "index.html").read_text()
     assert html.index("step [4]") < html.index("step [2]")  # newest first
@@ -92,6 +97,30 @@ def test_without_a_server_training_warns_once_and_writes_html(eo2sar_root, tmp_p
     assert log_lines[0].startswith("================ Training Loss")
     assert [line.split(",")[0] for line in log_lines[1:]] == [f"(step: {step}" for step in (1, 2, 3, 4)]
     assert (folder / "4_net_ugatit.pth").is_file()
+
+
+def page_steps(html):
+    """The steps of a training page's headers, in page order."""
+    return [int(part.split("]", 1)[0]) for part in html.split("step [")[1:]]
+
+
+def test_first_and_last_step_are_logged_and_shown_whatever_the_frequencies(eo2sar_root, tmp_path, monkeypatch):
+    """A short run with frequencies larger than its length still logs and pages its first and last steps (and saves
+    the last); a resumed run does the same for its own first and last steps."""
+    frequencies = ["--print_freq", 1000, "--update_html_freq", 1000, "--display_freq", 1000, "--save_freq", 1000]
+    args = ugatit_args(eo2sar_root, tmp_path, "short", *frequencies)
+    run_entry_point(train_script, [*args, "--iteration", 3], monkeypatch)
+    folder = tmp_path / "checkpoints" / "short"
+    assert sorted(read_loss_log(folder / "loss_log.txt")) == [1, 3]
+    assert page_steps((folder / "web" / "index.html").read_text()) == [3, 1]
+    for step in (1, 3):
+        assert (folder / "web" / "images" / f"step{step:08d}_fake_A2B.png").is_file()
+    assert sorted(path.name for path in folder.glob("*_net_ugatit.pth")) == ["3_net_ugatit.pth",
+                                                                              "latest_net_ugatit.pth"]
+    run_entry_point(train_script, [*args, "--iteration", 6, "--continue_train"], monkeypatch)
+    assert sorted(read_loss_log(folder / "loss_log.txt")) == [1, 3, 4, 6]
+    assert page_steps((folder / "web" / "index.html").read_text()) == [6, 4, 3, 1]
+    assert (folder / "6_net_ugatit.pth").is_file()
 
 
 def test_jet_colormap_runs_from_blue_to_red():

@@ -48,6 +48,27 @@ def load_checkpoint(path, what="checkpoint"):
         raise SargenError(f"cannot load {what} {path}: corrupt or not a PyTorch file ({reason})") from None
 
 
+def saved_labels(folder, suffix):
+    """The --epoch labels of the files FOLDER/LABEL{suffix}: the steps in increasing order, then 'latest'."""
+    labels = [path.name[: -len(suffix)] for path in Path(folder).glob(f"*{suffix}")]
+    steps = sorted(int(label) for label in labels if label.isdigit())
+    return [str(step) for step in steps] + (["latest"] if "latest" in labels else [])
+
+
+def saved_file(folder, epoch, suffix, what):
+    """FOLDER/EPOCH{suffix} (--epoch latest or a step); when missing, an error listing the ones that exist."""
+    path = Path(folder) / f"{epoch}{suffix}"
+    if path.is_file():
+        return path
+    labels = saved_labels(folder, suffix)
+    if not labels:
+        raise SargenError(f"{what} not found: {path}; {folder} holds no {what} (train first, or check --name and "
+                          f"--checkpoints_dir)")
+    shown = ", ".join(labels) if len(labels) <= 8 else f"{', '.join([*labels[:3], '...', *labels[-4:]])} " \
+        f"({len(labels)} in all)"
+    raise SargenError(f"{what} not found: {path}; saved in {folder}: {shown} (pass one as --epoch)")
+
+
 def unpickler_reason(error):
     """The weights-only unpickler's own reason, in one line, from torch's long message around it."""
     text = str(error)

@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import logging
+import os
 
 import torch
 
@@ -26,6 +27,22 @@ def select_device(gpu_ids):
         logger.warning("GPU %d does not exist (%d found): using cuda:0", gpu_ids[0], torch.cuda.device_count())
         return torch.device("cuda:0")
     return torch.device(f"cuda:{gpu_ids[0]}")
+
+
+MAX_DATA_WORKERS = 4
+
+
+def usable_cpu_count():
+    """CPUs this process may run on (its affinity mask where the system has one, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_data_workers():
+    """The --num_threads default: min(4, CPUs per local process - 1), at least 0, so the main process keeps a core."""
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun ranks on this machine
+    return max(0, min(MAX_DATA_WORKERS, usable_cpu_count() // local_processes - 1))
 
 
 def cpu_supports_bfloat16():

@@ -5,6 +5,8 @@ warns once and goes on with the HTML page and the log.
 """
 
 import logging
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,16 @@ from util.html import HTMLPage, format_value
 logger = logging.getLogger("sargen")
 
 VISDOM_TIMEOUT_S = 5
+
+
+def visdom_server_command(port):
+    """The shell command that starts a visdom server on 127.0.0.1:`port` offline (this interpreter, no downloads).
+
+    `python -m visdom.server` first downloads its browser scripts and dies without internet; its run_server.main
+    starts the same server without that step.
+    """
+    return (f"{shlex.quote(sys.executable)} -c \"from visdom.server.run_server import main; main()\" "
+            f"-port {int(port)} --hostname 127.0.0.1")
 
 
 def display_array(image):
@@ -69,8 +81,8 @@ class Visualizer:
         """Warn once that the visdom server cannot be reached, and stop trying."""
         opt = self.opt
         logger.warning("no visdom server at %s:%d: training goes on without the live display "
-                       "(start one with `python -m visdom.server -port %d`, or pass --display_id 0)",
-                       opt.display_server, opt.display_port, opt.display_port)
+                       "(start one with `%s`, or pass --display_id 0)",
+                       opt.display_server, opt.display_port, visdom_server_command(opt.display_port))
         self.vis = None
 
     def send(self, call, *args, **kwargs):
