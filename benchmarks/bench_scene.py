@@ -49,7 +49,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="8000,4000", help="scene sides in pixels")
     parser.add_argument("--ch", type=int, default=8, help="base channels of the light generator")
-    parser.add_argument("--n_res", type=int, default=4, help="residual blocks")
+    parser.add_argument("--n_res", type=int, default=2, help="residual blocks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--work", default=None, help="folder for scenes and outputs (default: a temporary one)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON

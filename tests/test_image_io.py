@@ -85,13 +85,14 @@ def test_corrupt_truncated_and_fake_images_name_the_file(tmp_path, content):
         read_image(path)
 
 
-def test_nan_pixels_are_masked_and_filled_with_the_valid_mean(tmp_path):
-    """NaN and infinite pixels are no-data: left out of the window, marked in info.valid, filled with the mean."""
-    Image.fromarray(np.array([[1.0, np.nan, 3.0, np.inf, 2.0]], dtype=np.float32)).save(tmp_path / "holes.tif")
+def test_nan_pixels_are_masked_and_filled_by_mirroring(tmp_path):
+    """NaN and infinite pixels are no-data: left out of the window, marked in info.valid, filled from the valid
+    pixels mirrored at the no-data edge."""
+    Image.fromarray(np.array([[1.0, 3.0, 2.0, np.nan, np.inf]], dtype=np.float32)).save(tmp_path / "holes.tif")
     image, info = read_image_with_info(tmp_path / "holes.tif", scaling=IntensityScaling("minmax"))
-    assert info.valid.tolist() == [[True, False, True, False, True]]
+    assert info.valid.tolist() == [[True, True, True, False, False]]
     assert info.window == (1.0, 3.0)
-    assert torch.allclose(image[0, 0], torch.tensor([0.0, 0.5, 1.0, 0.5, 0.5]))
+    assert torch.equal(image[0, 0], torch.tensor([0.0, 1.0, 0.5, 1.0, 0.0]))
 
 
 def test_listing_missing_and_empty_folders(tmp_path):
