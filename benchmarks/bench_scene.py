@@ -10,7 +10,8 @@ it into SAR with --tile 256 --overlap 32 and the default two passes, in float32 
   float32, every tile blended into a scene-sized canvas, the float32 result written at once as an
   uncompressed GeoTIFF (no no-data: the strip is translated as data).
 
-Every case runs in its own process, so its peak resident set (ru_maxrss) is its own. The machine may be
+Every case runs in its own process, so its peak resident set (ru_maxrss) is its own; the resident set once
+the modules are imported (torch, GDAL: the same for every case) is given beside it. The machine may be
 shared: the ratios, measured in the same run, are the figures to compare.
 
     python benchmarks/bench_scene.py                       # 8,000 and 4,000 px: several minutes on 2 cores
@@ -134,11 +135,12 @@ def main():
     torch.set_num_threads(args.threads)
     if args.case:
         case_args = json.loads(args.case_args)
+        imported_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         started = time.perf_counter()
         {"streamed": case_streamed, "whole_scene": case_whole_scene}[args.case](args, **case_args)
         seconds = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+        print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "imported_mb": imported_mb}))
         return
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
         folder = Path(folder)
@@ -158,7 +160,8 @@ def main():
                   f"{megapixels / streamed['seconds']:.3f} MP/s, peak {streamed['peak_mb']:.0f} MB; whole-scene "
                   f"{megapixels / whole['seconds']:.3f} MP/s, peak {whole['peak_mb']:.0f} MB -> "
                   f"{whole['seconds'] / streamed['seconds']:.2f}x the throughput, "
-                  f"{streamed['peak_mb'] / whole['peak_mb']:.2f}x the memory")
+                  f"{streamed['peak_mb'] / whole['peak_mb']:.2f}x the memory (after imports: "
+                  f"{streamed['imported_mb']:.0f} and {whole['imported_mb']:.0f} MB)", flush=True)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",  # look for side files by name, never list a folder of 100,000 patches
     "CPL_VSIL_CURL_ALLOWED_FILENAME": "/vsicurl/sargen-reads-local-files-only",  # no network, e.g. from a VRT
     "GDAL_VRT_ENABLE_PYTHON": "NO",  # a VRT never runs code
-    "GDAL_CACHEMAX": 128 * 2**20,  # block cache, bytes: GDAL's default (5 % of RAM) would dwarf a streamed scene
+    "GDAL_CACHEMAX": 64 * 2**20,  # block cache, bytes: GDAL's default (5 % of RAM) would dwarf a streamed scene
     "CPL_DEBUG": "OFF",
 }
 os.environ.setdefault("PROJ_NETWORK", "OFF")  # PROJ never fetches grids (sargen does not reproject)

@@ -164,17 +164,22 @@ def scale_to_unit_range(array, scaling, path="image", valid=None):
 
 
 def map_to_unit_range(values, window, valid=None):
-    """Values already in the window unit mapped linearly from `window` to float32 [0, 1], clipped; masked ones 0."""
+    """Values already in the window unit mapped linearly from `window` to float32 [0, 1], clipped; masked ones 0.
+
+    A float32 `values` array is overwritten with the result (callers pass a fresh one): a band of a scene's rows
+    then needs no second copy.
+    """
     low, high = window
     if not high > low:
         return np.zeros(values.shape, dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):  # far outside the window: +-inf, clipped below
         span = np.float32(high - low)
-        if np.isfinite(span):
-            scaled = (values - np.float32(low)) / span
+        if np.isfinite(span) and values.dtype == np.float32:
+            scaled = np.subtract(values, np.float32(low), out=values)
+            np.divide(scaled, span, out=scaled)
         else:  # a window wider than float32's range (pixels near +-3.4e38): inf / inf would be NaN
-            scaled = (values.astype(np.float64) - low) / (high - low)
-    scaled = np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False)
+            scaled = ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
     if valid is not None:
         scaled[~valid] = 0.0
     return scaled

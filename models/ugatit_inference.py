@@ -306,7 +306,7 @@ class ModelRangeRows:
         """Rows [top, bottom) in [-1, 1] and their valid mask."""
         image, valid = self.scene.rows(top, bottom)
         self.bar.update(1)
-        return image * 2.0 - 1.0, valid
+        return image.mul_(2.0).sub_(1.0), valid  # in place: the band is fresh, and a scene band is large
 
 
 def open_output(target, info, band_count, args):
