@@ -10,14 +10,15 @@ One implementation (tile plan, shared normalization statistics, no-data, blendin
   ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by one band of
   tile rows, not by the scene. Returns the heatmap (or None).
 
-The translator protocol: a callable on a B x C x T x T batch in the model range ([-1, 1]; T is the tile side)
-returning the B x output_nc x T x T output, or a tuple whose first item is the output and whose third, if
-any, is a B x 1 x T/4 x T/4 heatmap (U-GAT-IT's (output, cam_logit, heatmap)); with attributes ``generator``
-(its torch module, with ``output_nc``; a module whose ``light`` attribute is False only takes tiles of its
-``img_size``) and ``device``. models.ugatit_inference.Translator is one; a feed-forward network of
-Conv2d + InstanceNorm2d layers wrapped the same way is another. Normalization layers (nn.InstanceNorm2d without
-running statistics, U-GAT-IT's AdaLIN and LIN) are found by type and, with passes > 1, normalize every tile
-with statistics pooled over the whole image.
+The translator protocol: a callable on a CPU B x C x T x T batch in the model range ([-1, 1]; T is the tile
+side; the translator moves it to its device) returning the B x output_nc x T x T output (on any device), or a
+tuple whose first item is the output and whose third, if any, is a B x 1 x T/4 x T/4 heatmap (U-GAT-IT's
+(output, cam_logit, heatmap)); with attributes ``generator`` (its torch module, with ``output_nc``; a module
+whose ``light`` attribute is False only takes tiles of its ``img_size``) and ``device``.
+models.ugatit_inference.Translator is one; a feed-forward network of Conv2d + InstanceNorm2d layers wrapped
+the same way is another. Normalization layers (nn.InstanceNorm2d without running statistics, with or without
+affine, and U-GAT-IT's AdaLIN and LIN) are found by type and, with passes > 1, normalize every tile with
+statistics pooled over the whole image.
 
 No-data: ``valid`` (HxW, True = valid) marks the valid pixels. Every tile's masked pixels are filled from its
 valid pixels (data.radiometry.fill_masked: mirrored at the no-data edge), masked pixels are left out of the
@@ -318,10 +319,10 @@ class Blender:
         outputs, heatmaps = result
         tile = self.plan.tile
         for index, (left, _, _, _) in enumerate(batch):
-            self.output[:, :, left: left + tile] += outputs[index].float() * self.window
+            self.output[:, :, left: left + tile] += outputs[index].float().cpu() * self.window
             self.weights[:, :, left: left + tile] += self.window
             if self.with_heatmap and heatmaps is not None:
-                self.add_heatmap(left, heatmaps[index].float())
+                self.add_heatmap(left, heatmaps[index].float().cpu())
 
     def add_heatmap(self, left, heatmap):
         """Add a tile's heatmap to the quarter-size heatmap canvas."""

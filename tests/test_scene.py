@@ -175,3 +175,37 @@ def test_a_failure_midway_leaves_no_output_and_no_temporaries(checkpoint, tmp_pa
     with pytest.raises(SargenError, match="scene.tif: simulated failure"):
         app_main(["--model_path", str(checkpoint), "--img", str(path), "--out", str(out), *TILED])
     assert not out.exists() or not list(out.iterdir())
+
+
+class FeedForwardTranslator:
+    """The tiler's translator protocol for a plain feed-forward generator (Conv2d + affine InstanceNorm2d): the
+    output tensor alone, no heatmap."""
+
+    def __init__(self):
+        """A seeded 3 -> 1 channel network with non-trivial instance-norm affine parameters."""
+        torch.manual_seed(5)
+        self.generator = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"), torch.nn.InstanceNorm2d(8, affine=True),
+            torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1, padding_mode="reflect"), torch.nn.Tanh()).eval()
+        with torch.no_grad():
+            self.generator[1].weight.uniform_(0.5, 1.5)
+            self.generator[1].bias.uniform_(-0.5, 0.5)
+        self.generator.output_nc, self.device = 1, torch.device("cpu")
+
+    def __call__(self, images):
+        """The network's output for a batch."""
+        with torch.no_grad():
+            return self.generator(images)
+
+
+def test_a_feed_forward_generator_tiles_through_the_same_tiler():
+    """Any Conv2d + InstanceNorm2d generator returning a tensor: one tile equals its whole-image forward (pooled
+    statistics with the affine applied); smaller tiles with pooled statistics stay closer to it than tiles alone."""
+    translator = FeedForwardTranslator()
+    image = smooth_texture(96, 96, seed=9) * 2 - 1
+    whole = translator(image[None])[0]
+    one_tile, heatmap = translate_tiled(translator, image, tile=96, overlap=16)
+    assert heatmap is None and torch.allclose(one_tile, whole, atol=1e-5)
+    pooled, _ = translate_tiled(translator, image, tile=32, overlap=8, passes=2)
+    alone, _ = translate_tiled(translator, image, tile=32, overlap=8, passes=1)
+    assert (pooled - whole).abs().mean() < 0.5 * (alone - whole).abs().mean()
