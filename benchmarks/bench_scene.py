@@ -10,8 +10,9 @@ it into SAR with --tile 256 --overlap 32 and the default two passes, in float32 
   float32, every tile blended into a scene-sized canvas, the float32 result written at once as an
   uncompressed GeoTIFF (no no-data: the strip is translated as data).
 
-Every case runs in its own process, so its peak resident set (ru_maxrss) is its own; the resident set once
-the modules are imported (torch, GDAL: the same for every case) is given beside it. The machine may be
+Every case runs in its own process, so its peak resident set is its own (VmHWM, which starts afresh in a new
+program, where ru_maxrss would keep the forking parent's); the resident set once the modules are imported
+(torch, GDAL: the same for every case) is given beside it. The machine may be
 shared: the ratios, measured in the same run, are the figures to compare.
 
     python benchmarks/bench_scene.py                       # 8,000 and 4,000 px: several minutes on 2 cores
@@ -124,6 +125,15 @@ def case_whole_scene(args, scene, checkpoint, out):
         dataset.write(db.numpy())
 
 
+def peak_resident_mb():
+    """This program's peak resident set in MB: Linux's VmHWM, else ru_maxrss (which may include the parent's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_case(name, **case_args):
     """Run one case in a fresh process (for its own peak memory) and return its JSON result."""
     return case_runner.run_case(__file__, name, case_args)
@@ -135,11 +145,11 @@ def main():
     torch.set_num_threads(args.threads)
     if args.case:
         case_args = json.loads(args.case_args)
-        imported_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        imported_mb = peak_resident_mb()
         started = time.perf_counter()
         {"streamed": case_streamed, "whole_scene": case_whole_scene}[args.case](args, **case_args)
         seconds = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = peak_resident_mb()
         print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "imported_mb": imported_mb}))
         return
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
