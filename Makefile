@@ -9,10 +9,11 @@ INSTALLED := $(VENV)/.installed
 GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1 \
 	--num_threads 0
 EO2SAR_DEMO := --dataroot datasets/eo2sar --name eo2sar_demo --gpu_ids -1 --num_threads 0
+SEN12MS_DEMO := --dataroot datasets/sen12ms --dataset_mode sen12ms --name sen12ms_demo --gpu_ids -1 --num_threads 0
 # imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
 WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-.PHONY: demo demo-gatys demo-visualization demo-ugatit test lint venv
+.PHONY: demo demo-gatys demo-visualization demo-ugatit demo-sen12ms test lint venv
 
 venv: $(INSTALLED)
 
@@ -22,11 +23,13 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
 	touch $(INSTALLED)
 
-demo: demo-gatys demo-visualization demo-ugatit
+demo: demo-gatys demo-visualization demo-ugatit demo-sen12ms
 	@echo "Result pages:"
 	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html (metrics: metrics.json, metrics.csv)"
 	@echo "  feature visualization:  results/content_demo/VGG16/index.html, results/style_demo/VGG16/index.html"
 	@echo "  EO to SAR (U-GAT-IT):   results/eo2sar_demo/test_latest/index.html, results/eo2sar_demo/app*/"
+	@echo "  Sentinel-2 to Sentinel-1 (SEN12MS layout): results/sen12ms_demo/test_latest/index.html (real_B beside"
+	@echo "                          fake_A2B), results/sen12ms_demo/app/*.tif (VV/VH dB GeoTIFFs)"
 
 demo-gatys: $(INSTALLED)
 	$(PY) datasets/make_dataset.py x2ka
@@ -54,6 +57,16 @@ demo-ugatit: $(INSTALLED)
 	$(PY) datasets/make_dataset.py eo2sar --out datasets/eo2sar_large --size 256 --n_train 5 --n_test 1
 	$(PY) app.py --model_path checkpoints/eo2sar_demo/latest_net_ugatit.pth --img datasets/eo2sar_large/testA \
 		--out results/eo2sar_demo/app_tiled --tile 64 --overlap 16 --heatmap --device cpu
+
+# Sentinel-2 (13-band int16 GeoTIFF) to Sentinel-1 (VV/VH dB GeoTIFF) on a miniature SEN12MS tree: the layout's
+# defaults read both sensors; app.py needs no radiometry flag, the checkpoint records it.
+demo-sen12ms: $(INSTALLED)
+	$(PY) datasets/make_dataset.py sen12ms --size 48 --n_scenes 6
+	$(PY) train.py --model ugatit $(SEN12MS_DEMO) --light --ch 16 --n_res 2 --img_size 48 --n_dis 6 \
+		--iteration 200 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
+	$(PY) test.py --model ugatit $(SEN12MS_DEMO) --num_test 9
+	$(PY) app.py --model_path checkpoints/sen12ms_demo/latest_net_ugatit.pth \
+		--img 'datasets/sen12ms/ROIs1868_summer/s2_2/*.tif' --out results/sen12ms_demo/app --device cpu
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .

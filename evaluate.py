@@ -1,34 +1,25 @@
-"""Metrics of generated images: python evaluate.py --results results/NAME/test_latest [--real_dir DIR].
+"""Metrics of generated images: python evaluate.py --fake_dir DIR --real_dir DIR [--out DIR], or --results RESULTS.
 
-Writes RESULTS/metrics.json, RESULTS/metrics.csv and a metrics section in RESULTS/index.html (see README,
-"Evaluating results"; the metrics are defined in evaluation/metrics.py).
+Writes metrics.json, metrics.csv and, where the output folder has an index.html, its metrics section (see
+README, "Evaluating results"; the metrics are defined in the evaluation package).
 """
 
 import logging
 
 from data.image_io import apply_image_limits
-from evaluation.collect import collect_images
-from evaluation.evaluator import Evaluator
-from evaluation.options import build_parser
-from evaluation.report import build_report, write_report
-from util.cli import progress, run_main
+from evaluation.options import parse_options
+from evaluation.run import evaluate
+from util.cli import run_main
 
 logger = logging.getLogger("sargen")
 
 
 def main(argv=None):
-    """Parse options, collect the images, compute the metrics image by image and write the report."""
-    opt = build_parser().parse_args(argv)
+    """Parse options, score the images and write the report."""
+    opt = parse_options(argv)
     apply_image_limits(opt)
-    images = collect_images(opt.results, opt.fake_label, opt.real_label, opt.real_dir)
-    logger.info("%d generated images (%s), %d real target images (%s)", len(images.pairs), images.fake_label,
-                len(images.real_domain), images.real_source)
-    evaluator = Evaluator(opt, images)
-    for path in progress(images.real_domain, desc="real target images", unit="image"):
-        evaluator.add_real(path)
-    rows = [evaluator.evaluate_pair(pair) for pair in progress(images.pairs, desc="generated images", unit="image")]
-    report = build_report(images.results_dir, rows, evaluator.domain_metrics(), evaluator.settings())
-    for path in write_report(report, images.results_dir):
+    _, written = evaluate(opt)
+    for path in written:
         logger.info("wrote %s", path)
 
 

@@ -4,6 +4,7 @@ Under torchrun each rank processes every world_size-th image; rank 0 writes the 
 """
 
 import logging
+from pathlib import Path
 
 from torch.utils.data import Subset
 
@@ -29,7 +30,7 @@ def main(argv=None):
     model.setup()
     web_dir = result_dir(opt)
     writer = ResultsWriter(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}",
-                           opt.display_winsize, model.result_notes())
+                           opt.display_winsize, model.result_notes(), Path(opt.checkpoints_dir) / opt.name)
     names = [dataset.item_name(position) for position in range(count)]
     if opt.skip_existing:
         done = len(positions)

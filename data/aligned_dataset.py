@@ -24,8 +24,7 @@ class AlignedDataset(BaseDataset):
             raise SargenError(f"--dataroot not found: {self.root} (expected {self.root}/{opt.phase}/A and .../B)")
         source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.folders = {"A": self.root / opt.phase / source, "B": self.root / opt.phase / target}
-        self.domains = {"A": source, "B": target}  # the domain whose image options read each side
-        self.channels = {"A": opt.input_nc, "B": opt.output_nc}
+        self.domains = {"A": source, "B": target}  # the domain whose reading rule reads each side
         sides = opt.sides.split(",")
         self.primary, self.other = sides[0], (sides[1] if len(sides) > 1 else None)
         self.paths = list_image_files(self.folders[self.primary], opt.max_dataset_size, f"{self.primary} images")
@@ -40,8 +39,7 @@ class AlignedDataset(BaseDataset):
     def __getitem__(self, index):
         """The primary image, its paired image (if any), their paths and the category; None if one is skipped."""
         path = self.paths[index]
-        primary_image, primary_valid = self.read_with_mask(path, self.channels[self.primary],
-                                                           self.domains[self.primary])
+        primary_image, primary_valid = self.read_with_mask(path, self.domains[self.primary])
         if primary_image is None:
             return None
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:])
@@ -53,7 +51,7 @@ class AlignedDataset(BaseDataset):
             return item
         paired = self.other_by_stem.get(path.stem)
         paired_image, paired_valid = (None, None) if paired is None else \
-            self.read_with_mask(paired, self.channels[self.other], self.domains[self.other])
+            self.read_with_mask(paired, self.domains[self.other])
         if paired is not None and (paired_image is None or self.too_much_nodata(paired_valid, self.opt, params)):
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)

@@ -16,8 +16,8 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import read_image_with_info
-from data.radiometry import IntensityScaling
+from data.image_io import is_tiff, read_image_with_info
+from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -40,30 +40,36 @@ class BaseDataset(torch.utils.data.Dataset):
         return parser
 
     def __init__(self, opt):
-        """Remember the options and the pixel scaling rule."""
+        """Remember the options; each domain's reading rule is looked up at read time (a model may set it)."""
         self.opt = opt
         if not opt.dataroot:
             raise SargenError("--dataroot is required: the folder with your images")
         self.root = Path(opt.dataroot)
-        self.scaling = IntensityScaling.from_options(opt)
-        self.domain_scaling = {domain: IntensityScaling.from_options(opt, domain) for domain in ("A", "B")}
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
         self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
         # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
         self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
 
-    def read(self, path, channels, domain="A"):
-        """Read one image as a CxHxW tensor in [0, 1] with `channels` channels; None for a bad file with --skip_bad."""
-        return self.read_with_mask(path, channels, domain)[0]
+    def radiometry(self, domain):
+        """How images of `domain` (A or B) are read: the options, else the model's record, else the mode's defaults."""
+        return radiometry_for(self.opt, domain)
 
-    def read_with_mask(self, path, channels, domain="A"):
-        """(image, HxW valid-pixel mask or None) of one file read with `domain`'s image options; (None, None) for
-        a bad file with --skip_bad."""
+    def read(self, path, domain):
+        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad)."""
+        return self.read_with_mask(path, domain)[0]
+
+    def read_with_mask(self, path, domain):
+        """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
+
+        At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
+        """
         if str(path) in self.bad_paths:
             return None, None
         try:
-            image, info = read_image_with_info(path, channels, self.domain_scaling[domain])
+            if not self.opt.is_train and is_tiff(path):
+                require_known_radiometry(self.opt, domain, path, "the model")
+            image, info = read_image_with_info(path, None, self.radiometry(domain))
             return image, info.valid
         except SargenError as error:
             if not self.skip_bad:

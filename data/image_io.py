@@ -382,11 +382,20 @@ def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):
     (data.radiometry.fill_masked: mirrored at the no-data edge); info.valid marks the valid ones (None: all).
     """
     with RasterReader(path, scaling.nodata) as reader:
-        raw = reader.read(bands=scaling.bands)
+        raw = read_checked(reader, scaling)
         valid = reader.valid(raw)
         info = reader.info
     image, window = unit_range_image(raw, valid, channels, scaling, path)
     return image, replace(info, window=window, valid=valid)
+
+
+def read_checked(reader, scaling, top=0, bottom=None):
+    """Rows [top, bottom) of the rule's bands; errors name the option: a missing band, values in the wrong unit."""
+    band_indexes(scaling.bands, reader.info.band_count, reader.path, scaling)
+    raw = reader.read(top, bottom, bands=scaling.bands)
+    valid = reader.valid(raw)
+    scaling.check_unit(raw if valid is None else raw[valid], reader.path)
+    return raw
 
 
 def unit_range_image(raw, valid, channels, scaling, path, window=None):
@@ -396,13 +405,13 @@ def unit_range_image(raw, valid, channels, scaling, path, window=None):
         array, window = scale_to_unit_range(raw, scaling, path, valid)
     else:
         array = map_to_unit_range(scaling.to_window_unit(raw.astype(np.float32)), window, valid)
-    array = convert_channels(array, channels, path)
+    array = convert_channels(array, scaling.channels if channels is None else channels, path, scaling)
     image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     return fill_masked(image, valid), window
 
 
 def read_image(path, channels=None, scaling=DEFAULT_SCALING):
-    """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels."""
+    """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels (default: the rule's)."""
     return read_image_with_info(path, channels, scaling)[0]
 
 
@@ -413,7 +422,7 @@ def read_image_resized(path, channels, scaling, size):
     app (torchvision's Resize on a PIL image) does; the others as float tensors, antialiased.
     """
     with RasterReader(path, scaling.nodata) as reader:
-        raw = reader.read(bands=scaling.bands)
+        raw = read_checked(reader, scaling)
         valid = reader.valid(raw)
         info = reader.info
     image, window = unit_range_image(raw, valid, channels, scaling, path)
@@ -442,10 +451,12 @@ class SceneReader:
 
     def __init__(self, path, channels, scaling):
         """Open `path`, measure its scaling window and get ready to read bands of rows."""
-        self.path, self.channels, self.scaling = Path(path), channels, scaling
+        self.path, self.scaling = Path(path), scaling
+        self.channels = scaling.channels if channels is None else channels
         self.reader = RasterReader(path, scaling.nodata)
         try:
-            band_indexes(scaling.bands, self.reader.info.band_count, self.path)
+            first_rows = max(1, READ_CHUNK_PIXELS // self.reader.width)
+            read_checked(self.reader, scaling, 0, min(self.reader.height, first_rows))  # bands and unit checked
             self.window = streamed_window(scaling, np.dtype(self.reader.info.dtype), self.valid_values)
         except BaseException:
             self.reader.close()
@@ -468,7 +479,7 @@ class SceneReader:
         raw = self.reader.read(top, bottom, self.scaling.bands)
         valid = self.reader.valid(raw)
         array = map_to_unit_range(self.scaling.to_window_unit(raw.astype(np.float32)), self.window, valid)
-        array = convert_channels(array, self.channels, self.path)
+        array = convert_channels(array, self.channels, self.path, self.scaling)
         image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
         return image, None if valid is None else torch.from_numpy(valid)
 
@@ -476,7 +487,7 @@ class SceneReader:
         """The scene reduced to height x width in [0, 1] (CxHxW tensor; masked pixels not filled), for previews."""
         raw = self.reader.read_reduced(height, width, self.scaling.bands)
         array = map_to_unit_range(self.scaling.to_window_unit(raw), self.window)
-        array = convert_channels(np.nan_to_num(array), self.channels, self.path)
+        array = convert_channels(np.nan_to_num(array), self.channels, self.path, self.scaling)
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
     def close(self):

@@ -1,4 +1,5 @@
-"""Radiometry: how a file's raw values map to [0, 1] (bands, scaling rule, window, unit) and back.
+"""Radiometry: how a domain's files map to the model's [0, 1] range and back (bands, scaling rule, window, unit,
+channels), as one value object per domain, built from the options, a dataset mode's defaults or a model's record.
 
 ``--bands`` (1-based, e.g. ``1`` or ``3,2,1``) picks bands before scaling. Scaling rule for pixel
 values (``--intensity_scaling``):
@@ -9,7 +10,12 @@ values (``--intensity_scaling``):
   ``--db_window`` (default -25..0 dB, the usual Sentinel-1 VV convention) maps to 0..1, clipped.
 - ``minmax``: the image's own minimum and maximum map to 0..1.
 The window a file was mapped with is returned by ``data.image_io.read_image_with_info``;
-``IntensityScaling.from_unit_range`` maps [0, 1] values back through it (dB or linear power for the db rule).
+``Radiometry.from_unit_range`` maps [0, 1] values back through it (dB or linear power for the db rule).
+
+Per domain: every option has the forms ``--NAME`` (both domains) and ``--NAME_A`` / ``--NAME_B`` (one domain,
+wins). What an option leaves open comes from the model's record at test time (``use_radiometry_record``), else
+from the dataset mode's defaults (``radiometry_defaults``), else from the defaults above. The channel count is
+the network's: ``--input_nc`` for domain A, ``--output_nc`` for domain B.
 
 No-data: pixels equal to the file's no-data value (or ``--nodata`` / ``--nodata_A`` / ``--nodata_B``, which
 replace it) and NaN or infinite pixels are masked (data.image_io computes the mask). Measured windows
@@ -21,7 +27,9 @@ its shared normalization statistics.
 """
 
 import argparse
-from dataclasses import dataclass
+import dataclasses
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,8 +37,18 @@ from scipy import ndimage
 
 from util.errors import SargenError
 
+logger = logging.getLogger("sargen")
+
 SCALING_MODES = ("auto", "percentile", "db", "minmax")
+INPUT_UNITS = ("linear", "db")
+DOMAINS = ("A", "B")
+CHANNEL_OPTIONS = {"A": "--input_nc", "B": "--output_nc"}
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Field of the value object -> option name (also the key in the records that checkpoints and Gram files carry).
+OPTION_NAMES = {"mode": "intensity_scaling", "percentiles": "percentiles", "db_window": "db_window",
+                "input_unit": "input_unit", "bands": "bands", "nodata": "nodata"}
+OPTIONAL_RECORD_NAMES = ("nodata",)  # records written before no-data masks lack it
+NEGATIVE_SHARE_LIMIT = 0.01  # linear power is never negative: more negative pixels than this means dB values
 
 
 def linear_to_db(values):
@@ -43,9 +61,22 @@ def db_to_linear(values):
     return np.power(10.0, np.asarray(values) / 10.0)
 
 
+def option_text(value):
+    """An option value as typed on the command line: 4,3,2 or -25,0 (None: all)."""
+    if value is None:
+        return "all"
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+    return str(value)
+
+
 @dataclass(frozen=True)
-class IntensityScaling:
-    """Which bands are read and how their raw values map to [0, 1] (see the module docstring)."""
+class Radiometry:
+    """One domain's reading rule: bands, scaling rule, window or percentiles, unit and the network's channels.
+
+    `domain` (A, B or None for both), `source` (where unset options came from) and `given` (the flags typed on
+    the command line, e.g. --bands or --db_window_B) only word the messages; they are not part of the rule.
+    """
 
     mode: str = "auto"
     percentiles: tuple = (2.0, 98.0)
@@ -53,25 +84,35 @@ class IntensityScaling:
     input_unit: str = "linear"
     bands: tuple | None = None
     nodata: float | None = None  # raw value of masked pixels, replacing the file's own no-data value
-
-    OPTION_NAMES = {"mode": "intensity_scaling", "percentiles": "percentiles", "db_window": "db_window",
-                    "input_unit": "input_unit", "bands": "bands", "nodata": "nodata"}
+    channels: int | None = None
+    domain: str | None = field(default=None, compare=False, repr=False)
+    source: str = field(default="", compare=False, repr=False)
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def from_options(cls, opt, domain=None):
-        """Build the rule from parsed command-line options (options `opt` lacks keep their defaults).
+        """The rule of `domain` (None: the plain options only) from parsed options; see radiometry_for."""
+        return radiometry_for(opt, domain)
 
-        With `domain` ("A" or "B"), a per-domain option (NAME_A, NAME_B) given on the command line wins
-        over the plain one.
-        """
-        values = {}
-        for field, name in cls.OPTION_NAMES.items():
-            per_domain = getattr(opt, f"{name}_{domain}", None) if domain else None
-            if per_domain is not None:
-                values[field] = per_domain
-            elif hasattr(opt, name):
-                values[field] = getattr(opt, name)
-        return cls(**{field: tuple(value) if isinstance(value, list) else value for field, value in values.items()})
+    def option(self, name):
+        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use."""
+        if name == "channels":
+            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc")
+        domain_flag = f"--{name}_{self.domain}" if self.domain else f"--{name}"
+        return f"--{name}" if f"--{name}" in self.given and domain_flag not in self.given else domain_flag
+
+    def value(self, name):
+        """The value of option `name` (or 'channels')."""
+        return getattr(self, "channels" if name == "channels" else FIELDS_BY_OPTION[name])
+
+    def is_given(self, name):
+        """Whether option `name` was typed on the command line (plain or for this domain)."""
+        return any(flag in self.given for flag in (f"--{name}", f"--{name}_{self.domain}"))
+
+    def setting(self, name):
+        """'--bands_A 4,3,2', naming where a value not given on the command line came from."""
+        text = f"{self.option(name)} {option_text(self.value(name))}"
+        return text if self.is_given(name) or not self.source else f"{text} ({self.source})"
 
     def to_window_unit(self, values):
         """Values in the unit of the window: dB for the db rule on linear input, else unchanged."""
@@ -107,8 +148,189 @@ class IntensityScaling:
             physical = db_to_linear(physical)
         return physical.astype(np.float32)
 
+    def check_unit(self, values, path):
+        """Refuse values that cannot be in this rule's unit: dB read as linear power, or integers read as dB."""
+        if self.mode != "db":
+            return
+        if self.input_unit == "db" and not np.issubdtype(values.dtype, np.floating):
+            raise SargenError(f"{path} holds {values.dtype} integers, not dB values, but {self.setting('input_unit')} "
+                              f"reads them as dB: give a float dB file, or set {self.option('input_unit')} linear "
+                              f"or {self.option('intensity_scaling')}")
+        if self.input_unit == "linear" and np.issubdtype(values.dtype, np.floating) and values.size:
+            negative = np.count_nonzero(values < 0) / values.size
+            if negative > NEGATIVE_SHARE_LIMIT:
+                raise SargenError(f"{path} has {negative:.0%} negative pixels, so it holds dB values, not the linear "
+                                  f"power that {self.setting('input_unit')} expects: set {self.option('input_unit')} "
+                                  f"db")
 
-DEFAULT_SCALING = IntensityScaling()
+    def record(self):
+        """The rule as plain values (option names as keys, and channels), as checkpoints and Gram files store it."""
+        values = {name: getattr(self, attribute) for attribute, name in OPTION_NAMES.items()}
+        values = {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+        return {**values, "channels": self.channels}
+
+    @classmethod
+    def from_record(cls, record, domain=None, source=""):
+        """The rule a record (Radiometry.record()) describes; a damaged record is a one-line error naming `source`."""
+        try:
+            values = {attribute: record.get(name) if name in OPTIONAL_RECORD_NAMES else record[name]
+                      for attribute, name in OPTION_NAMES.items()}
+            bands, channels = values["bands"], record.get("channels")
+            radiometry = cls(mode=str(values["mode"]), percentiles=tuple(float(v) for v in values["percentiles"]),
+                             db_window=tuple(float(v) for v in values["db_window"]),
+                             input_unit=str(values["input_unit"]),
+                             bands=None if bands is None else tuple(int(band) for band in bands),
+                             nodata=None if values["nodata"] is None else float(values["nodata"]),
+                             channels=None if channels is None else int(channels), domain=domain, source=source)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise SargenError(f"{source or 'the record'}: its radiometry record of domain {domain} is damaged "
+                              f"({type(error).__name__}: {error}); pass the image options instead") from None
+        if radiometry.mode not in SCALING_MODES or radiometry.input_unit not in INPUT_UNITS:
+            raise SargenError(f"{source}: its radiometry record of domain {domain} names an unknown rule "
+                              f"({radiometry.mode}, {radiometry.input_unit})")
+        return radiometry
+
+    def describe(self):
+        """A short summary for logs and pages: 'bands 4,3,2, percentile 2,98, 3 channels'."""
+        if self.mode == "db":
+            rule = f"db window {option_text(self.db_window)} dB (files in {self.input_unit})"
+        elif self.mode == "percentile":
+            rule = f"percentile {option_text(self.percentiles)}"
+        elif self.mode == "auto":
+            rule = f"auto (8-bit / 255, else percentile {option_text(self.percentiles)})"
+        else:
+            rule = "minmax"
+        channels = f", {self.channels} channel(s)" if self.channels else ""
+        nodata = f", no-data {self.nodata:g}" if self.nodata is not None else ""
+        return f"bands {option_text(self.bands)}, {rule}{nodata}{channels}"
+
+    def differences(self, other):
+        """'--db_window_B -20,0 (training: -25,0)' for each setting of this rule that differs from `other`'s."""
+        names = [name for attribute, name in OPTION_NAMES.items()
+                 if getattr(self, attribute) != getattr(other, attribute)]
+        if self.channels is not None and other.channels is not None and self.channels != other.channels:
+            names.append("channels")
+        return [f"{self.option(name)} {option_text(self.value(name))} (training: {option_text(other.value(name))})"
+                for name in names]
+
+
+
+FIELDS_BY_OPTION = {name: attribute for attribute, name in OPTION_NAMES.items()}
+IntensityScaling = Radiometry  # the name of the rule before it became per-domain
+DEFAULT_SCALING = Radiometry()
+
+
+def given_options(opt, domain):
+    """{option name: (flag, value)} that the command line set for `domain`: --NAME_DOMAIN, else --NAME."""
+    given = {}
+    for name in OPTION_NAMES.values():
+        for flag in ([f"{name}_{domain}"] if domain else []) + [name]:
+            value = getattr(opt, flag, None)
+            if value is not None:
+                given[name] = (f"--{flag}", tuple(value) if isinstance(value, list) else value)
+                break
+    return given
+
+
+def network_channels(opt, domain):
+    """The channel count of `domain`'s images in the network (--input_nc for A, --output_nc for B), if known."""
+    name = {"A": "input_nc", "B": "output_nc"}.get(domain)
+    return getattr(opt, name, None) if name else None
+
+
+def radiometry_for(opt, domain=None):
+    """The reading rule of `domain` (A or B; None: the plain options) as `opt` sets it.
+
+    What the command line leaves open comes from the model's record (opt.radiometry_record, set at test time),
+    else from the dataset mode's defaults (opt.radiometry_defaults), else from Radiometry's defaults.
+    """
+    recorded = (getattr(opt, "radiometry_record", None) or {}).get(domain)
+    if recorded is not None:
+        base = recorded
+    else:
+        defaults = (getattr(opt, "radiometry_defaults", None) or {}).get(domain)
+        base = Radiometry(domain=domain)
+        if defaults:
+            base = Radiometry(**{FIELDS_BY_OPTION[name]: value for name, value in defaults.items()},
+                              domain=domain, source=f"the --dataset_mode {opt.dataset_mode} default")
+    given = given_options(opt, domain)
+    channels = network_channels(opt, domain) or base.channels
+    return dataclasses.replace(base, **{FIELDS_BY_OPTION[name]: value for name, (_, value) in given.items()},
+                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()))
+
+
+def radiometry_is_known(opt, domain):
+    """Whether `domain`'s rule was chosen by someone: the model's record, a dataset mode's defaults or an option."""
+    return bool((getattr(opt, "radiometry_record", None) or {}).get(domain)
+                or (getattr(opt, "radiometry_defaults", None) or {}).get(domain)
+                or given_options(opt, domain))
+
+
+def require_known_radiometry(opt, domain, path, what):
+    """Refuse to read the raster `path` for `what` (a checkpoint without a record) when nothing set the rule."""
+    if radiometry_is_known(opt, domain):
+        return
+    raise SargenError(f"{what} records no radiometry and no option says how to read {path}: pass its bands and "
+                      f"scaling, e.g. --bands_{domain} 4,3,2 --intensity_scaling_{domain} percentile for Sentinel-2 "
+                      f"or --intensity_scaling_{domain} db --input_unit_{domain} db for Sentinel-1 dB, and for "
+                      f"GeoTIFF outputs --out_db_window LOW,HIGH (the dB window of the SAR training images)")
+
+
+def radiometry_record(opt):
+    """{A: record, B: record} of the rules `opt` reads both domains with (stored in checkpoints and Gram files)."""
+    return {domain: radiometry_for(opt, domain).record() for domain in DOMAINS}
+
+
+def use_radiometry_record(opt, record, source, domains=DOMAINS):
+    """Make a model file's radiometry record the defaults of `opt`; log what the options change from it.
+
+    `record` is the file's {A: ..., B: ...} (None for files without one: nothing changes); `domains` are those
+    the run reads. Returns the lines that differ from training, also logged as one warning.
+    """
+    if not isinstance(record, dict):
+        opt.radiometry_record = None
+        return []
+    opt.radiometry_record = {domain: Radiometry.from_record(record[domain], domain, f"recorded in {source}")
+                             for domain in DOMAINS if domain in record}
+    read = [domain for domain in domains if domain in opt.radiometry_record]
+    differences = [line for domain in read
+                   for line in radiometry_for(opt, domain).differences(opt.radiometry_record[domain])]
+    for domain in read:
+        logger.info("domain %s radiometry (from %s): %s", domain, source, radiometry_for(opt, domain).describe())
+    if differences:
+        logger.warning("reading differs from training (%s): %s", source, "; ".join(differences))
+    return differences
+
+
+def translation_domains(opt):
+    """(source, target) domains of --direction: (A, B) for AtoB, (B, A) for BtoA."""
+    return ("B", "A") if getattr(opt, "direction", "AtoB") == "BtoA" else ("A", "B")
+
+
+def output_rule(opt):
+    """(rule, unit) that turn the model's output back into file values: the inverse of the target domain's reading.
+
+    The dB window and unit are --out_db_window / --out_unit when given, else the record's target domain (its db
+    rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0 and db
+    (files without a record). Differences from the record are logged.
+    """
+    target = translation_domains(opt)[1]
+    recorded = (getattr(opt, "radiometry_record", None) or {}).get(target)
+    physical = recorded is not None and recorded.mode == "db"
+    window = opt.out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
+    unit = opt.out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
+    rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
+    if recorded is not None:
+        trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")
+        changes = [f"--{name} {option_text(value)} (training: {option_text(old)})"
+                   for name, value, old in (("out_db_window", window, trained[0]), ("out_unit", unit, trained[1]))
+                   if old is not None and tuple(np.atleast_1d(value)) != tuple(np.atleast_1d(old))]
+        if changes:
+            logger.warning("outputs differ from training: %s", "; ".join(changes))
+        if not physical and opt.out_unit is None:
+            logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
+                        "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
+    return rule, unit
 
 
 def parse_float_pair(text):
@@ -119,6 +341,14 @@ def parse_float_pair(text):
         raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
     if not low < high:
         raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
+    return low, high
+
+
+def parse_percentiles(text):
+    """Parse 'LOW,HIGH' percentiles with 0 <= LOW < HIGH <= 100 (an argparse type)."""
+    low, high = parse_float_pair(text)
+    if low < 0 or high > 100:
+        raise argparse.ArgumentTypeError(f"percentiles lie in 0..100, got '{text}'")
     return low, high
 
 
@@ -133,20 +363,21 @@ def parse_band_list(text):
     return bands
 
 
-def select_bands(array, bands, path="image"):
+def select_bands(array, bands, path="image", radiometry=None):
     """The 1-based `bands` of an HxWxC array, in that order (all bands when `bands` is None)."""
     if bands is None:
         return array
-    return array[:, :, band_indexes(bands, array.shape[2], path)]
+    return array[:, :, band_indexes(bands, array.shape[2], path, radiometry)]
 
 
-def band_indexes(bands, count, path="image"):
+def band_indexes(bands, count, path="image", radiometry=None):
     """0-based indexes of the 1-based `bands` (all `count` bands when None); an error names a missing band."""
     if bands is None:
         return list(range(count))
     missing = [band for band in bands if not 1 <= band <= count]
     if missing:
-        raise SargenError(f"--bands {','.join(map(str, bands))}: {path} has {count} band(s), no band {missing[0]}")
+        option = radiometry.setting("bands") if radiometry is not None else f"--bands {option_text(bands)}"
+        raise SargenError(f"{option}: {path} has {count} band(s), no band {missing[0]}")
     return [band - 1 for band in bands]
 
 
@@ -330,26 +561,41 @@ def fill_masked(image, valid, empty_value=0.5):
     return filled
 
 
-def convert_channels(array, channels, path="image"):
-    """Give an HxWxC float array `channels` channels (1: luminance, 3: grey repeated)."""
-    if channels is None or array.shape[2] == channels:
+def convert_channels(array, channels, path="image", radiometry=None):
+    """Give an HxWxC float array `channels` channels: 1 band is repeated, 3 become 1 by luminance, else an error."""
+    bands = array.shape[2]
+    if channels is None or bands == channels:
         return array
-    if channels == 1 and array.shape[2] == 3:
+    if channels == 1 and bands == 3:
         return (array @ LUMINANCE_WEIGHTS)[:, :, None]
-    if channels == 3 and array.shape[2] == 1:
-        return np.repeat(array, 3, axis=2)
-    raise SargenError(f"cannot convert the {array.shape[2]} bands of {path} to {channels} channel(s): pick 1 or 3 "
-                      f"bands with --bands (e.g. --bands 1 or --bands 3,2,1)")
+    if bands == 1:
+        return np.repeat(array, channels, axis=2)
+    radiometry = radiometry or Radiometry()
+    example = ",".join(str(band) for band in range(1, channels + 1))
+    raise SargenError(f"{path} has {bands} band(s) (after --bands) but the network takes {channels} channel(s) "
+                      f"({radiometry.option('channels')}): pick {channels} band(s) with {radiometry.option('bands')} "
+                      f"(e.g. {radiometry.option('bands')} {example}) or set {radiometry.option('channels')} {bands}")
+
+
+def grey(images):
+    """A BxCxHxW batch as Bx1xHxW grey: ITU-R 601 luminance of 3 channels, else the channels' mean."""
+    if images.shape[1] == 1:
+        return images
+    if images.shape[1] == 3:
+        weights = torch.as_tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
+        return torch.einsum("bchw,c->bhw", images, weights)[:, None]
+    return images.mean(dim=1, keepdim=True)
 
 
 def to_channels(images, channels):
-    """A BxCxHxW batch with `channels` channels, by the same rule as convert_channels."""
+    """A BxCxHxW batch with `channels` channels: unchanged if it has them, else its grey image repeated.
+
+    This is convert_channels' rule (1 repeated, 3 to 1 by luminance), extended to any pair of counts for the
+    places where a network must take another domain's image (U-GAT-IT's identity mappings, Gatys' start image).
+    """
     if images.shape[1] == channels:
         return images
-    if channels == 1:
-        weights = torch.as_tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
-        return torch.einsum("bchw,c->bhw", images[:, :3], weights)[:, None]
-    return images.expand(-1, channels, -1, -1)
+    return grey(images).expand(-1, channels, -1, -1)
 
 
 def tensor_to_physical(image, scaling, window, unit=None, value_range=(0.0, 1.0)):
@@ -359,22 +605,39 @@ def tensor_to_physical(image, scaling, window, unit=None, value_range=(0.0, 1.0)
     return scaling.from_unit_range(unit_values.transpose(1, 2, 0), window, unit)
 
 
+def set_radiometry_defaults(parser, defaults, what):
+    """Make {domain: {option: value}} the defaults below the options (opt.radiometry_defaults), named in --help."""
+    parser.set_defaults(radiometry_defaults=defaults)
+    for action in parser._actions:
+        for domain, values in defaults.items():
+            name = action.dest[:-2] if action.dest.endswith(f"_{domain}") else None
+            if name in values:
+                action.help = f"{action.help} (default: {option_text(values[name])}, {what})"
+    return parser
+
+
 def add_radiometry_options(parser):
-    """Add the options of band selection and the pixel scaling rule to an argparse parser."""
-    parser.add_argument("--bands", type=parse_band_list, default=None,
-                        help="1-based bands to read from multi-band images, e.g. 1 (VV) or 3,2,1 (None: all)")
-    parser.add_argument("--intensity_scaling", default="auto", choices=SCALING_MODES,
-                        help="how 16-bit/float pixel values map to the model range (see data/radiometry.py)")
-    parser.add_argument("--percentiles", type=parse_float_pair, default=(2.0, 98.0),
-                        help="LOW,HIGH percentiles for --intensity_scaling percentile")
-    parser.add_argument("--db_window", type=parse_float_pair, default=(-25.0, 0.0),
-                        help="LOW,HIGH dB window for --intensity_scaling db")
-    parser.add_argument("--input_unit", default="linear", choices=("linear", "db"),
-                        help="unit of float SAR pixels for --intensity_scaling db")
-    parser.add_argument("--nodata", type=float, default=None,
-                        help="raw pixel value that marks no-data in both domains, replacing the file's own no-data "
-                             "value (NaN pixels are always no-data)")
-    for domain in ("A", "B"):
-        parser.add_argument(f"--nodata_{domain}", type=float, default=None,
-                            help=f"--nodata for domain {domain} images only (wins over --nodata)")
+    """Add band selection and the pixel scaling rule, each as --NAME (both domains) and --NAME_A / --NAME_B."""
+    specs = {
+        "bands": ({"type": parse_band_list},
+                  "1-based bands to read, e.g. 1 (VV) or 4,3,2 (Sentinel-2 RGB) (default: all)"),
+        "intensity_scaling": ({"choices": SCALING_MODES},
+                              "how pixel values map to the model range: auto, percentile, db, minmax "
+                              "(default: auto; see data/radiometry.py)"),
+        "percentiles": ({"type": parse_percentiles}, "LOW,HIGH percentiles of the percentile rule (default: 2,98)"),
+        "db_window": ({"type": parse_float_pair, "metavar": "LOW,HIGH"},
+                      "dB window of the db rule, mapped to the model range (default: -25,0)"),
+        "input_unit": ({"choices": INPUT_UNITS}, "unit of float SAR pixels for the db rule (default: linear)"),
+        "nodata": ({"type": float, "metavar": "VALUE"},
+                   "raw pixel value that marks no-data, replacing the file's own no-data value (NaN pixels are "
+                   "always no-data) (default: the file's)"),
+    }
+    group = parser.add_argument_group("image radiometry (--NAME sets both domains, --NAME_A / --NAME_B one, and "
+                                      "wins; unset: the model's record at test time, else the dataset mode's "
+                                      "default)")
+    for name, (kwargs, text) in specs.items():
+        group.add_argument(f"--{name}", default=None, help=text, **kwargs)
+        for domain in DOMAINS:
+            group.add_argument(f"--{name}_{domain}", default=None, help=f"--{name} for domain {domain} only",
+                               **kwargs)
     return parser

@@ -1,8 +1,9 @@
 """Unpaired images of two domains: DATAROOT/PHASEA and DATAROOT/PHASEB (U-GAT-IT's trainA/trainB/testA/testB).
 
-Domain A images are read with --input_nc channels, domain B images with --output_nc channels; the
-folders may hold any number of images of any size. Training items pair an A image with an
-independently chosen B image; test items hold only the source domain of --direction.
+Domain A images are read with domain A's radiometry and --input_nc channels, domain B images with domain B's
+and --output_nc channels; the folders may hold any number of images of any size. Training items pair an A
+image with an independently chosen B image; test items hold the source domain of --direction and, when the
+target folder holds a file of the same name (a co-registered partner), that image too.
 
 With --load_size/--crop_size 0 (the U-GAT-IT model's default) images are resized to img_size + 30
 and randomly cropped to img_size for training, as in U-GAT-IT, and resized to img_size for testing.
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from data import transforms
 from data.base_dataset import BaseDataset, category_of
-from data.image_io import list_image_files
+from data.image_io import is_image_file, list_image_files
+from data.pairing import UNPAIRED, folder_pairing
 from util.errors import SargenError
 
 UGATIT_RESIZE_MARGIN = 30
@@ -33,28 +35,41 @@ def preprocess_options(opt):
 
 
 class UnalignedDataset(BaseDataset):
-    """Items {A, B, A_paths, B_paths} for training; {X, X_paths} of the source domain X for testing."""
+    """Items {A, B, A_paths, B_paths} for training; {X, X_paths} of the source domain X for testing, with the
+    target domain's co-registered partner {Y, Y_paths} (None where an image has none) when the data has partners."""
 
     def __init__(self, opt):
-        """List both domains' images for training, the source domain's for testing."""
+        """List both domains' images for training, the source domain's (and its partners) for testing."""
         super().__init__(opt)
+        self.source, self.target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
+        self.paths = self.list_domains(("A", "B") if opt.is_train else (self.source,))
+        self.partners = {} if opt.is_train else self.find_partners()
+
+    def list_domains(self, domains):
+        """{domain: sorted image paths} of DATAROOT/PHASE{domain} for each of `domains`."""
         if not self.root.is_dir():
-            raise SargenError(f"--dataroot not found: {self.root} (expected {opt.phase}A and {opt.phase}B in it)")
-        if opt.is_train:
-            domains = ("A", "B")
-        else:
-            domains = ("A",) if opt.direction == "AtoB" else ("B",)
-        self.paths = {domain: list_image_files(self.root / f"{opt.phase}{domain}", opt.max_dataset_size,
-                                               f"domain {domain} images")
-                      for domain in domains}
+            raise SargenError(f"--dataroot not found: {self.root} (expected {self.opt.phase}A and "
+                              f"{self.opt.phase}B in it)")
+        return {domain: list_image_files(self.root / f"{self.opt.phase}{domain}", self.opt.max_dataset_size,
+                                         f"domain {domain} images")
+                for domain in domains}
+
+    def find_partners(self):
+        """{source path: target path} of the test images whose target folder holds a file of the same name, unless
+        the dataset's pairing.json records the two folders as unpaired."""
+        folder = self.root / f"{self.opt.phase}{self.target}"
+        source_folder = self.root / f"{self.opt.phase}{self.source}"
+        if not folder.is_dir() or folder_pairing(source_folder, folder) == UNPAIRED:
+            return {}
+        by_stem = {}
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and is_image_file(path):
+                by_stem.setdefault(path.stem, path)
+        return {path: by_stem[path.stem] for path in self.paths[self.source] if path.stem in by_stem}
 
     def item_name(self, index):
         """The stem of the source-domain file of item `index`."""
         return Path(next(iter(self.paths.values()))[index]).stem
-
-    def domain_channels(self, domain):
-        """Channels of a domain's images, read from the options at load time (the model may set them)."""
-        return self.opt.input_nc if domain == "A" else self.opt.output_nc
 
     def __len__(self):
         """Training: the larger domain's image count (pix2pix); testing: the source domain's."""
@@ -73,14 +88,14 @@ class UnalignedDataset(BaseDataset):
         masked = 0
         for offset in range(attempts):
             path = paths[(index + offset) % len(paths)]
-            image, valid = self.read_with_mask(path, self.domain_channels(domain), domain)
+            image, valid = self.read_with_mask(path, domain)
             if image is None:
                 continue
             params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
             if self.too_much_nodata(valid, opt, params):
                 masked += 1
                 continue
-            return transforms.apply_preprocess(image, opt, params), str(path)
+            return self.preprocess_domain_image(image, params), str(path)
         if self.opt.is_train and masked:
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be used: "
                               f"{masked} hold more no-data than --max_nodata {self.max_nodata:g} allows in their "
@@ -89,6 +104,10 @@ class UnalignedDataset(BaseDataset):
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
                               f"(--skip_bad skipped them all)")
         return None, str(path)
+
+    def preprocess_domain_image(self, image, params):
+        """Resize, crop and flip an image read in [0, 1] with `params` (U-GAT-IT's sizes; see preprocess_options)."""
+        return transforms.apply_preprocess(image, preprocess_options(self.opt), params)
 
     def __getitem__(self, index):
         """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler."""
@@ -111,4 +130,19 @@ class UnalignedDataset(BaseDataset):
             item[domain] = image
             item[f"{domain}_paths"] = path
         item["category"] = category_of(item[f"{next(iter(self.paths))}_paths"])
+        if self.partners and not self.add_partner(item, Path(item[f"{self.source}_paths"])):
+            return None
         return item
+
+    def add_partner(self, item, source_path):
+        """Add the target-domain partner of a test item's source image (None if it has none); False if it is skipped."""
+        partner = self.partners.get(source_path)
+        image = None if partner is None else self.read(partner, self.target)
+        if partner is not None and image is None:
+            return False
+        if image is not None:
+            params = transforms.sample_params(preprocess_options(self.opt), *image.shape[-2:])
+            image = self.preprocess_domain_image(image, params)
+        item[self.target] = image
+        item[f"{self.target}_paths"] = None if partner is None else str(partner)
+        return True

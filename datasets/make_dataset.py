@@ -1,4 +1,6 @@
-"""Make small, deterministic synthetic example data: ``x2ka`` (paired X/Ka PolSAR) and ``eo2sar`` (EO/SAR).
+"""Make small, deterministic synthetic example data: ``x2ka`` (paired X/Ka PolSAR), ``eo2sar`` (EO/SAR) and
+``sen12ms`` (a miniature SEN12MS tree: Sentinel-2 reflectance and Sentinel-1 dB GeoTIFF patches of the same
+scenes, georeferenced, for --dataset_mode sen12ms).
 
 Physical model (one scene = one land-cover map, rendered by every sensor):
 - Land cover: water, vegetation, farmland (rectangular parcels of four crop types with 3-5 px row structure),
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
 from tqdm import tqdm
 
 # Run as a script (`python datasets/make_dataset.py`), Python puts datasets/ and not the repository root on
@@ -42,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
-from data.image_io import write_image  # noqa: E402
+from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
 from data.pairing import write_pairing  # noqa: E402
 from util.errors import SargenError  # noqa: E402
 
@@ -66,10 +70,18 @@ SIGMA0_DB = {
         [-7.0, -11.0, -7.0],     # vegetation: leaves and twigs scatter strongly, volume (HV) relatively stronger
         [-20.0, -29.0, -16.0],   # water: capillary waves give Bragg scattering, slightly brighter than at X
     ]),
+    "C": np.array([  # Sentinel-1 (the sen12ms example data): typical IW VV/VH levels
+        [-3.5, -15.0, -6.5],     # building
+        [-11.0, -18.5, -11.5],   # farmland
+        [-19.0, -28.0, -17.5],   # road
+        [-8.5, -14.0, -9.0],     # vegetation: forest VV about -8 dB, VH about -14 dB
+        [-25.0, -32.0, -22.0],   # water: calm water near the noise floor
+    ]),
 }
 HHVV_CORRELATION = {  # real part of the HH-VV correlation: > 0 odd bounce (surface), < 0 double bounce
     "X": np.array([-0.4, 0.5, 0.7, 0.3, 0.8]),
     "Ka": np.array([-0.4, 0.4, 0.6, 0.2, 0.8]),
+    "C": np.array([-0.4, 0.5, 0.7, 0.3, 0.8]),
 }
 CROP_OFFSETS_DB = np.array([  # per crop type, (HH, HV, VV) offsets added to the farmland sigma0
     [0.0, 0.0, 0.0],    # ripe cereal
@@ -112,6 +124,7 @@ class Band:
 BANDS = {
     "X": Band("X", 9.6, looks=3, grain=1.5, noise_floor_db=-30.0, row_amplitude_db=1.5),
     "Ka": Band("Ka", 35.75, looks=6, grain=0.6, noise_floor_db=-28.0, row_amplitude_db=1.0),
+    "C": Band("C", 5.405, looks=4, grain=1.0, noise_floor_db=-24.0, row_amplitude_db=1.5),  # Sentinel-1 IW GRD
 }
 
 
@@ -366,6 +379,86 @@ def optical_rgb(rng, scene):
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+# ---------------------------------------------------------------- the sen12ms tree (Sentinel-1/2 GeoTIFF patches)
+
+# Sentinel-2 L1C bands of SEN12MS: B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B10 B11 B12 (443 ... 2190 nm); bands 4,3,2 = RGB.
+S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+S2_REFLECTANCE = np.array([  # typical top-of-atmosphere reflectance per class (CATEGORIES order) and band
+    [0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.19, 0.10, 0.005, 0.22, 0.20],  # building
+    [0.08, 0.07, 0.10, 0.11, 0.15, 0.22, 0.26, 0.28, 0.29, 0.14, 0.005, 0.26, 0.18],  # farmland
+    [0.11, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.17, 0.09, 0.004, 0.20, 0.18],  # road
+    [0.07, 0.04, 0.07, 0.04, 0.10, 0.25, 0.32, 0.35, 0.36, 0.17, 0.004, 0.18, 0.09],  # vegetation
+    [0.09, 0.07, 0.05, 0.03, 0.02, 0.015, 0.012, 0.01, 0.008, 0.004, 0.001, 0.003, 0.002],  # water
+])
+SEN12MS_REGIONS = (("1158", "spring"), ("1868", "summer"), ("1970", "fall"), ("2017", "winter"))
+SEN12MS_SEED_OFFSET = 600_000
+UTM_ZONES = {"1158": 32633, "1868": 32632, "1970": 32631, "2017": 32630}  # EPSG codes of the regions' grids
+PIXEL_METRES = 10.0
+
+
+def s2_reflectance(rng, scene):
+    """13-band Sentinel-2 reflectance x 10000 (int16, 13xHxW): class spectra shaded as the optical RGB render."""
+    rgb = optical_rgb(rng, scene).astype(np.float64) / 255.0
+    brightness = rgb.mean(axis=2)
+    labels = scene.labels
+    relative = np.ones_like(brightness)
+    for category in np.unique(labels):  # each class's own shading and texture, around its mean brightness
+        mask = labels == category
+        relative[mask] = brightness[mask] / max(brightness[mask].mean(), 1e-6)
+    reflectance = S2_REFLECTANCE[labels].transpose(2, 0, 1) * relative
+    reflectance = reflectance + rng.normal(0.0, 0.002, reflectance.shape)
+    return np.round(np.clip(reflectance, 0.0, 1.0) * 10000.0).astype(np.int16)
+
+
+def s1_backscatter_db(rng, scene):
+    """Sentinel-1 VV and VH (the model's HV) backscatter in dB (float32, 2xHxW), C band with speckle."""
+    sar = simulate_sar(rng, scene, "C")
+    return np.stack([10.0 * np.log10(np.maximum(sar[pol], 1e-10)) for pol in ("VV", "HV")]).astype(np.float32)
+
+
+def write_geotiff_bands(path, bands, epsg, origin, descriptions):
+    """Write a CxHxW array as a georeferenced Cloud-Optimized GeoTIFF (north-up, 10 m pixels), atomically."""
+    count, height, width = bands.shape
+    georeferencing = RasterInfo(None, bands.dtype.name, (height, width), count, CRS.from_epsg(epsg),
+                                Affine(PIXEL_METRES, 0.0, origin[0], 0.0, -PIXEL_METRES, origin[1]))
+    return write_raster(bands.transpose(1, 2, 0), path, georeferencing, descriptions=descriptions)
+
+
+def sen12ms_patch_path(out, region, scene_number, sensor, patch):
+    """ROIs<id>_<season>/<sensor>_<scene>/ROIs<id>_<season>_<sensor>_<scene>_p<patch>.tif under `out`."""
+    roi, season = region
+    prefix = f"ROIs{roi}_{season}"
+    return out / prefix / f"{sensor}_{scene_number}" / f"{prefix}_{sensor}_{scene_number}_p{patch}.tif"
+
+
+def make_sen12ms(out, size=64, n_scenes=8, seed=0):
+    """Write a SEN12MS-layout tree: per scene, 3x3 half-overlapping patches of `size` px as S2 and S1 GeoTIFFs.
+
+    Scene i lies in region SEN12MS_REGIONS[i % 4] with scene number i + 1; Sentinel-2 patches are int16
+    reflectance x 10000 (13 bands), Sentinel-1 patches float32 VV and VH in dB, both of the same land cover,
+    on the region's UTM grid. Returns (files written, 0).
+    """
+    stride = size // 2
+    scene_size = 2 * size
+    written = 0
+    for index in tqdm(range(n_scenes), desc="sen12ms", unit="scene"):
+        rng = np.random.default_rng(seed + SEN12MS_SEED_OFFSET + index)
+        region = SEN12MS_REGIONS[index % len(SEN12MS_REGIONS)]
+        scene = land_cover_map(rng, scene_size, category_of(index))
+        optical, radar = s2_reflectance(rng, scene), s1_backscatter_db(rng, scene)
+        east, north = 300_000.0 + index * 10 * scene_size * PIXEL_METRES, 5_000_000.0
+        for row in range(3):
+            for column in range(3):
+                patch = row * 3 + column + 1
+                window = np.s_[:, row * stride:row * stride + size, column * stride:column * stride + size]
+                origin = (east + column * stride * PIXEL_METRES, north - row * stride * PIXEL_METRES)
+                for sensor, bands, names in (("s2", optical, S2_BANDS), ("s1", radar, ("VV", "VH"))):
+                    write_geotiff_bands(sen12ms_patch_path(out, region, index + 1, sensor, patch), bands[window],
+                                        UTM_ZONES[region[0]], origin, names)
+                    written += 1
+    return written, 0
+
+
 # ---------------------------------------------------------------- scenes and data sets
 
 
@@ -479,7 +572,7 @@ def _count(text, minimum=0):
 
 
 def build_parser():
-    """The command-line parser: subcommands x2ka and eo2sar with their options."""
+    """The command-line parser: subcommands x2ka, eo2sar and sen12ms with their options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
     helps = {"x2ka": "paired X-band (A) / Ka-band (B) Pauli RGB PolSAR images, out/{train,test}/{A,B}",
@@ -497,6 +590,15 @@ def build_parser():
         sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
         if dataset == "eo2sar":
             sub.add_argument("--band", choices=tuple(BANDS), default="X", help="radar band of the SAR images")
+    text = ("a miniature SEN12MS tree: ROIs<id>_<season>/{s1,s2}_<scene>/..._p<patch>.tif, Sentinel-2 int16 "
+            "reflectance (13 bands) and Sentinel-1 float32 VV/VH dB GeoTIFFs of the same scenes")
+    sub = commands.add_parser("sen12ms", help=text, description=text)
+    sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / "sen12ms",
+                     help="output folder (default: datasets/sen12ms in the repository)")
+    sub.add_argument("--size", type=lambda t: _count(t, 16), default=64, help="patch size in pixels (>= 16)")
+    sub.add_argument("--n_scenes", type=lambda t: _count(t, 2), default=8,
+                     help="scenes (9 half-overlapping patches each); >= 2 for a split by scene")
+    sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
     return parser
 
 
@@ -506,7 +608,10 @@ def main(argv=None):
     out = args.out.expanduser().resolve()
     start = time.perf_counter()
     try:
-        if args.dataset == "x2ka":
+        if args.dataset == "sen12ms":
+            written, removed = make_sen12ms(out, args.size, args.n_scenes, args.seed)
+            what = f"{args.n_scenes} scenes x 9 patches, Sentinel-2 and Sentinel-1 GeoTIFFs"
+        elif args.dataset == "x2ka":
             written, removed = make_x2ka(out, args.size, args.n_train, args.n_test, args.seed)
             what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"
         else:

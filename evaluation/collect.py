@@ -1,34 +1,74 @@
-"""Finding the generated and real target images of a results folder (RESULTS/images/NAME_LABEL.png)."""
+"""Which images evaluate.py compares: two folders (--fake_dir, --real_dir) or test.py's results layout (--results).
 
+Generated images are paired with real ones by name: a generated file's stem, after stripping --fake_prefix where
+it starts with it (app.py writes gen_sar_NAME), equals the real file's stem. In a results folder the generated
+images are RESULTS/images/NAME_LABEL.png and their name is NAME.
+"""
+
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.image_io import is_image_file
+from data.pairing import CO_REGISTERED, PAIRING_FILE, UNPAIRED, read_pairing
 from util.errors import SargenError
+
+logger = logging.getLogger("sargen")
 
 # Generated-image labels tried in order when --fake_label is not given (Gatys; U-GAT-IT AtoB, BtoA), each with
 # the label of the real target image beside it in the folder (U-GAT-IT saves none: use --real_dir).
 REAL_LABELS = {"fake_B": "real_B", "fake_A2B": "real_B", "fake_B2A": "real_A"}
+HEATMAP_SUFFIX = "_heatmap"  # app.py --heatmap writes gen_sar_NAME_heatmap.png beside gen_sar_NAME.png
 
 
 @dataclass
-class ImagePair:
-    """A generated image and, when there is one, the real target image of the same name."""
+class NamedImage:
+    """An image file and the name it pairs by."""
 
     name: str
-    fake: Path
-    real: Path = None
+    path: Path
 
 
 @dataclass
 class EvaluationImages:
-    """What evaluate.py compares: generated images (paired where possible) and the real target domain."""
+    """What evaluate.py compares: generated and real images, the pairs by name, and where the report goes."""
 
-    results_dir: Path
-    fake_label: str
+    fakes: list
+    reals: list
+    out_dir: Path
+    fake_source: str
     real_source: str
-    pairs: list
-    real_domain: list = field(default_factory=list)
+    pairing: str  # how names were matched, in words
+    pairs: dict = field(default_factory=dict)  # generated name -> real NamedImage
+    notes: list = field(default_factory=list)
+    results_layout: bool = False
+    unpaired_reason: str = None  # why no pairs are made: --unpaired, or the dataset's pairing.json
+
+    def pair_names(self, unpaired_reason=None):
+        """Pair every generated image with the real image of its name (none when `unpaired_reason` says why not)."""
+        reals = {image.name: image for image in self.reals}
+        self.unpaired_reason = unpaired_reason
+        self.pairs = {} if unpaired_reason else {image.name: reals[image.name] for image in self.fakes
+                                                 if image.name in reals}
+        return self
+
+
+def recorded_pairing(folder):
+    """(CO_REGISTERED or UNPAIRED, the pairing.json saying so) for a dataset folder, or (None, None) unrecorded.
+
+    The record (data/pairing.py) is looked for in the folder's parent and up to two levels above it.
+    """
+    folder = Path(folder).resolve()
+    for root in list(folder.parents)[:3]:
+        record = read_pairing(root)
+        if record is None:
+            continue
+        name = folder.relative_to(root).as_posix()
+        for kind in (CO_REGISTERED, UNPAIRED):
+            if any(name in group for group in record.get(kind, [])):
+                return kind, root / PAIRING_FILE
+        return None, None
+    return None, None
 
 
 def image_files(folder):
@@ -36,10 +76,65 @@ def image_files(folder):
     return sorted(path for path in Path(folder).iterdir() if path.is_file() and is_image_file(path))
 
 
+def folder_images(folder, option):
+    """The image files of a folder named by `option`, or a one-line error saying what is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SargenError(f"{option} folder not found: {folder}")
+    files = image_files(folder)
+    if not files:
+        raise SargenError(f"no images (.png, .jpg, .tif) in {option} {folder}: give the folder that holds them")
+    return files
+
+
+def unique_names(images, where):
+    """`images` with one file per name (the first, by file name); the others are noted and left out."""
+    kept, notes = {}, []
+    for image in images:
+        if image.name in kept:
+            notes.append(f"{image.path.name} in {where} has the name '{image.name}' of {kept[image.name].path.name}: "
+                         f"left out")
+        else:
+            kept[image.name] = image
+    return list(kept.values()), notes
+
+
+def strip_prefix(stem, prefix):
+    """`stem` without `prefix` where it starts with it (and keeps a name)."""
+    return stem[len(prefix):] if prefix and stem.startswith(prefix) and len(stem) > len(prefix) else stem
+
+
+def generated_folder_images(fake_dir, prefix):
+    """(NamedImages of --fake_dir, notes): names with --fake_prefix stripped, app.py's heatmaps left out."""
+    files = folder_images(fake_dir, "--fake_dir")
+    stems = {path.stem for path in files}
+    heatmaps = [path for path in files if path.stem.endswith(HEATMAP_SUFFIX)
+                and path.stem[:-len(HEATMAP_SUFFIX)] in stems]
+    notes = [f"{len(heatmaps)} heatmap(s) NAME{HEATMAP_SUFFIX} beside generated images left out"] if heatmaps else []
+    images = [NamedImage(strip_prefix(path.stem, prefix), path) for path in files if path not in heatmaps]
+    images, duplicates = unique_names(images, "--fake_dir")
+    return images, notes + duplicates
+
+
+def real_folder_images(real_dir):
+    """(NamedImages of --real_dir, named by stem, notes)."""
+    return unique_names([NamedImage(path.stem, path) for path in folder_images(real_dir, "--real_dir")], "--real_dir")
+
+
+def collect_folders(fake_dir, real_dir, prefix="gen_sar_", out_dir=None):
+    """The images of --fake_dir and --real_dir; the report goes to `out_dir` (default: the fake folder)."""
+    fakes, fake_notes = generated_folder_images(fake_dir, prefix)
+    reals, real_notes = real_folder_images(real_dir)
+    pairing = f"file name without extension, after stripping '{prefix}'" if prefix else "file name without extension"
+    return EvaluationImages(fakes, reals, Path(out_dir or fake_dir), f"--fake_dir {fake_dir}",
+                            f"--real_dir {real_dir}", pairing, notes=fake_notes + real_notes)
+
+
 def labelled_images(files, label):
-    """{NAME: path} of the files named NAME_LABEL.ext."""
+    """NamedImages NAME of the files named NAME_LABEL.ext."""
     suffix = f"_{label}"
-    return {path.stem[:-len(suffix)]: path for path in files if path.stem.endswith(suffix) and path.stem != suffix}
+    return [NamedImage(path.stem[:-len(suffix)], path) for path in files
+            if path.stem.endswith(suffix) and path.stem != suffix]
 
 
 def results_images(results_dir):
@@ -57,7 +152,7 @@ def results_images(results_dir):
 
 
 def find_fake_images(files, results_dir, fake_label=None):
-    """(label, {NAME: path}) of the generated images: `fake_label`, or the first of REAL_LABELS' keys present."""
+    """(label, NamedImages) of the generated images: `fake_label`, or the first of REAL_LABELS' keys present."""
     candidates = [fake_label] if fake_label else list(REAL_LABELS)
     for label in candidates:
         found = labelled_images(files, label)
@@ -68,37 +163,22 @@ def find_fake_images(files, results_dir, fake_label=None):
                       f"(found e.g. {examples}): pass --fake_label LABEL")
 
 
-def real_dir_images(real_dir):
-    """The image files of --real_dir, or a one-line error."""
-    real_dir = Path(real_dir)
-    if not real_dir.is_dir():
-        raise SargenError(f"--real_dir folder not found: {real_dir}")
-    files = image_files(real_dir)
-    if not files:
-        raise SargenError(f"no images in --real_dir {real_dir}: give the folder of real target images")
-    return files
-
-
-def collect_images(results_dir, fake_label=None, real_label=None, real_dir=None):
-    """The generated images of `results_dir`, paired by name with real ones from `real_dir` or the folder.
-
-    Real target images come from `real_dir` (any names; paired when the file name without extension equals
-    NAME) or else from the results folder's NAME_REAL_LABEL images (default: the target of the fake label).
-    """
+def collect_results(results_dir, fake_label=None, real_label=None, real_dir=None, out_dir=None):
+    """The generated images of a results folder, with real ones from `real_dir` or the folder's NAME_REAL_LABEL."""
     results_dir = Path(results_dir)
     files = results_images(results_dir)
     fake_label, fakes = find_fake_images(files, results_dir, fake_label)
+    notes = []
     if real_dir is not None:
-        real_files = real_dir_images(real_dir)
-        reals = {path.stem: path for path in reversed(real_files)}  # the first file of a name wins
+        reals, notes = real_folder_images(real_dir)
         real_source = f"--real_dir {real_dir}"
     else:
         label = real_label or REAL_LABELS.get(fake_label)
-        reals = labelled_images(files, label) if label else {}
+        reals = labelled_images(files, label) if label else []
         if real_label and not reals:
             raise SargenError(f"no real images NAME_{real_label}.png in {results_dir / 'images'}: "
                               f"check --real_label or pass --real_dir")
-        real_files = sorted(reals.values())
         real_source = f"{label} images in the results folder" if reals else "none"
-    pairs = [ImagePair(name, path, reals.get(name)) for name, path in sorted(fakes.items())]
-    return EvaluationImages(results_dir, fake_label, real_source, pairs, real_files)
+    return EvaluationImages(fakes, reals, Path(out_dir or results_dir), f"{fake_label} images in {results_dir}",
+                            real_source, "NAME of NAME_LABEL.png and the real file name without extension",
+                            notes=notes, results_layout=True)

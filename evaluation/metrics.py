@@ -1,151 +1,120 @@
-"""Metric functions on numpy arrays: images are HxWxC floats in [0, 1], features are N x D.
+"""Metric functions on numpy arrays: images are H x W x C floats in [0, 1], features are N x D.
 
-Paired metrics and SSIM come from scikit-image, histogram distances from scipy; the speckle estimators
-(equivalent number of looks, coefficient of variation) and the Frechet and kernel distances are written
-here and checked in tests/test_evaluate.py against closed forms and scipy.
+Every image metric takes an optional `valid` mask (H x W bool, True = a pixel to use) and leaves the other
+pixels out. PSNR and SSIM come from scikit-image, histogram distances from scipy, the Frechet distance from
+pytorch-fid (the function behind published FID values); the kernel distance (KID) is written here and checked
+in tests/test_evaluate.py against a double loop.
 """
 
+import contextlib
+import io
+import logging
+import warnings
+
 import numpy as np
-from scipy.ndimage import uniform_filter
+from pytorch_fid.fid_score import calculate_frechet_distance
+from scipy.ndimage import minimum_filter
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from data.radiometry import db_to_linear
+logger = logging.getLogger("sargen")
 
-HISTOGRAM_BINS = 256  # one bin per 8-bit grey level: histograms of 8-bit images are exact
-JENSEN_SHANNON_BINS = 32  # coarser bins for the Jensen-Shannon distance, which empty bins of small images inflate
-INTENSITY_UNITS = ("db", "amplitude", "intensity")
+HISTOGRAM_BIN_DB = 0.1  # bins of the dB histograms (8-bit renderings of 25 dB have levels 0.098 dB apart)
+JENSEN_SHANNON_BIN_DB = 1.0  # coarser bins for the Jensen-Shannon distance, which empty bins of small images inflate
 SSIM_WINDOW = 11  # Wang et al.'s Gaussian window (sigma 1.5): images need at least this many pixels a side
 
 
-def paired_metrics(fake, real):
+def valid_pixels(image, valid):
+    """The N x C pixels of an H x W x C image under `valid` (all without a mask)."""
+    return image.reshape(-1, image.shape[2]) if valid is None else image[valid]
+
+
+def paired_metrics(fake, real, valid=None):
     """PSNR (dB, inf for identical images), SSIM, MAE and RMSE of `fake` against `real`, data range 1."""
-    difference = fake.astype(np.float64) - real.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        psnr = peak_signal_noise_ratio(real, fake, data_range=1.0)
-    return {"psnr": float(psnr), "ssim": ssim(fake, real), "mae": float(np.abs(difference).mean()),
+    difference = valid_pixels(fake.astype(np.float64) - real.astype(np.float64), valid)
+    if difference.size == 0:
+        return dict.fromkeys(("psnr", "ssim", "mae", "rmse"), float("nan"))
+    if valid is None:
+        with np.errstate(divide="ignore"):
+            psnr = float(peak_signal_noise_ratio(real, fake, data_range=1.0))
+    else:
+        mse = float((difference ** 2).mean())
+        psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    return {"psnr": psnr, "ssim": ssim(fake, real, valid), "mae": float(np.abs(difference).mean()),
             "rmse": float(np.sqrt((difference ** 2).mean()))}
 
 
-def ssim(fake, real):
-    """Mean SSIM with Wang et al.'s settings (Gaussian window, sigma 1.5), channels averaged; nan if too small."""
+def ssim(fake, real, valid=None):
+    """Mean SSIM with Wang et al.'s settings (Gaussian window, sigma 1.5), channels averaged; nan if too small.
+
+    With a mask, the mean of scikit-image's SSIM map over the pixels whose whole window is valid, away from the
+    border scikit-image leaves out.
+    """
     if min(fake.shape[:2]) < SSIM_WINDOW:
         return float("nan")
-    return float(structural_similarity(fake, real, data_range=1.0, channel_axis=2, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False))
-
-
-def intensity_histograms(image):
-    """Pixel counts per channel over HISTOGRAM_BINS levels spanning [0, 1] (nearest level): C x bins."""
-    levels = np.clip(np.rint(image * (HISTOGRAM_BINS - 1)), 0, HISTOGRAM_BINS - 1).astype(np.int64)
-    return np.stack([np.bincount(levels[:, :, channel].ravel(), minlength=HISTOGRAM_BINS)
-                     for channel in range(image.shape[2])]).astype(np.float64)
-
-
-def histogram_wasserstein(histograms_a, histograms_b):
-    """Wasserstein-1 (earth mover's) distance between intensity histograms, in [0, 1] units, channels averaged."""
-    levels = np.linspace(0.0, 1.0, HISTOGRAM_BINS)
-    return float(np.mean([wasserstein_distance(levels, levels, counts_a, counts_b)
-                          for counts_a, counts_b in zip(histograms_a, histograms_b)]))
-
-
-def histogram_jensen_shannon(histograms_a, histograms_b):
-    """Jensen-Shannon distance (base 2: 0 equal, 1 disjoint) between histograms merged to 32 bins, channels averaged."""
-    merge = HISTOGRAM_BINS // JENSEN_SHANNON_BINS
-    coarse_a = np.asarray(histograms_a).reshape(len(histograms_a), JENSEN_SHANNON_BINS, merge).sum(axis=2)
-    coarse_b = np.asarray(histograms_b).reshape(len(histograms_b), JENSEN_SHANNON_BINS, merge).sum(axis=2)
-    return float(np.mean([jensenshannon(counts_a, counts_b, base=2) for counts_a, counts_b in zip(coarse_a, coarse_b)]))
-
-
-def to_linear_intensity(image, unit, db_window):
-    """Linear SAR intensity from [0, 1] pixel values that stand for dB in `db_window`, amplitude or intensity."""
-    image = image.astype(np.float64)
-    if unit == "db":
-        low, high = db_window
-        return db_to_linear(low + image * (high - low))
-    if unit == "amplitude":
-        return image ** 2
-    if unit == "intensity":
-        return image
-    raise ValueError(f"unknown intensity unit {unit!r}: choose one of {', '.join(INTENSITY_UNITS)}")
-
-
-def local_mean_and_variance(intensity, mask, window):
-    """Mean and unbiased variance of the pixels under `mask` in every window x window window inside the image."""
-    reference = np.median(intensity)  # centring gives exact zeros for a constant image; the variance is unchanged
-    centred = intensity - reference
-    fraction = uniform_filter(mask, window, mode="constant")
-    mean = uniform_filter(centred * mask, window, mode="constant") / fraction
-    variance = uniform_filter(centred ** 2 * mask, window, mode="constant") / fraction - mean ** 2
-    count = fraction * window * window
-    variance = np.maximum(variance, 0.0) * count / (count - 1)
-    margin = window // 2
-    inside = (slice(margin, intensity.shape[0] - margin), slice(margin, intensity.shape[1] - margin))
-    return (mean + reference)[inside], variance[inside]
-
-
-def equivalent_number_of_looks(intensity, window=15, fraction=0.1):
-    """ENL = mean^2 / variance of linear intensity (H x W) over its most homogeneous windows.
-
-    Windows (`window` px, odd, all positions inside the image) are ranked by the coefficient of variation of
-    one checkerboard half of their pixels and the ENL is estimated on the other half, so that the choice does
-    not favour windows whose speckle happens to be weak (which would overestimate the ENL). Over the most
-    homogeneous `fraction` of the windows, ENL = 1 / mean(variance / mean^2). A constant image gives inf;
-    windows of zero mean are ignored; nan if none is left.
-    """
-    window = min(window, *intensity.shape)
-    window -= 1 - window % 2
-    if window < 3:
+    settings = {"data_range": 1.0, "channel_axis": 2, "gaussian_weights": True, "sigma": 1.5,
+                "use_sample_covariance": False}
+    if valid is None:
+        return float(structural_similarity(fake, real, **settings))
+    _, similarity = structural_similarity(fake, real, full=True, **settings)
+    pad = (SSIM_WINDOW - 1) // 2
+    inner = (slice(pad, -pad), slice(pad, -pad))
+    chosen = minimum_filter(valid.astype(np.uint8), size=SSIM_WINDOW, mode="nearest")[inner] > 0
+    if not chosen.any():
         return float("nan")
-    rows, columns = np.indices(intensity.shape)
-    ranking_half = ((rows + columns) % 2 == 0).astype(np.float64)
-    ranking_mean, ranking_variance = local_mean_and_variance(intensity, ranking_half, window)
-    mean, variance = local_mean_and_variance(intensity, 1.0 - ranking_half, window)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ranking = (ranking_variance / ranking_mean ** 2).ravel()
-        relative_variance = (variance / mean ** 2).ravel()
-    usable = np.flatnonzero(np.isfinite(ranking) & np.isfinite(relative_variance))
-    if usable.size == 0:
+    return float(similarity[inner][chosen].mean())
+
+
+def histogram_bins(db_range):
+    """The number of HISTOGRAM_BIN_DB bins spanning `db_range`."""
+    low, high = db_range
+    return max(1, int(round((high - low) / HISTOGRAM_BIN_DB)))
+
+
+def db_histogram(decibels, db_range, valid=None):
+    """Pixel counts of an H x W dB image over HISTOGRAM_BIN_DB bins of `db_range` (values outside: the end bins)."""
+    low, high = db_range
+    bins = histogram_bins(db_range)
+    values = decibels if valid is None else decibels[valid]
+    index = np.clip(np.floor((values - low) / (high - low) * bins), 0, bins - 1).astype(np.int64)
+    return np.bincount(index.ravel(), minlength=bins).astype(np.float64)
+
+
+def histogram_wasserstein(counts_a, counts_b, db_range):
+    """Wasserstein-1 (earth mover's) distance in dB between two dB histograms: an offset of d dB gives d."""
+    if counts_a.sum() == 0 or counts_b.sum() == 0:
         return float("nan")
-    count = max(1, int(round(fraction * usable.size)))
-    chosen = usable[np.argsort(ranking[usable], kind="stable")[:count]]
-    with np.errstate(divide="ignore"):
-        return float(1.0 / relative_variance[chosen].mean())
+    low, high = db_range
+    width = (high - low) / len(counts_a)
+    centres = low + width * (np.arange(len(counts_a)) + 0.5)
+    return float(wasserstein_distance(centres, centres, counts_a, counts_b))
 
 
-def coefficient_of_variation(intensity):
-    """Standard deviation / mean of linear intensity over the whole image (speckle and texture together)."""
-    mean = intensity.mean()
-    return float(intensity.std() / mean) if mean > 0 else float("nan")
-
-
-def speckle_statistics(image, unit, db_window, window=15, fraction=0.1):
-    """ENL over homogeneous windows and the whole-image coefficient of variation, each averaged over channels."""
-    intensities = [to_linear_intensity(image[:, :, channel], unit, db_window) for channel in range(image.shape[2])]
-    looks = [equivalent_number_of_looks(intensity, window, fraction) for intensity in intensities]
-    return {"enl": float(np.mean(looks)),
-            "intensity_cv": float(np.mean([coefficient_of_variation(intensity) for intensity in intensities]))}
-
-
-def centred_scaled(features):
-    """Features minus their mean, divided by sqrt(N - 1): A with A^T A = the sample covariance."""
-    features = np.asarray(features, dtype=np.float64)
-    return (features - features.mean(axis=0)) / np.sqrt(len(features) - 1)
+def histogram_jensen_shannon(counts_a, counts_b):
+    """Jensen-Shannon distance (base 2: 0 equal, 1 disjoint) between dB histograms merged to 1 dB bins."""
+    if counts_a.sum() == 0 or counts_b.sum() == 0:
+        return float("nan")
+    merge = max(1, int(round(JENSEN_SHANNON_BIN_DB / HISTOGRAM_BIN_DB)))
+    padding = (-len(counts_a)) % merge
+    coarse_a = np.pad(counts_a, (0, padding)).reshape(-1, merge).sum(axis=1)
+    coarse_b = np.pad(counts_b, (0, padding)).reshape(-1, merge).sum(axis=1)
+    return float(jensenshannon(coarse_a, coarse_b, base=2))
 
 
 def frechet_distance(features_a, features_b):
-    """Frechet distance between Gaussians fitted to two feature sets (N x D, N >= 2 each), as in FID.
-
-    |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). With S = A^T A, the eigenvalues of S_a S_b are
-    the squared singular values of A_a A_b^T, so the last trace is the nuclear norm of that small N_a x N_b
-    matrix: exact also when N < D makes the covariances singular (where scipy.linalg.sqrtm is inaccurate).
-    """
-    centred_a, centred_b = centred_scaled(features_a), centred_scaled(features_b)
-    mean_difference = np.mean(features_a, axis=0, dtype=np.float64) - np.mean(features_b, axis=0, dtype=np.float64)
-    cross_trace = np.linalg.svd(centred_a @ centred_b.T, compute_uv=False).sum()
-    distance = mean_difference @ mean_difference + (centred_a ** 2).sum() + (centred_b ** 2).sum() - 2 * cross_trace
-    return float(max(distance, 0.0))
+    """FID's Frechet distance between Gaussians fitted to two feature sets (N x D, N >= 2 each), as pytorch-fid
+    computes it: means, np.cov covariances and its calculate_frechet_distance (scipy's sqrtm)."""
+    features_a, features_b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    output = io.StringIO()
+    # Its notes on a singular covariance product (a print, scipy's warning): usual with fewer images than dims.
+    with contextlib.redirect_stdout(output), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        distance = calculate_frechet_distance(features_a.mean(axis=0), np.cov(features_a, rowvar=False),
+                                              features_b.mean(axis=0), np.cov(features_b, rowvar=False))
+    if output.getvalue().strip():
+        logger.debug("pytorch-fid: %s", output.getvalue().strip())
+    return float(distance)
 
 
 def polynomial_kernel(features_a, features_b):
@@ -165,7 +134,8 @@ def kernel_distance(features_a, features_b):
 
 def mean_and_std(values):
     """Mean, standard deviation (ddof 0) and count of the finite values (inf and nan are left out)."""
-    finite = np.asarray([value for value in values if value is not None and np.isfinite(value)], dtype=np.float64)
+    finite = np.asarray([value for value in values if isinstance(value, (int, float)) and np.isfinite(value)],
+                        dtype=np.float64)
     if finite.size == 0:
         return {"mean": float("nan"), "std": float("nan"), "count": 0}
     return {"mean": float(finite.mean()), "std": float(finite.std()), "count": int(finite.size)}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from evaluation.metrics import mean_and_std
 from util.fileio import write_text_atomic
-from util.html import HTMLPage, HTMLSection
+from util.html import HTMLSection
 
-TEXT_COLUMNS = ("name", "fake", "real")
+TEXT_COLUMNS = ("name", "fake", "real", "resized")
 SUMMARY_STATISTICS = ("mean", "std")
 
 
@@ -30,12 +30,13 @@ def metric_columns(rows):
     return [key for key in dict.fromkeys(key for row in rows for key in row) if key not in TEXT_COLUMNS]
 
 
-def build_report(results_dir, rows, domain, settings):
-    """The whole report: settings, one row per image, summary (mean, std, count) per metric, domain metrics."""
-    rows = [{**row, "fake": relative_path(row["fake"], results_dir), "real": relative_path(row["real"], results_dir)}
+def build_report(out_dir, rows, domain, settings, computed=()):
+    """The whole report: settings, which metrics were computed and why, one row per generated image, the summary
+    (mean, std, count) of each per-image metric, and the set-level (domain) metrics."""
+    rows = [{**row, "fake": relative_path(row["fake"], out_dir), "real": relative_path(row["real"], out_dir)}
             for row in rows]
-    summary = {column: mean_and_std([row[column] for row in rows]) for column in metric_columns(rows)}
-    return {"settings": settings, "images": rows, "summary": summary, "domain": domain}
+    summary = {column: mean_and_std([row.get(column) for row in rows]) for column in metric_columns(rows)}
+    return {"settings": settings, "computed": list(computed), "images": rows, "summary": summary, "domain": domain}
 
 
 def json_ready(value):
@@ -79,6 +80,8 @@ def metrics_section(report):
     section = HTMLSection("metrics")
     section.add_header("Metrics (evaluate.py)", level=2)
     section.add_links([("metrics.json", "metrics.json"), ("metrics.csv", "metrics.csv")])
+    for line in report["computed"]:
+        section.add_text(line)
     section.add_header("Generated set against the real target domain")
     section.add_table(["metric", "value"], [[key, display(value)] for key, value in flatten(report["domain"])])
     section.add_header("Per-image metrics: summary")
@@ -89,7 +92,7 @@ def metrics_section(report):
     section.add_table(["setting", "value"], [[key, display(value)] for key, value in flatten(report["settings"])])
     section.add_header("Per-image metrics")
     columns = ["name", *report["summary"]]
-    section.add_table(columns, [[display(row[key]) for key in columns] for row in report["images"]])
+    section.add_table(columns, [[display(row.get(key)) for key in columns] for row in report["images"]])
     return section
 
 
@@ -102,14 +105,14 @@ def display(value):
     return value
 
 
-def write_report(report, results_dir, title="Metrics"):
-    """Write metrics.json, metrics.csv and the metrics section of index.html (a new page if there is none)."""
-    results_dir = Path(results_dir)
-    json_path, csv_path = results_dir / "metrics.json", results_dir / "metrics.csv"
+def write_report(report, out_dir):
+    """Write metrics.json and metrics.csv, and the metrics section into index.html where the folder has one."""
+    out_dir = Path(out_dir)
+    json_path, csv_path = out_dir / "metrics.json", out_dir / "metrics.csv"
     write_text_atomic(json_path, json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
     write_text_atomic(csv_path, csv_text(report))
-    page = HTMLPage(results_dir, title)
-    if not page.index_path.is_file():
-        page.save()
-    metrics_section(report).save_into(page.index_path)
-    return json_path, csv_path, page.index_path
+    written = [json_path, csv_path]
+    page_path = out_dir / "index.html"
+    if page_path.is_file():
+        written.append(metrics_section(report).save_into(page_path))
+    return written

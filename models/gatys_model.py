@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from data.base_dataset import category_of
 from data.image_io import list_image_files, read_image
-from data.radiometry import IntensityScaling, to_channels
+from data.radiometry import radiometry_for, radiometry_record, to_channels, use_radiometry_record
 from data.transforms import apply_preprocess, sample_params
 from models.base_model import BaseModel
 from models.image_optimizers import make_image_optimizer
@@ -79,6 +79,10 @@ class GatysModel(BaseModel):
     def __init__(self, opt):
         """Build the VGG extractor cut after the deepest layer any loss needs."""
         super().__init__(opt)
+        for option, channels in (("--input_nc", opt.input_nc), ("--output_nc", opt.output_nc)):
+            if channels not in (1, 3):
+                raise SargenError(f"{option} {channels}: --model gatys compares VGG features of 1- or 3-channel "
+                                  f"images; pick 1 or 3 bands (--bands_A/--bands_B) or use --model ugatit")
         self.style_layers = parse_layers(opt.vgg, opt.style_layer, "--style_layer")
         self.content_layers = [] if self.is_train else parse_layers(opt.vgg, opt.content_layer, "--content_layer")
         if not self.is_train:
@@ -183,6 +187,7 @@ class GatysModel(BaseModel):
                                          for name in self.style_layers}
                               for category, count in sorted(counts.items())},
             "dataroot": str(self.opt.dataroot),
+            "radiometry": radiometry_record(self.opt),
         }
         save_checkpoint(payload, self.gram_path)
         logger.info("saved the mean Gram of %d images (%s) to %s", image_count,
@@ -199,6 +204,7 @@ class GatysModel(BaseModel):
                 raise SargenError(f"Gram file {path} was made with {key} {payload.get(key)} but this test uses "
                                   f"{expected[key]}: rerun train.py with the same --vgg/--vgg_weights/--style_layer "
                                   f"or test with the file's settings")
+        use_radiometry_record(self.opt, payload.get("radiometry"), path)
         return payload
 
     def style_targets(self):
@@ -237,7 +243,7 @@ class GatysModel(BaseModel):
             candidates = [path for path in self.style_paths if category_of(path) == category] or candidates
         chooser = random.Random(self.opt.seed * 1_000_003 + zlib.crc32(Path(content_path).name.encode()))
         path = chooser.choice(candidates)
-        image = read_image(path, self.opt.output_nc, IntensityScaling.from_options(self.opt))
+        image = read_image(path, None, radiometry_for(self.opt, "B"))
         return apply_preprocess(image, self.opt, sample_params(self.opt, *image.shape[-2:]))
 
     def initial_images(self):

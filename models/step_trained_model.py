@@ -2,9 +2,10 @@
 
 What it gives a model: the reproducible sample order of every step (TrainingSampler), checkpoints with the
 state for an exact resume (the step, options, optimizer and random states, under the model's `state_key`),
-loss logging, the visdom display and the training HTML page at their frequencies, and the stop on a NaN or
-infinite loss. A subclass builds `self.networks` ({name: module}) and `self.optimizers` ({name: optimizer}),
-and implements optimize_parameters(), get_current_visuals() and read_checkpoint().
+loss logging, the visdom display and the training HTML page at their frequencies, the stop on a NaN or
+infinite loss, and with --eval_freq the scores of test images over steps and best_net (evaluation.training).
+A subclass builds `self.networks` ({name: module}) and `self.optimizers` ({name: optimizer}), and implements
+optimize_parameters(), get_current_visuals(), read_checkpoint() and, for --eval_freq, translate_for_evaluation().
 """
 
 import logging
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from data.base_dataset import BaseDataset
+from evaluation.training import BestCheckpoint, TrainingEvaluation
 from models.base_model import BaseModel
 from util import distributed
 from util.checkpoint import (
@@ -105,6 +107,8 @@ class StepTrainedModel(BaseModel):
         self.optimizers = OrderedDict()
         self.visualizer = None
         self.last_checkpoint = None  # (path, iteration) of the newest checkpoint saved or resumed from
+        self.best = BestCheckpoint(getattr(opt, "best_metric", "auto"))  # --eval_freq's best step, resumed
+        self.training_evaluation = None
 
     # ---- what a subclass provides -----------------------------------------------------------------
 
@@ -123,6 +127,14 @@ class StepTrainedModel(BaseModel):
         """The learning rate of 1-based `step` (constant, then linear decay with --decay_flag)."""
         return linear_decay_learning_rate(step, self.opt)
 
+    def translate_for_evaluation(self, images):
+        """Translations (B x C x S x S in [-1, 1]) of source test images (same shape) for --eval_freq."""
+        raise SargenError(f"--eval_freq: --model {self.opt.model} cannot translate test images during training")
+
+    def evaluation_image_size(self):
+        """The side S test images are resized to for translate_for_evaluation (--img_size, else --crop_size)."""
+        return getattr(self.opt, "img_size", None) or self.opt.crop_size
+
     def checkpoint_path(self, epoch):
         """CHECKPOINTS_DIR/NAME/EPOCH{checkpoint_suffix}, for --epoch latest or an iteration number."""
         return Path(self.save_dir) / f"{epoch}{self.checkpoint_suffix}"
@@ -138,6 +150,7 @@ class StepTrainedModel(BaseModel):
         state = {"iteration": self.step, "options": plain_options(self.opt)}
         state.update({f"optimizer_{name}": optimizer.state_dict() for name, optimizer in self.optimizers.items()})
         state.update({"learning_rate": self.learning_rate(self.step), "rng": rng_state()})
+        state["evaluation"] = self.best.state()
         return state
 
     def save(self, step_label=None):
@@ -175,6 +188,7 @@ class StepTrainedModel(BaseModel):
         except (ValueError, KeyError) as error:
             raise SargenError(f"{path}: its optimizer state does not fit these networks ({error})") from None
         set_rng_state(state["rng"])
+        self.best.load(state.get("evaluation"))
         self.last_checkpoint = (path, self.step)
         logger.info("resumed from %s at step %d, learning rate %g", path, self.step, self.learning_rate(self.step))
 
@@ -187,6 +201,7 @@ class StepTrainedModel(BaseModel):
         self.start_step = self.last_logged_step = self.step
         self.wrap_for_distributed()
         self.visualizer = Visualizer(self.opt) if distributed.is_main() else None
+        self.start_evaluation()
         self.step_started = time.perf_counter()
 
     def training_batches(self, dataset, counts):
@@ -255,9 +270,43 @@ class StepTrainedModel(BaseModel):
         --save_freq."""
         if not distributed.is_main():
             return
+        self.evaluate_at_step()
         self.report(self.is_reported, progress_bar)
         if self.step % self.opt.save_freq == 0:
             logger.info("saved %s", self.save(step_label=self.step))
+
+    # ---- scores during training (--eval_freq) ------------------------------------------------------
+
+    def start_evaluation(self):
+        """On rank 0 with --eval_freq: read the test subset, fix the best metric (resumed or new)."""
+        if not getattr(self.opt, "eval_freq", 0) or not distributed.is_main():
+            return
+        with torch.random.fork_rng(devices=[]):  # building networks draws random numbers: keep training's stream
+            self.training_evaluation = TrainingEvaluation(self.opt, self.device, self.evaluation_image_size())
+        self.best.start(self.training_evaluation.available_metrics(), self.training_evaluation.description)
+
+    def evaluate_at_step(self):
+        """Every --eval_freq steps and at the last: score the test subset, log it, save best_net on a new best."""
+        if self.training_evaluation is None or (self.step % self.opt.eval_freq and self.step != self.opt.iteration):
+            return
+        started = time.perf_counter()
+        was_training = {name: network.training for name, network in self.networks.items()}
+        for network in self.networks.values():
+            network.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                scores = self.training_evaluation.score(self.translate_for_evaluation)
+        finally:
+            for name, network in self.networks.items():
+                network.train(was_training[name])
+        improved = self.best.update(self.step, scores)
+        if improved:
+            path = save_checkpoint({**state_dicts_on_cpu(self.networks), self.state_key: self.training_state()},
+                                   self.checkpoint_path("best"))
+            logger.info("saved %s", path)
+        note = f"best {self.best.metric} {self.best.value:.6g} at step {self.best.step}" if self.best.step else ""
+        self.visualizer.print_current_metrics(self.step, scores, note)
+        self.step_started += time.perf_counter() - started  # the loss log times training steps only
 
     def progress_losses(self, losses):
         """The (name, value) pairs shown on the progress bar: the last two losses by default."""

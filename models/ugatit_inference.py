@@ -39,10 +39,18 @@ from data.image_io import (
     write_image,
     write_raster,
 )
-from data.radiometry import IntensityScaling, tensor_to_physical
+from data.radiometry import (
+    Radiometry,
+    output_rule,
+    radiometry_for,
+    require_known_radiometry,
+    tensor_to_physical,
+    translation_domains,
+    use_radiometry_record,
+)
 from data.single_dataset import resolve_image_paths
 from models.tiling import NORMALIZATION_TYPES, TilePlan, translate_rows, translate_tiled
-from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint
+from models.ugatit_checkpoint import generator_from_checkpoint, read_checkpoint, sargen_state
 from models.ugatit_networks import (
     BOTTLENECK_SCALE,
     ResnetBlock,
@@ -52,7 +60,7 @@ from options.app_options import AppOptions
 from util.cli import progress
 from util.device import autocast_dtype, reuse_memory_on_cpu
 from util.errors import SargenError
-from util.visuals import heatmap_overlay
+from util.visuals import display_channel_count, display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
 
@@ -142,7 +150,9 @@ def load_translator(model_path, direction="AtoB", device="cpu", precision="auto"
     """A Translator for genA2B (AtoB) or genB2A (BtoA) of a U-GAT-IT checkpoint file."""
     payload = read_checkpoint(model_path)
     name = "genA2B" if direction == "AtoB" else "genB2A"
-    return Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
+    translator = Translator(generator_from_checkpoint(payload, name, model_path, img_size), device, precision)
+    translator.radiometry_record = sargen_state(payload).get("radiometry")  # how training read each domain
+    return translator
 
 
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
@@ -207,9 +217,13 @@ def resize_image(image, size):
     return F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0].clamp(-1.0, 1.0)
 
 
-def input_scaling(args):
-    """How app.py reads its inputs: the image options of the source domain (A for AtoB, B for BtoA)."""
-    return IntensityScaling.from_options(args, "A" if getattr(args, "direction", "AtoB") == "AtoB" else "B")
+def input_scaling(translator, path, args):
+    """How app.py reads `path`: the source domain's rule (A for AtoB, B for BtoA) from the options and the
+    checkpoint's record; a raster nothing says how to read is refused."""
+    source_domain = translation_domains(args)[0]
+    if is_tiff(path) and not getattr(translator, "radiometry_record", None):
+        require_known_radiometry(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
+    return radiometry_for(args, source_domain)
 
 
 def translate_file(translator, path, args):
@@ -233,7 +247,7 @@ def translate_source(translator, path, args):
     `args` lacks them). Without --tile it is resized to the model's size (8-bit images as the eo2sar app
     does) and a georeferenced input is translated back to its own size, so the result overlays it.
     """
-    scaling = input_scaling(args)
+    scaling = input_scaling(translator, path, args)
     if args.tile:
         source, info = read_image_with_info(path, translator.input_nc, scaling)
         source = source * 2.0 - 1.0
@@ -268,7 +282,8 @@ def write_output(output, target, info, args):
     if not is_tiff(target):
         if info.georeferenced:
             logger.warning("%s: georeferencing is kept only in .tif outputs", target)
-        return write_image(output, target, value_range=(-1.0, 1.0), valid=valid)
+        return write_image(display_image(output, target_radiometry(args)), target, value_range=(-1.0, 1.0),
+                           valid=valid)
     same_grid = tuple(output.shape[-2:]) == tuple(info.size)
     return write_raster(output_values(output, args), target, info if same_grid else None, valid,
                         OUT_NODATA[args.out_unit], units=output_units(output, args), tags=output_tags(args))
@@ -286,12 +301,23 @@ def output_tags(args):
             "SARGEN_TILE": f"{args.tile} overlap {args.overlap} passes {args.tile_passes}" if args.tile else "none"}
 
 
+def target_radiometry(args):
+    """The reading rule of the target domain (B for AtoB), for false-colour 8-bit outputs."""
+    return radiometry_for(args, translation_domains(args)[1])
+
+
+def resolve_output_settings(args):
+    """Fill --out_unit and --out_db_window left unset from the checkpoint's record (data.radiometry.output_rule)."""
+    rule, unit = output_rule(args)
+    args.out_unit, args.out_db_window = unit, tuple(rule.db_window)
+
+
 def output_values(output, args):
     """An output in [-1, 1] as an HxWxC array in --out_unit: dB or linear power via --out_db_window, or 8-bit."""
     if args.out_unit == "uint8":
         return tensor_to_uint8(output, (-1.0, 1.0))
-    scaling = IntensityScaling("db", db_window=args.out_db_window)
-    return tensor_to_physical(output, scaling, scaling.db_window, args.out_unit, value_range=(-1.0, 1.0))
+    rule = Radiometry("db", db_window=tuple(args.out_db_window), input_unit="db")
+    return tensor_to_physical(output, rule, rule.db_window, args.out_unit, value_range=(-1.0, 1.0))
 
 
 class ModelRangeRows:
@@ -317,12 +343,15 @@ def open_output(target, info, band_count, args):
                             units=(OUT_UNIT_NAMES[args.out_unit],) * band_count, tags=output_tags(args))
     if info.georeferenced:
         logger.warning("%s: georeferencing is kept only in .tif outputs", target)
-    return ImageRowsWriter(target, info.size, band_count)
+    return ImageRowsWriter(target, info.size, display_channel_count(band_count))
 
 
 def write_output_rows(writer, args, top, rows, valid):
     """Hand finished output rows in [-1, 1] to `writer` in its values (--out_unit for .tif, else 8-bit)."""
-    values = output_values(rows, args) if isinstance(writer, RasterWriter) else tensor_to_uint8(rows, (-1.0, 1.0))
+    if isinstance(writer, RasterWriter):
+        values = output_values(rows, args)
+    else:
+        values = tensor_to_uint8(display_image(rows, target_radiometry(args)), (-1.0, 1.0))
     writer.write_rows(top, values, None if valid is None else valid.numpy())
 
 
@@ -333,7 +362,7 @@ def translate_scene(translator, path, target, args):
     bounded by the tile rows in flight. With --heatmap the heatmap overlay is written at the heatmap's own
     resolution, a quarter of the scene's.
     """
-    with SceneReader(path, translator.input_nc, input_scaling(args)) as scene:
+    with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator)
         total = len(plan.row_starts) * args.tile_passes
         with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
@@ -355,6 +384,8 @@ def app_main(argv=None):
     targets = output_paths(image_paths, args.out)
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
     logger.info("%s: %s", args.model_path, translator.description)
+    use_radiometry_record(args, translator.radiometry_record, args.model_path, translation_domains(args)[:1])
+    resolve_output_settings(args)
     for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
         if args.tile:
             translate_scene(translator, path, target, args)

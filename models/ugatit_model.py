@@ -6,8 +6,10 @@ eo2sar-compatible checkpoints (models/ugatit_checkpoint.py) with sargen's resume
 test.py: for each source image, the seven panels of U-GAT-IT's results (real; identity heatmap and
 image; translation heatmap and image; reconstruction heatmap and image).
 
-Channels: --input_nc is domain A's (trainA, testA) and --output_nc domain B's. Identity mappings
-feed an image to the generator of its own domain, converted to that generator's input channels.
+Channels: --input_nc is domain A's (trainA, testA) and --output_nc domain B's, any counts (e.g. 4 -> 2).
+Identity mappings feed an image to the generator of its own domain, converted to that generator's input
+channels (data.radiometry.to_channels). The checkpoint records how each domain was read (bands, scaling rule,
+window, unit, channels); test.py and app.py read and write with that record unless options override it.
 
 Under torchrun (several processes) each rank trains on its own share of every step's samples
 (--batch_size per rank), the two passes of a step run through DistributedDataParallel, the losses are
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.radiometry import to_channels
+from data.radiometry import radiometry_for, radiometry_record, to_channels, use_radiometry_record
 from models.step_trained_model import StepTrainedModel
 from models.ugatit_checkpoint import (
     CHECKPOINT_SUFFIX,
@@ -52,7 +54,7 @@ from util import distributed
 from util.device import autocast_dtype
 from util.errors import SargenError
 from util.results import ImageResult
-from util.visuals import heatmap_overlay
+from util.visuals import display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
 
@@ -295,6 +297,10 @@ class UGATITModel(StepTrainedModel):
         """Load a U-GAT-IT checkpoint (eo2sar or sargen format)."""
         return read_checkpoint(path)
 
+    def training_state(self):
+        """The step-training state plus the radiometry record of both domains (how their images were read)."""
+        return {**super().training_state(), "radiometry": radiometry_record(self.opt)}
+
     def setup(self):
         """Resume (--continue_train) and start the display for training; load the generators for testing."""
         if not self.is_train:
@@ -317,9 +323,10 @@ class UGATITModel(StepTrainedModel):
             self.real_A = self.to_device(batch["A"])
             self.real_B = self.to_device(batch["B"])
             return
-        source = "A" if self.opt.direction == "AtoB" else "B"
+        source, target = ("A", "B") if self.opt.direction == "AtoB" else ("B", "A")
         self.real_source = batch[source]
         self.image_paths = batch[f"{source}_paths"]
+        self.real_target = batch.get(target)  # co-registered partners (None, or a list with None where missing)
 
     def to_device(self, images):
         """Move a batch to the model's device (channels_last on CUDA)."""
@@ -387,12 +394,23 @@ class UGATITModel(StepTrainedModel):
         losses = {**losses_D, "D": losses_D["D_A"] + losses_D["D_B"], **losses_G}
         self.losses = {name: losses[name].detach() for name in LOSS_NAMES}
 
+    def shown(self, image, domain):
+        """An image of `domain` as pages show it (util.visuals.display_image: multi-band SAR in false colour)."""
+        return display_image(image.detach().float().cpu(), radiometry_for(self.opt, domain))
+
+    def translate_for_evaluation(self, images):
+        """--eval_freq: the translations of source test images (img_size, [-1, 1]) by the generator of --direction."""
+        generator = self.networks["genA2B" if self.opt.direction == "AtoB" else "genB2A"]
+        with self.autocast():
+            return generator(self.to_device(images))[0].float()
+
     def get_current_visuals(self):
         """The first image of the last step: real, translated and heatmap (over the real image) per domain."""
-        real_A, fake_A2B, heatmap_A2B, real_B, fake_B2A, heatmap_B2A = (
-            image.detach().float().cpu() for image in self.current_images)
-        return OrderedDict(real_A=real_A, fake_A2B=fake_A2B, heatmap_A2B=heatmap_overlay(heatmap_A2B, real_A),
-                           real_B=real_B, fake_B2A=fake_B2A, heatmap_B2A=heatmap_overlay(heatmap_B2A, real_B))
+        real_A, fake_A2B, heatmap_A2B, real_B, fake_B2A, heatmap_B2A = self.current_images
+        real_A, real_B = self.shown(real_A, "A"), self.shown(real_B, "B")
+        return OrderedDict(real_A=real_A, fake_A2B=self.shown(fake_A2B, "B"),
+                           heatmap_A2B=heatmap_overlay(heatmap_A2B, real_A), real_B=real_B,
+                           fake_B2A=self.shown(fake_B2A, "A"), heatmap_B2A=heatmap_overlay(heatmap_B2A, real_B))
 
     # ---- test.py ----------------------------------------------------------------------------------
 
@@ -409,12 +427,19 @@ class UGATITModel(StepTrainedModel):
         opt.img_size, opt.input_nc, opt.output_nc = genA2B.img_size, genA2B.input_nc, genA2B.output_nc
         self.checkpoint_file = path
         self.checkpoint_step = sargen_state(payload).get("iteration", "unknown (reference-format file)")
+        self.radiometry_changes = use_radiometry_record(opt, sargen_state(payload).get("radiometry"), path)
         logger.info("%s: %s", path, self.translators["genA2B"].description)
 
     def result_notes(self):
         """The checkpoint and networks shown on the results page."""
-        return [f"checkpoint {self.checkpoint_file}, step {self.checkpoint_step}",
-                f"genA2B: {self.translators['genA2B'].description}"]
+        recorded = "" if self.opt.radiometry_record else " (the checkpoint records none)"
+        notes = [f"checkpoint {self.checkpoint_file}, step {self.checkpoint_step}",
+                 f"genA2B: {self.translators['genA2B'].description}",
+                 *(f"domain {domain} read as: {radiometry_for(self.opt, domain).describe()}{recorded}"
+                   for domain in "AB")]
+        if self.radiometry_changes:
+            notes.append(f"differs from training: {'; '.join(self.radiometry_changes)}")
+        return notes
 
     def test(self):
         """Translate the source images, their identity mappings and the reconstructions, with heatmaps."""
@@ -428,19 +453,24 @@ class UGATITModel(StepTrainedModel):
                              reconstruction)
 
     def get_current_results(self):
-        """One ImageResult per image with U-GAT-IT's seven panels (heatmaps over the image they came from)."""
+        """One ImageResult per image with U-GAT-IT's seven panels (heatmaps over the image they came from), and
+        the co-registered real target image beside the translation when the data has one."""
         x, y = ("A", "B") if self.opt.direction == "AtoB" else ("B", "A")
         results = []
         for index, path in enumerate(self.image_paths):
             real, heat_id, fake_id, heat, fake, heat_rec, rec = (tensor[index] for tensor in self.test_outputs)
+            real, fake = self.shown(real, x), self.shown(fake, y)
             visuals = OrderedDict()
             visuals[f"real_{x}"] = real
             visuals[f"heatmap_{x}2{x}"] = heatmap_overlay(heat_id, real)
-            visuals[f"fake_{x}2{x}"] = fake_id
+            visuals[f"fake_{x}2{x}"] = self.shown(fake_id, x)
             visuals[f"heatmap_{x}2{y}"] = heatmap_overlay(heat, real)
             visuals[f"fake_{x}2{y}"] = fake
+            partner = self.real_target[index] if self.real_target is not None else None
+            if partner is not None:
+                visuals[f"real_{y}"] = self.shown(partner, y)
             visuals[f"heatmap_{x}2{y}2{x}"] = heatmap_overlay(heat_rec, fake)
-            visuals[f"fake_{x}2{y}2{x}"] = rec
+            visuals[f"fake_{x}2{y}2{x}"] = self.shown(rec, x)
             results.append(ImageResult(Path(path).stem, visuals))
         return results
 

@@ -42,12 +42,14 @@ class AppOptions:
         parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                             help="auto: mixed bfloat16 on CUDA GPUs that have it, float32 on the CPU; float32: the "
                                  "plain forward, bit for bit; bfloat16: mixed bfloat16 anywhere")
-        parser.add_argument("--out_unit", default="db", choices=OUT_UNITS,
+        parser.add_argument("--out_unit", default=None, choices=OUT_UNITS,
                             help="value unit of .tif outputs: float32 dB or linear power through --out_db_window "
-                                 "(no-data: NaN), or uint8 grey levels as in PNG outputs (no-data: 0)")
-        parser.add_argument("--out_db_window", type=parse_float_pair, default=(-25.0, 0.0),
-                            help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs): the "
-                                 "window the SAR training images (domain B) were scaled with")
+                                 "(no-data: NaN), or uint8 grey levels as in PNG outputs (no-data: 0) (default: the "
+                                 "training's, from the checkpoint's record; db for checkpoints without one)")
+        parser.add_argument("--out_db_window", type=parse_float_pair, default=None, metavar="LOW,HIGH",
+                            help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs) "
+                                 "(default: the training's window of the target domain from the checkpoint's "
+                                 "record, else -25,0)")
         add_image_options(parser)  # how input images are read: --bands, --intensity_scaling, --nodata, ...
         add_allocator_option(parser)
         return parser

@@ -62,8 +62,10 @@ class BaseOptions:
         parser.add_argument("--dataset_mode", default="aligned", choices=data.available_dataset_modes(),
                             help="how the data folder is read")
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
-        parser.add_argument("--input_nc", type=int, default=3, choices=(1, 3), help="source image channels")
-        parser.add_argument("--output_nc", type=int, default=3, choices=(1, 3), help="generated image channels")
+        parser.add_argument("--input_nc", type=positive_int, default=3,
+                            help="channels of domain A (source) images, e.g. 3 (RGB) or 4 (B, G, R, NIR)")
+        parser.add_argument("--output_nc", type=positive_int, default=3,
+                            help="channels of domain B (generated) images, e.g. 1 (VV) or 2 (VV, VH)")
         parser.add_argument("--batch_size", type=positive_int, default=1,
                             help="images per batch (per process under torchrun)")
         parser.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")

@@ -2,6 +2,7 @@
 
 import argparse
 
+from evaluation.training import add_training_evaluation_options
 from options.base_options import BaseOptions, positive_int
 
 
@@ -43,4 +44,5 @@ def add_iterative_training_options(parser):
     parser.add_argument("--display_port", type=int, default=8097, help="visdom server port")
     parser.add_argument("--display_env", default="main", help="visdom environment (default: main)")
     parser.add_argument("--display_ncols", type=int, default=4, help="images per row in the visdom image window")
+    add_training_evaluation_options(parser)  # --eval_freq, --best_metric: scores over steps and best_net
     return parser

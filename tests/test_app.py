@@ -278,5 +278,5 @@ def test_geotiff_errors_are_one_line(checkpoint, tmp_path):
     for tile in ("0", "32"):
         with pytest.raises(SargenError, match=r"stack.tif: it holds 2 images"):
             app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "stack.tif"), "--out", str(tmp_path),
-                      "--device", "cpu", "--tile", tile])
+                      "--intensity_scaling", "percentile", "--device", "cpu", "--tile", tile])
     assert not list(tmp_path.glob("gen_sar_*")) and not list(tmp_path.glob(".*"))

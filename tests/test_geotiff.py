@@ -271,7 +271,7 @@ def test_band_out_of_range_names_the_file_and_band_count(tmp_path):
 def test_two_bands_without_bands_option_asks_for_it(tmp_path):
     """A VV/VH file for a 1-channel model needs --bands: the error names the file and the option."""
     path = write_geotiff(tmp_path / "vv_vh.tif", sar_power())
-    with pytest.raises(SargenError, match=r"2 bands of .*vv_vh.tif to 1 channel.*--bands"):
+    with pytest.raises(SargenError, match=r"vv_vh.tif has 2 band\(s\) .*takes 1 channel.*--bands"):
         read_image(path, 1)
 
 

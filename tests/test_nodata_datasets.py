@@ -70,8 +70,8 @@ def test_per_domain_nodata_masks_only_its_domain(eo2sar_root, tmp_path):
     opt = TrainOptions().parse(ugatit_args(tmp_path / "eo2sar", tmp_path, "nodata", "--nodata_A", "0",
                                            "--max_nodata", "0.5"), save=False)
     dataset = create_dataset(opt)
-    _, a_info = dataset.read_with_mask(sorted((tmp_path / "eo2sar" / "trainA").iterdir())[0], 3, "A")
-    _, b_info = dataset.read_with_mask(sorted((tmp_path / "eo2sar" / "trainB").iterdir())[0], 1, "B")
+    _, a_info = dataset.read_with_mask(sorted((tmp_path / "eo2sar" / "trainA").iterdir())[0], "A")
+    _, b_info = dataset.read_with_mask(sorted((tmp_path / "eo2sar" / "trainB").iterdir())[0], "B")
     assert a_info is not None and not a_info[:5].any() and b_info is None
 
 

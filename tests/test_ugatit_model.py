@@ -243,13 +243,16 @@ def test_unaligned_training_items_are_cropped_flipped_and_unpaired(eo2sar_root, 
 
 
 def test_unaligned_test_items_are_resized_source_images(eo2sar_root, tmp_path):
-    """Test items hold only the source domain, resized to img_size without cropping."""
+    """Test items hold the source domain, resized to img_size without cropping, and the target image of the same
+    name (its co-registered partner) resized alike."""
     opt = TestOptions().parse(["--model", "ugatit", "--dataroot", str(eo2sar_root), "--gpu_ids", "-1",
                                "--img_size", "32", "--direction", "BtoA", "--output_nc", "1"], save=False)
     dataset = create_dataset(opt)
     assert len(dataset) == 2
     item = dataset[0]
-    assert set(item) == {"B", "B_paths", "category"} and item["B"].shape == (1, 32, 32)
+    assert set(item) == {"B", "B_paths", "A", "A_paths", "category"} and item["B"].shape == (1, 32, 32)
+    assert item["A"].shape == (3, 32, 32) and Path(item["A_paths"]).name == Path(item["B_paths"]).name
+    assert Path(item["A_paths"]).parent.name == "testA"
 
 
 def test_missing_domain_folder_is_named(tmp_path):

@@ -52,6 +52,10 @@ class HTMLContent:
                                 tags.br()
                                 tags.span(caption)
 
+    def add_element(self, element):
+        """Add a dominate element built elsewhere (e.g. util.curves' charts)."""
+        self.container.add(element)
+
     def add_table(self, header, rows):
         """Add a table with a header row and rows of values."""
         with self.container:

@@ -1,7 +1,8 @@
 """Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt.
 
-Each image's row is also saved as images/NAME.row.json once its images are written, so a rerun with
---skip_existing knows which images are finished and still lists them on the page.
+The page draws each image's loss curve (Gatys) and, given the checkpoint folder, the training run's losses and
+metrics over steps as pictures (util.curves). Each image's row is also saved as images/NAME.row.json once its
+images are written, so a rerun with --skip_existing knows which images are finished and still lists them.
 
 Under torchrun every rank writes the images of its own share of the test set; the rows of the page (plain
 values, no tensors) are gathered to rank 0, which writes index.html and loss_log.txt once, in dataset order.
@@ -13,8 +14,11 @@ from pathlib import Path
 
 from data.image_io import write_image
 from util import distributed
+from util.curves import chart_row, point_curves
 from util.fileio import write_text_atomic
 from util.html import HTMLPage, format_value
+from util.visualizer import add_training_curves
+from util.visuals import display_image
 
 
 @dataclass
@@ -47,9 +51,11 @@ def result_dir(opt):
 class ResultsWriter:
     """Saves each ImageResult's visuals as PNG and lists them in one HTML page and one loss log."""
 
-    def __init__(self, web_dir, title, image_width=256, notes=()):
-        """Prepare `web_dir`; nothing is written until images are added."""
+    def __init__(self, web_dir, title, image_width=256, notes=(), training_dir=None):
+        """Prepare `web_dir`; nothing is written until images are added. `training_dir`: the checkpoint folder
+        whose loss and metrics logs the page draws."""
         self.web_dir = Path(web_dir)
+        self.training_dir = training_dir
         self.image_dir = self.web_dir / "images"
         self.title = title
         self.image_width = image_width
@@ -61,7 +67,7 @@ class ResultsWriter:
         files = []
         for label, image in result.visuals.items():
             file_name = f"{result.name}_{label}.png"
-            write_image(image, self.image_dir / file_name, value_range=(-1.0, 1.0))
+            write_image(display_image(image), self.image_dir / file_name, value_range=(-1.0, 1.0))
             files.append((f"images/{file_name}", label))
         return files
 
@@ -116,11 +122,15 @@ class ResultsWriter:
         page = HTMLPage(self.web_dir, self.title)
         for note in self.notes:
             page.add_text(note)
+        if self.training_dir is not None:
+            add_training_curves(page, self.training_dir)
         for row in rows:
             page.add_header(row.name)
             page.add_images(row.files, self.image_width)
             if row.scalars:
                 page.add_table(list(row.scalars), [list(row.scalars.values())])
+            if row.curve:
+                page.add_element(chart_row(point_curves(row.curve)))
         page.save()
         write_text_atomic(self.web_dir / "loss_log.txt", self.loss_log(rows))
         return page.index_path

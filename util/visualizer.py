@@ -1,4 +1,5 @@
-"""Training display as pix2pix's: visdom windows, the HTML page CHECKPOINTS_DIR/NAME/web/index.html, loss_log.txt.
+"""Training display as pix2pix's: visdom windows, the HTML page CHECKPOINTS_DIR/NAME/web/index.html, loss_log.txt
+(and metrics_log.txt with --eval_freq). The page shows the losses and metrics over steps as pictures (util.curves).
 
 Visdom is optional: with no server at --display_server/--display_port (or no visdom package) the run
 warns once and goes on with the HTML page and the log.
@@ -13,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from data.image_io import tensor_to_uint8, write_image
+from util.curves import chart_row, read_log_curves
 from util.html import HTMLPage, format_value
+from util.visuals import display_image
 
 logger = logging.getLogger("sargen")
 
@@ -31,8 +34,8 @@ def visdom_server_command(port):
 
 
 def display_array(image):
-    """A CxHxW tensor in [-1, 1] as a 3xHxW uint8 array for visdom."""
-    array = tensor_to_uint8(image, value_range=(-1.0, 1.0))
+    """A CxHxW tensor in [-1, 1] as a 3xHxW uint8 array for visdom (shown as util.visuals.display_image shows it)."""
+    array = tensor_to_uint8(display_image(image), value_range=(-1.0, 1.0))
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     return array.transpose(2, 0, 1)
@@ -49,6 +52,8 @@ class Visualizer:
         self.web_dir = self.checkpoint_dir / "web"
         self.image_dir = self.web_dir / "images"
         self.log_path = self.checkpoint_dir / "loss_log.txt"
+        self.metrics_log_path = self.checkpoint_dir / "metrics_log.txt"
+        self.metrics_log_started = False
         self.use_html = opt.is_train and not opt.no_html
         self.html_steps = self.saved_html_steps()
         self.plot_data = {"X": [], "Y": [], "legend": []}
@@ -128,6 +133,26 @@ class Visualizer:
         with open(self.log_path, "a", encoding="utf-8") as log_file:
             log_file.write(message + "\n")
 
+    def print_current_metrics(self, step, scores, note=""):
+        """Log a training evaluation's scores (and `note`), append them to metrics_log.txt and redraw the page."""
+        values = " ".join(f"{name}: {format_value(value)}" for name, value in scores.items())
+        logger.info("(step: %d) %s%s", step, values, f" ({note})" if note else "")
+        with open(self.metrics_log_path, "a", encoding="utf-8") as log_file:
+            if not self.metrics_log_started:
+                log_file.write(f"================ Evaluation ({time.strftime('%c')}) ================\n")
+                self.metrics_log_started = True
+            log_file.write(f"(step: {step}) {values}\n")
+        if self.vis is not None and scores:
+            curves = read_log_curves(self.metrics_log_path)
+            names = [name for name in scores if name in curves]
+            for offset, name in enumerate(names):
+                steps, values = zip(*curves[name])
+                self.send("line", X=np.array(steps, dtype=np.float64), Y=np.array(values, dtype=np.float64),
+                          win=f"{self.display_id}_metric_{offset}",
+                          opts={"title": f"{self.name} {name} over steps", "xlabel": "step", "ylabel": name})
+        if self.use_html:
+            self.write_page()
+
     def saved_html_steps(self):
         """Steps whose images are already in web/images (kept when a run is resumed)."""
         if not self.image_dir.is_dir():
@@ -141,7 +166,7 @@ class Visualizer:
         if not self.use_html:
             return
         for label, image in visuals.items():
-            write_image(image, self.image_dir / f"step{step:08d}_{label}.png", value_range=(-1.0, 1.0))
+            write_image(display_image(image), self.image_dir / f"step{step:08d}_{label}.png", value_range=(-1.0, 1.0))
         if step not in self.html_steps:
             self.html_steps.append(step)
         self.labels = list(visuals)
@@ -156,6 +181,7 @@ class Visualizer:
     def write_page(self):
         """Write web/index.html with the saved images, newest step first."""
         page = HTMLPage(self.web_dir, f"Experiment name = {self.name}", refresh=60)
+        add_training_curves(page, self.checkpoint_dir)
         for step in sorted(self.html_steps, reverse=True):
             page.add_header(f"step [{step}]")
             files = sorted(self.image_dir.glob(f"step{step:08d}_*.png"), key=self.label_order)
@@ -163,6 +189,15 @@ class Visualizer:
                             self.opt.display_winsize)
         page.save()
         return page.index_path
+
+
+def add_training_curves(page, checkpoint_dir):
+    """Add the losses (loss_log.txt) and metrics (metrics_log.txt) of a training run over steps as charts."""
+    for title, file_name in (("Losses over steps", "loss_log.txt"), ("Metrics over steps", "metrics_log.txt")):
+        curves = read_log_curves(Path(checkpoint_dir) / file_name)
+        if curves:
+            page.add_header(title)
+            page.add_element(chart_row(curves))
 
 
 def display_array_resized(image, height, width):
