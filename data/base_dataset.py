@@ -6,6 +6,9 @@ next readable file), collate() drops None items and the loaders of data/__init__
 
 Each mode also says which test images --eval_freq scores (evaluation_sets): its test split's source and target
 images and, where the data is co-registered, each source image's partner.
+Images are read with their domain's image options (--nodata_A for domain A files, ...). In training, a patch
+(the image after resizing and cropping) whose masked (no-data) fraction is over --max_nodata is skipped the
+same way; the skips are counted, across DataLoader workers, and reported once at the end of training.
 """
 
 import argparse
@@ -17,7 +20,7 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, list_image_files, read_image
+from data.image_io import is_tiff, list_image_files, read_image_with_info
 from data.pairing import CO_REGISTERED, folder_pairing
 from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
@@ -85,6 +88,9 @@ class BaseDataset(torch.utils.data.Dataset):
         self.root = Path(opt.dataroot)
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
+        self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
+        # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
+        self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
 
     @classmethod
     def evaluation_sets(cls, opt):
@@ -96,22 +102,48 @@ class BaseDataset(torch.utils.data.Dataset):
         return radiometry_for(self.opt, domain)
 
     def read(self, path, domain):
-        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad).
+        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad)."""
+        return self.read_with_mask(path, domain)[0]
+
+    def read_with_mask(self, path, domain):
+        """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
 
         At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
         """
         if str(path) in self.bad_paths:
-            return None
+            return None, None
         try:
             if not self.opt.is_train and is_tiff(path):
                 require_known_radiometry(self.opt, domain, path, "the model")
-            return read_image(path, None, self.radiometry(domain))
+            image, info = read_image_with_info(path, None, self.radiometry(domain))
+            return image, info.valid
         except SargenError as error:
             if not self.skip_bad:
                 raise
             self.bad_paths.add(str(path))
             logger.warning("skipped (--skip_bad): %s", error)
-            return None
+            return None, None
+
+    def too_much_nodata(self, valid, opt, params):
+        """Whether a training patch (`valid` after opt's resize, crop and flip with `params`) is more masked than
+        --max_nodata allows; counts the skip."""
+        if self.max_nodata is None or valid is None:
+            return False
+        patch = transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
+        if 1.0 - float(patch.mean()) <= self.max_nodata:
+            return False
+        worker = torch.utils.data.get_worker_info()
+        slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
+        self.nodata_skips[slot] += 1
+        return True
+
+    def report_nodata_skips(self):
+        """Log, once, how many training patches --max_nodata skipped."""
+        skipped = int(self.nodata_skips.sum())
+        if skipped:
+            logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
+                           "replaced or left out)", self.max_nodata, skipped)
+        return skipped
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""

@@ -2,7 +2,8 @@
 
 A model's output in the target domain is mapped back through the inverse of the domain's recorded reading rule
 (data.radiometry.output_rule: the training's dB window, in its unit, dB or linear power; 8-bit levels for a domain
-read without a fixed window), resized to the source image's own size and given its georeferencing, as app.py
+read without a fixed window), resized to the source image's own size and given its georeferencing and no-data
+mask, as app.py
 writes its .tif outputs, so it overlays the source and compares with the real target file band by band in
 physical units. util.results.ResultsWriter writes the files and RESULTS/raster_outputs.json, which records how
 the .tif files and the real target files are read (evaluate.py --results uses it).
@@ -10,9 +11,9 @@ the .tif files and the real target files are read (evaluate.py --results uses it
 
 from pathlib import Path
 
-from data.image_io import read_image_with_info, write_raster
+from data.image_io import read_image_with_info
 from data.radiometry import option_text, output_rule, radiometry_for, translation_domains
-from models.ugatit_inference import georeferencing, output_values, resize_image
+from models.ugatit_inference import resize_image, write_raster_output
 from util.results import RASTER_RECORD_FORMAT
 
 RESULTS_FORMATS = ("auto", "png", "tif")
@@ -71,8 +72,8 @@ class RasterOutputs:
             if info is not None:
                 output = resize_image(output, info.size)
             file_name = f"{result.name}_{label}.tif"
-            write_raster(output_values(output, self.rule, self.unit), Path(image_dir) / file_name,
-                         georeferencing(info) if info is not None else ())
+            write_raster_output(output, Path(image_dir) / file_name, info, self.unit,
+                                None if self.rule is None else self.rule.db_window)
             files.append((f"images/{file_name}", label))
         return files
 

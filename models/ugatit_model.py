@@ -39,7 +39,7 @@ from models.ugatit_checkpoint import (
     sargen_state,
     saved_options,
 )
-from models.ugatit_inference import PRECISIONS, Translator
+from models.ugatit_inference import Translator
 from models.ugatit_networks import (
     GLOBAL_DISCRIMINATOR_LAYERS,
     LOCAL_DISCRIMINATOR_LAYERS,
@@ -48,6 +48,7 @@ from models.ugatit_networks import (
     RhoClipper,
     set_fused_statistics,
 )
+from options.app_options import PRECISIONS
 from options.base_options import non_negative_int, positive_int
 from options.train_options import add_iterative_training_options
 from util import distributed
@@ -246,7 +247,8 @@ class UGATITModel(StepTrainedModel):
                                 help="checkpoint file to test (default: CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth), "
                                      "e.g. the published eo2sar model")
             parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                                help="auto: bfloat16 where the hardware has it; float32: the plain forward")
+                                help="auto: mixed bfloat16 on CUDA GPUs that have it, float32 on the CPU; float32: "
+                                     "the plain forward; bfloat16: mixed bfloat16 anywhere")
             add_results_format_option(parser)
         return parser
 

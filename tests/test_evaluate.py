@@ -2,11 +2,11 @@
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
 import warnings
-from types import SimpleNamespace
 from unittest import mock
 
 import lpips
@@ -611,7 +611,7 @@ def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatc
     def read_with_mask(path, channels=None, scaling=None):
         """The reader's result with a no-data mask over the right third, as GeoTIFFs with no-data get it."""
         values, info = original(path, channels, scaling)
-        return values, SimpleNamespace(**vars(info), valid=valid)
+        return values, dataclasses.replace(info, valid=valid)
 
     monkeypatch.setattr(evaluator_module, "read_image_with_info", read_with_mask)
     rows = []

@@ -124,5 +124,5 @@ def test_raster_outputs_invert_the_recorded_rule_at_the_sources_size_and_grid(tm
     levels = RasterOutputs.from_options(raster_options(record, direction="BtoA"))  # target A: percentile, no window
     assert RasterOutputs.from_options(raster_options(record, "auto", "BtoA")) is None  # auto: PNG only for it
     levels.write(ImageResult("s1", {}, outputs={"fake_B2A": torch.zeros(3, 16, 16)}, sources={}), tmp_path)
-    values, geotags = read_raster(tmp_path / "s1_fake_B2A.tif")  # no source given: no georeferencing
-    assert not geotags and values.dtype == np.uint8 and values.shape == (16, 16, 3) and (values == 128).all()
+    values, info = read_raster(tmp_path / "s1_fake_B2A.tif")  # no source given: no georeferencing
+    assert not info.georeferenced and values.dtype == np.uint8 and values.shape == (16, 16, 3) and (values == 128).all()

@@ -5,6 +5,7 @@ power loss of a job) can be told from those of a live one and removed (remove_st
 """
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from util.errors import SargenError
 
-TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)?")
+TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)*")
 
 
 def writer_id():
@@ -38,6 +39,26 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+@contextlib.contextmanager
+def scratch_path(path, tag="scratch"):
+    """Yield a temporary path beside `path` (named like atomic_path's), removed afterwards in any case.
+
+    Files a library writes beside it (TEMP.ovr.tmp, TEMP.aux.xml, ...) are removed too.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.{writer_id()}.", suffix=f".tmp.{tag}{path.suffix}",
+                                         dir=path.parent)
+    os.close(handle)
+    os.unlink(temp_name)  # the library creates it
+    try:
+        yield Path(temp_name)
+    finally:
+        for leftover in [Path(temp_name), *Path(temp_name).parent.glob(glob.escape(Path(temp_name).name) + ".*")]:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def write_text_atomic(path, text):
