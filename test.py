@@ -30,7 +30,8 @@ def main(argv=None):
     model.setup()
     web_dir = result_dir(opt)
     writer = ResultsWriter(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.epoch}",
-                           opt.display_winsize, model.result_notes(), Path(opt.checkpoints_dir) / opt.name)
+                           opt.display_winsize, model.result_notes(), Path(opt.checkpoints_dir) / opt.name,
+                           model.raster_outputs())
     names = [dataset.item_name(position) for position in range(count)]
     if opt.skip_existing:
         done = len(positions)

@@ -21,6 +21,7 @@ def main(argv=None):
             bar.update(1)
             model.after_step(bar)
     model.finish_training()
+    dataset.report_nodata_skips()
 
 
 if __name__ == "__main__":

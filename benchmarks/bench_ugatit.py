@@ -22,7 +22,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 # Run as a script, Python puts benchmarks/ on sys.path, not the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import case_runner
 import numpy as np
 import torch
 
@@ -183,11 +183,7 @@ def case_train(args, variant, size, ch):
 
 def run_case(name, **case_args):
     """Run one case in a fresh process (for its own peak memory) and return its JSON result."""
-    command = [sys.executable, __file__, "--case", name, "--case_args", json.dumps(case_args), *sys.argv[1:]]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise SystemExit(f"case {name} {case_args} failed:\n{completed.stderr[-2000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return case_runner.run_case(__file__, name, case_args)
 
 
 def grey_level_difference(first, second):

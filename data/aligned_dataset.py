@@ -1,10 +1,12 @@
 """Paired source/target images: DATAROOT/PHASE/A and DATAROOT/PHASE/B, paired by file name."""
 
 import random
+from pathlib import Path
 
 from data import transforms
-from data.base_dataset import BaseDataset, category_of
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
 from data.image_io import list_image_files
+from data.radiometry import translation_domains
 from util.errors import SargenError
 
 
@@ -19,6 +21,18 @@ class AlignedDataset(BaseDataset):
                                  "by file name when present")
         return parser
 
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """DATAROOT/test/A and test/B (swapped for --direction BtoA), co-registered by file name unless the
+        dataset's pairing.json says otherwise (--eval_freq)."""
+        source, target = translation_domains(opt)
+        folder = Path(opt.dataroot) / "test"
+        sets = folder_evaluation_sets(folder / source, folder / target, aligned=True)
+        if sets is None:
+            raise SargenError(f"--eval_freq: no test images to score: expected {folder / source} and "
+                              f"{folder / target}")
+        return sets
+
     def __init__(self, opt):
         """List the primary side's files and index the other side's by name."""
         super().__init__(opt)
@@ -26,6 +40,7 @@ class AlignedDataset(BaseDataset):
             raise SargenError(f"--dataroot not found: {self.root} (expected {self.root}/{opt.phase}/A and .../B)")
         source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.folders = {"A": self.root / opt.phase / source, "B": self.root / opt.phase / target}
+        self.domains = {"A": source, "B": target}  # the domain whose reading rule reads each side
         sides = opt.sides.split(",")
         self.primary, self.other = sides[0], (sides[1] if len(sides) > 1 else None)
         self.paths = list_image_files(self.folders[self.primary], opt.max_dataset_size, f"{self.primary} images")
@@ -47,17 +62,20 @@ class AlignedDataset(BaseDataset):
             index, seed = index
             rng = random.Random(seed)
         path = self.paths[index]
-        primary_image = self.read(path, self.primary)
+        primary_image, primary_valid = self.read_with_mask(path, self.domains[self.primary])
         if primary_image is None:
             return None
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:], generator=rng)
+        if self.too_much_nodata(primary_valid, self.opt, params):
+            return None
         item = {self.primary: self.preprocess(primary_image, params),
                 f"{self.primary}_paths": str(path), "category": category_of(path)}
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
-        paired_image = None if paired is None else self.read(paired, self.other)
-        if paired is not None and paired_image is None:
+        paired_image, paired_valid = (None, None) if paired is None else \
+            self.read_with_mask(paired, self.domains[self.other])
+        if paired is not None and (paired_image is None or self.too_much_nodata(paired_valid, self.opt, params)):
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)
         item[f"{self.other}_paths"] = None if paired is None else str(paired)

@@ -3,16 +3,25 @@
 A file that cannot be read stops the run with its name; with --skip_bad it is logged once (per process) and
 left out: read() returns None, a dataset returns None for the item (or, for unaligned training, takes the
 next readable file), collate() drops None items and the loaders of data/__init__.py skip empty batches.
+
+Each mode also says which test images --eval_freq scores (evaluation_sets): its test split's source and target
+images and, where the data is co-registered, each source image's partner.
+Images are read with their domain's image options (--nodata_A for domain A files, ...). In training, a patch
+(the image after resizing and cropping) whose masked (no-data) fraction is over --max_nodata is skipped the
+same way; the skips are counted, across DataLoader workers, and reported once at the end of training.
 """
 
+import argparse
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, read_image
+from data.image_io import is_tiff, list_image_files, read_image_with_info
+from data.pairing import CO_REGISTERED, folder_pairing
 from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
 
@@ -25,6 +34,42 @@ def category_of(path):
     """The land-cover category a file name starts with ('building_012.png' -> 'building'), or 'none'."""
     prefix = Path(path).stem.split("_", 1)[0].lower()
     return prefix if prefix in CATEGORIES else "none"
+
+
+@dataclass
+class EvaluationSets:
+    """The test images --eval_freq scores: source and target files, and the co-registered partner (a target
+    file) of each source file that has one (empty for unpaired data); the descriptions name where they are and
+    how partners are found."""
+
+    sources: list
+    targets: list
+    partners: dict = field(default_factory=dict)
+    source_description: str = ""
+    target_description: str = ""
+    pairing: str = "by name"
+
+
+def test_split_options(opt):
+    """A copy of (training) options that reads the test split as test.py does: --phase test, every image."""
+    return argparse.Namespace(**{**vars(opt), "phase": "test", "is_train": False, "max_dataset_size": None})
+
+
+def folder_evaluation_sets(source_dir, target_dir, aligned):
+    """EvaluationSets of two test folders, or None when one is missing; partners by file name where the folders
+    are co-registered: as the dataset's pairing.json says, else for an `aligned` layout."""
+    if not (source_dir.is_dir() and target_dir.is_dir()):
+        return None
+    sources = list_image_files(source_dir, what="--eval_freq source")
+    targets = list_image_files(target_dir, what="--eval_freq target")
+    recorded = folder_pairing(source_dir, target_dir)
+    partners = {}
+    if recorded == CO_REGISTERED or (recorded is None and aligned):
+        by_stem = {}
+        for path in targets:
+            by_stem.setdefault(path.stem, path)
+        partners = {path: by_stem[path.stem] for path in sources if path.stem in by_stem}
+    return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
 class BaseDataset(torch.utils.data.Dataset):
@@ -43,28 +88,62 @@ class BaseDataset(torch.utils.data.Dataset):
         self.root = Path(opt.dataroot)
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
+        self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
+        # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
+        self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
+
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """The EvaluationSets of the test split of `opt`'s data (--eval_freq); a mode without one says so."""
+        raise SargenError(f"--eval_freq: --dataset_mode {opt.dataset_mode} has no test split to score")
 
     def radiometry(self, domain):
         """How images of `domain` (A or B) are read: the options, else the model's record, else the mode's defaults."""
         return radiometry_for(self.opt, domain)
 
     def read(self, path, domain):
-        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad).
+        """Read one image of `domain` as a CxHxW tensor in [0, 1] with its channels; None if skipped (--skip_bad)."""
+        return self.read_with_mask(path, domain)[0]
+
+    def read_with_mask(self, path, domain):
+        """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
 
         At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
         """
         if str(path) in self.bad_paths:
-            return None
+            return None, None
         try:
             if not self.opt.is_train and is_tiff(path):
                 require_known_radiometry(self.opt, domain, path, "the model")
-            return read_image(path, None, self.radiometry(domain))
+            image, info = read_image_with_info(path, None, self.radiometry(domain))
+            return image, info.valid
         except SargenError as error:
             if not self.skip_bad:
                 raise
             self.bad_paths.add(str(path))
             logger.warning("skipped (--skip_bad): %s", error)
-            return None
+            return None, None
+
+    def too_much_nodata(self, valid, opt, params):
+        """Whether a training patch (`valid` after opt's resize, crop and flip with `params`) is more masked than
+        --max_nodata allows; counts the skip."""
+        if self.max_nodata is None or valid is None:
+            return False
+        patch = transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
+        if 1.0 - float(patch.mean()) <= self.max_nodata:
+            return False
+        worker = torch.utils.data.get_worker_info()
+        slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
+        self.nodata_skips[slot] += 1
+        return True
+
+    def report_nodata_skips(self):
+        """Log, once, how many training patches --max_nodata skipped."""
+        skipped = int(self.nodata_skips.sum())
+        if skipped:
+            logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
+                           "replaced or left out)", self.max_nodata, skipped)
+        return skipped
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""

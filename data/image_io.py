@@ -1,56 +1,92 @@
-"""The image reader and writer: PNG/JPEG/BMP and (Geo)TIFF files <-> float tensors in [0, 1].
+"""The image reader and writer: image files <-> arrays and float tensors in [0, 1], georeferencing and no-data.
 
-TIFF files are read and written with tifffile (any dtype, one or many bands, GeoTIFF tags kept);
-PNG, JPEG and BMP, and TIFFs tifffile cannot decode (e.g. LZW or JPEG without imagecodecs), with Pillow.
-How raw values become [0, 1] (bands, scaling rule, window, unit) and back is data/radiometry.py's.
+GeoTIFF, JPEG2000 and VRT files are read through rasterio (GDAL, in its wheels): any band count and data type,
+whole or a band of rows at a time (RasterReader), with the CRS, transform, ground control points, no-data
+value and band descriptions GDAL finds. PNG, JPEG and BMP are read and written with Pillow. .tif outputs are
+Cloud-Optimized GeoTIFFs (RasterWriter). How raw values become [0, 1] (bands, scaling rule, window, unit) and
+back is data/radiometry.py's; which pixels are no-data is decided here (valid_mask): those equal to the no-data
+value (the file's, or the --nodata options') and NaN or infinite ones.
 """
 
 import contextlib
+import functools
+import glob
 import logging
+import os
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import tifffile
+import rasterio
+import rasterio.shutil
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.windows import Window
 
-from data.radiometry import DEFAULT_SCALING, add_radiometry_options, convert_channels, scale_to_unit_range, select_bands
+from data.radiometry import (
+    DEFAULT_SCALING,
+    add_radiometry_options,
+    band_indexes,
+    convert_channels,
+    fill_masked,
+    map_to_unit_range,
+    scale_to_unit_range,
+    streamed_window,
+)
 from util.errors import SargenError
-from util.fileio import atomic_path
+from util.fileio import atomic_path, scratch_path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-TIFF_EXTENSIONS = (".tif", ".tiff")
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+GDAL_DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".vrt": "VRT"}  # only these are tried
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2", ".vrt")
+TIFF_EXTENSIONS = (".tif", ".tiff")
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, about 89.5 M pixels
-# Where the pixels lie: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory, GeoDoubleParams,
-# GeoAsciiParams. GDAL_METADATA and GDAL_NODATA describe the values (band names, scale/offset, no-data).
-GEOREFERENCING_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
-GDAL_VALUE_TAGS = (42112, 42113)
-TIFF_AXES_TO_HWC = {"YX": (0, 1), "YXS": (0, 1, 2), "SYX": (1, 2, 0)}  # transposes to HxW(xC)
-TIFFFILE_PHOTOMETRICS = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
-ALPHA_SAMPLES = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+GDAL_OPTIONS = {
+    "GDAL_PAM_ENABLED": "NO",  # no .aux.xml side files written next to the user's data
+    "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",  # look for side files by name, never list a folder of 100,000 patches
+    "CPL_VSIL_CURL_ALLOWED_FILENAME": "/vsicurl/sargen-reads-local-files-only",  # no network, e.g. from a VRT
+    "GDAL_VRT_ENABLE_PYTHON": "NO",  # a VRT never runs code
+    "GDAL_CACHEMAX": 64 * 2**20,  # block cache, bytes: GDAL's default (5 % of RAM) would dwarf a streamed scene
+    "CPL_DEBUG": "OFF",
+}
+os.environ.setdefault("PROJ_NETWORK", "OFF")  # PROJ never fetches grids (sargen does not reproject)
+# GDAL's messages reach rasterio's loggers; a failure reaches the user as one SargenError line (decoding), so
+# they are kept off the console.
+logging.getLogger("rasterio").setLevel(logging.CRITICAL + 1)
+READ_CHUNK_PIXELS = 1 << 22  # pixels per read when a scene is measured window by window
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": 512, "OVERVIEW_RESAMPLING": "AVERAGE",
+               "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
+STAGING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1,
+                   "bigtiff": "IF_SAFER"}
 
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """What reading an image found and used: the window mapped to [0, 1], dtype, size and GeoTIFF tags."""
+    """What reading an image found and used: scaling window, pixel type, size, georeferencing and valid pixels."""
 
-    window: tuple  # (low, high) mapped to 0 and 1: in dB for the db rule, else in the file's unit
+    window: tuple | None  # (low, high) mapped to 0 and 1: in dB for the db rule, else in the file's unit
     dtype: str  # the file's pixel type, e.g. float32
     size: tuple  # (height, width)
     band_count: int  # bands in the file, before --bands
-    geotags: tuple = ()  # GeoTIFF and GDAL tags as tifffile extratags (code, datatype, count, value, True)
+    crs: object = None  # rasterio.crs.CRS of the transform (or of the ground control points), None if none
+    transform: object = None  # affine.Affine from pixel (column, row) to CRS coordinates, None if not georeferenced
+    gcps: tuple = ()  # rasterio GroundControlPoints (e.g. Sentinel-1 GRD), in `crs`
+    nodata: float | None = None  # the no-data value used: --nodata if given, else the file's (first band's)
+    descriptions: tuple = ()  # the file's band descriptions (None for unnamed bands)
+    valid: np.ndarray | None = field(default=None, compare=False, repr=False)  # HxW, True = valid; None: all
 
     @property
     def georeferenced(self):
-        """Whether the file carries GeoTIFF georeferencing."""
-        return any(tag[0] in GEOREFERENCING_TAGS for tag in self.geotags)
+        """Whether the file places its pixels on the Earth (a transform or ground control points)."""
+        return self.transform is not None or bool(self.gcps)
 
 
 def add_image_options(parser):
-    """Add the options of how images are read: bands, the pixel scaling rule and the pixel-count guard."""
+    """Add the options of how images are read: bands, pixel scaling, no-data and the pixel-count guard."""
     add_radiometry_options(parser)
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images of more pixels (decompression-bomb guard; default Pillow's limit); "
@@ -59,7 +95,7 @@ def add_image_options(parser):
 
 
 def apply_image_limits(opt):
-    """Make --max_pixels the limit of every reader (Pillow's and the TIFF check); 0 means no limit."""
+    """Make --max_pixels the limit of every reader (Pillow's and the header check of GDAL's); 0 means no limit."""
     limit = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS)
     if limit < 0:
         raise SargenError(f"--max_pixels {limit}: give a pixel count, or 0 for no limit")
@@ -76,6 +112,11 @@ def is_tiff(path):
     return Path(path).suffix.lower() in TIFF_EXTENSIONS
 
 
+def is_gdal_raster(path):
+    """Whether `path` is read through rasterio: GeoTIFF, JPEG2000 or VRT."""
+    return Path(path).suffix.lower() in GDAL_DRIVERS
+
+
 def list_image_files(folder, max_count=None, what="images"):
     """Sorted image files directly in `folder`; raises if the folder is missing or has none."""
     folder = Path(folder)
@@ -87,41 +128,9 @@ def list_image_files(folder, max_count=None, what="images"):
     return files[:max_count] if max_count is not None else files
 
 
-def read_raster(path):
-    """Read an image file into an HxWxC array of its native dtype and its GeoTIFF tags (none for non-TIFFs)."""
-    path = Path(path)
-    if path.is_dir():
-        raise SargenError(f"cannot read image {path}: it is a folder, not an image file")
-    if not path.is_file():
-        raise SargenError(f"image not found: {path}")
-    array, geotags = read_tiff(path) if is_tiff(path) else (read_with_pillow(path), ())
-    if array.size == 0:
-        raise SargenError(f"cannot read image {path}: it has no pixels ({'x'.join(map(str, array.shape))})")
-    return array, geotags
-
-
 def max_image_pixels():
     """The largest pixel count read: Pillow's decompression-bomb limit Image.MAX_IMAGE_PIXELS (None: no limit)."""
     return Image.MAX_IMAGE_PIXELS
-
-
-@contextlib.contextmanager
-def decoding(path):
-    """Turn any failure of the decoders on `path` into a one-line SargenError naming the file.
-
-    Pillow and tifffile raise many types on corrupt bytes (struct.error, zlib.error, ZeroDivisionError,
-    MemoryError, ...), so everything but sargen's own errors is caught here, around the decoder calls only.
-    """
-    try:
-        yield
-    except SargenError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise SargenError(f"cannot read image {path}: {first_line(error)} (a decompression-bomb guard: raise "
-                          f"--max_pixels, 0 for no limit, if you trust the file)") from None
-    except Exception as error:
-        raise SargenError(f"cannot read image {path}: {first_line(error)} (corrupt, truncated or unsupported "
-                          f"file)") from None
 
 
 def first_line(error):
@@ -130,26 +139,76 @@ def first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def root_cause(error):
+    """The innermost exception behind `error` (rasterio chains GDAL's own message under a generic one)."""
+    seen = set()
+    while (error.__cause__ or error.__context__) is not None and id(error) not in seen:
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return error
+
+
 @contextlib.contextmanager
-def quiet_tifffile():
-    """Keep tifffile's log warnings about damaged files off the console (the error, if any, says it)."""
-    tiff_logger = logging.getLogger("tifffile")
-    level = tiff_logger.level
-    tiff_logger.setLevel(logging.CRITICAL)
+def decoding(path, action="read image"):
+    """Turn any failure of the decoders on `path` into a one-line SargenError naming the file.
+
+    Pillow and GDAL raise many types on corrupt bytes (struct.error, zlib.error, RasterioIOError, MemoryError,
+    ...), so everything but sargen's own errors is caught here, around the decoder calls only. GDAL runs with
+    GDAL_OPTIONS; rasterio's warnings and the messages its GDAL error handler cannot decode (bytes of a corrupt
+    file: rasterio's Cython callback prints them through sys.excepthook, then sys.unraisablehook) are kept off
+    the console. Exceptions that matter propagate, and are turned into one line, here.
+    """
+    previous_hooks = sys.excepthook, sys.unraisablehook
+    sys.excepthook = _ignore_exception
+    sys.unraisablehook = functools.partial(_ignore_rasterio_unraisable, previous_hooks[1])
+    try:
+        with rasterio.Env(**GDAL_OPTIONS), warnings.catch_warnings(), silenced_stderr():
+            warnings.simplefilter("ignore")  # e.g. NotGeoreferencedWarning, "Tag data larger than file"
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over MAX_IMAGE_PIXELS: refused
+            yield
+    except SargenError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise SargenError(f"cannot {action} {path}: {first_line(error)} (a decompression-bomb guard: raise "
+                          f"--max_pixels, 0 for no limit, if you trust the file)") from None
+    except Exception as error:
+        message = first_line(root_cause(error)).removeprefix(f"{path}: ")
+        raise SargenError(f"cannot {action} {path}: {message} (corrupt, truncated or unsupported file)") from None
+    finally:
+        sys.excepthook, sys.unraisablehook = previous_hooks
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Point file descriptor 2 at the null device: libraries inside GDAL (libgeotiff, e.g. "Warning: Expected key
+    GTModelTypeGeoKey to be of type Short") print some warnings about damaged files there directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     try:
         yield
     finally:
-        tiff_logger.setLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _ignore_exception(*exc_info):
+    """sys.excepthook while decoding: only C callbacks print through it there (real errors propagate)."""
+
+
+def _ignore_rasterio_unraisable(previous_hook, unraisable):
+    """sys.unraisablehook that drops exceptions raised in rasterio's GDAL callbacks and passes on the others."""
+    if "rasterio" not in str(unraisable.object):
+        previous_hook(unraisable)
 
 
 def read_with_pillow(path):
     """Read an image file with Pillow into an HxWxC array (8-bit, 16-bit or float values kept)."""
-    with decoding(path), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "Tag data larger than file": a damaged file fails below or reads
-        warnings.simplefilter("error", Image.DecompressionBombWarning)  # over MAX_IMAGE_PIXELS: refused
-        with Image.open(path) as image:
-            image.load()
-            array = _pil_to_array(image)
+    with decoding(path), Image.open(path) as image:
+        image.load()
+        array = _pil_to_array(image)
     return array if array.ndim == 3 else array[:, :, None]
 
 
@@ -159,110 +218,289 @@ def _pil_to_array(image):
         return np.asarray(image, dtype=np.uint16)
     if image.mode in ("I", "F"):
         return np.asarray(image)
-    if image.mode in ("1", "L"):
-        return np.asarray(image.convert("L"))
-    if image.mode == "LA":
+    if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
     return np.asarray(image.convert("RGB"))
 
 
-def read_tiff(path):
-    """Read a (Geo)TIFF's first image into an HxWxC array of its native dtype, with its GeoTIFF tags."""
-    with decoding(path), quiet_tifffile(), tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise SargenError(f"cannot read image {path}: it holds no image (corrupt or unsupported TIFF)")
-        _check_pixel_count(tif.series[0], path)
-        geotags = _geotiff_tags(tif.pages[0])
-        array = _tiff_pixels(tif, path)
-    return array, geotags
+def valid_mask(raw, nodata=None):
+    """HxW bool of the pixels whose every band is finite and differs from `nodata`; None when all are valid."""
+    invalid = None
+    if raw.dtype.kind == "f":
+        invalid = ~np.isfinite(raw).all(axis=2)
+    if nodata is not None and not np.isnan(nodata):
+        equal = (raw == float(nodata)).any(axis=2)
+        invalid = equal if invalid is None else invalid | equal
+    if invalid is None or not invalid.any():
+        return None
+    return ~invalid
 
 
-def _check_pixel_count(series, path):
-    """Refuse, before decoding, a TIFF image of more pixels (bands not counted) than max_image_pixels()."""
-    limit = max_image_pixels()
-    pixels = 1
-    for size, axis in zip(series.shape, series.axes):
-        pixels *= 1 if axis == "S" else int(size)
-    if limit is not None and pixels > limit:
-        raise SargenError(f"cannot read image {path}: {'x'.join(map(str, series.shape))} is {pixels} pixels, more "
-                          f"than the limit of {limit} (--max_pixels, a decompression-bomb guard): raise --max_pixels "
-                          f"(0: no limit) if you trust the file, or cut it into smaller patches")
+class RasterReader:
+    """An image file opened for reading, whole or a band of rows at a time, with what the file says about itself.
+
+    GeoTIFF, JPEG2000 and VRT files are read through rasterio, only the rows and bands asked for; a palette
+    image reads as its RGB (or grey) colours, an alpha band is left out. Other files are decoded by Pillow at
+    once. The pixel count (bands not counted) is checked against max_image_pixels() from the header, before
+    any pixel is decoded. `nodata` replaces the file's no-data value.
+    """
+
+    def __init__(self, path, nodata=None):
+        """Open `path` and read its header; raise a SargenError naming the file if it cannot be read."""
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise SargenError(f"cannot read image {self.path}: it is a folder, not an image file")
+        if not self.path.is_file():
+            raise SargenError(f"image not found: {self.path}")
+        self.dataset, self.pixels, self.palette = None, None, None
+        info = self._open_with_gdal() if is_gdal_raster(self.path) else self._open_with_pillow()
+        self.info = replace(info, nodata=nodata if nodata is not None else info.nodata)
+        self.height, self.width = self.info.size
+        if self.height * self.width == 0:
+            self.close()
+            raise SargenError(f"cannot read image {self.path}: it has no pixels ({self.height}x{self.width})")
+
+    def _open_with_pillow(self):
+        """Decode a PNG, JPEG or BMP file; its RasterInfo (no georeferencing)."""
+        self.pixels = read_with_pillow(self.path)
+        height, width, bands = self.pixels.shape
+        return RasterInfo(None, str(self.pixels.dtype), (height, width), bands)
+
+    def _open_with_gdal(self):
+        """Open a GeoTIFF, JPEG2000 or VRT file and check its header; its RasterInfo."""
+        path = self.path
+        with decoding(path):
+            self.dataset = dataset = rasterio.open(path, driver=GDAL_DRIVERS[path.suffix.lower()])
+            try:
+                return self._check_header(dataset)
+            except BaseException:
+                self.close()
+                raise
+
+    def _check_header(self, dataset):
+        """Refuse what sargen cannot read (pages, complex pixels, too many pixels); the file's RasterInfo."""
+        path, limit = self.path, max_image_pixels()
+        if limit is not None and dataset.width * dataset.height > limit:
+            raise SargenError(f"cannot read image {path}: {dataset.height}x{dataset.width} is "
+                              f"{dataset.height * dataset.width} pixels, more than the limit of {limit} "
+                              f"(--max_pixels, a decompression-bomb guard): raise --max_pixels (0: no limit) if you "
+                              f"trust the file, or cut it into smaller patches")
+        if dataset.subdatasets:
+            raise SargenError(f"cannot read image {path}: it holds {len(dataset.subdatasets)} images (TIFF pages or "
+                              f"subdatasets); sargen reads one image per file, with its bands as bands: save a band "
+                              f"stack as one multi-band GeoTIFF")
+        if any("complex" in dtype for dtype in dataset.dtypes):
+            raise SargenError(f"{path} holds complex (SLC) pixels: convert them to intensity |s|^2 or amplitude first")
+        interpretations = dataset.colorinterp
+        self.file_bands = [index for index, interpretation in enumerate(interpretations, start=1)
+                           if interpretation != ColorInterp.alpha or len(interpretations) == 1]
+        band_count = len(self.file_bands)
+        if interpretations[0] == ColorInterp.palette and dataset.count == 1:
+            self.palette = palette_lookup(dataset.colormap(1), dataset.dtypes[0])
+            band_count = self.palette.shape[1]
+        gcps, gcp_crs = dataset.gcps
+        transform = None if dataset.transform.is_identity and dataset.crs is None else dataset.transform
+        nodata = dataset.nodatavals[self.file_bands[0] - 1]
+        return RasterInfo(None, dataset.dtypes[0], (dataset.height, dataset.width), band_count,
+                          dataset.crs or (gcp_crs if gcps else None), transform, tuple(gcps), nodata,
+                          tuple(dataset.descriptions[index - 1] for index in self.file_bands))
+
+    def read(self, top=0, bottom=None, bands=None):
+        """Rows [top, bottom) of the 1-based `bands` (None: all) as an HxWxC array of the file's pixel type."""
+        bottom = self.height if bottom is None else bottom
+        indexes = band_indexes(bands, self.info.band_count, self.path)
+        if self.pixels is not None:
+            return self.pixels[top:bottom, :, indexes]
+        window = Window(0, top, self.width, bottom - top)
+        with decoding(self.path):
+            if self.palette is not None:
+                return self.palette[self.dataset.read(1, window=window)][:, :, indexes]
+            array = self.dataset.read([self.file_bands[index] for index in indexes], window=window)
+        return array.transpose(1, 2, 0)
+
+    def read_reduced(self, height, width, bands=None):
+        """The image (1-based `bands`) reduced to height x width by averaging, as float32 HxWxC (for previews)."""
+        indexes = band_indexes(bands, self.info.band_count, self.path)
+        if self.pixels is not None or self.palette is not None:
+            full = torch.from_numpy(self.read(bands=bands).astype(np.float32)).permute(2, 0, 1)[None]
+            return F.interpolate(full, size=(height, width), mode="area")[0].permute(1, 2, 0).numpy()
+        with decoding(self.path):
+            array = self.dataset.read([self.file_bands[index] for index in indexes], out_shape=(len(indexes),
+                                      height, width), resampling=Resampling.average, out_dtype=np.float32)
+        return array.transpose(1, 2, 0)
+
+    def valid(self, raw):
+        """The valid-pixel mask (valid_mask) of raw rows read from this file."""
+        return valid_mask(raw, self.info.nodata)
+
+    def row_chunks(self, bands=None):
+        """(top, raw rows) covering the image in bands of about READ_CHUNK_PIXELS pixels."""
+        rows = max(1, READ_CHUNK_PIXELS // self.width)
+        for top in range(0, self.height, rows):
+            yield top, self.read(top, min(top + rows, self.height), bands)
+
+    def close(self):
+        """Close the file."""
+        if self.dataset is not None:
+            with contextlib.suppress(Exception):
+                self.dataset.close()
+            self.dataset = None
+
+    def __enter__(self):
+        """Use as a context manager."""
+        return self
+
+    def __exit__(self, *exc_info):
+        """Close the file."""
+        self.close()
 
 
-def _geotiff_tags(page):
-    """A TIFF page's GeoTIFF and GDAL tags as tifffile extratags."""
-    tags = []
-    for code in GEOREFERENCING_TAGS + GDAL_VALUE_TAGS:
-        tag = page.tags.get(code)
-        if tag is not None:
-            value = tag.value if isinstance(tag.value, str) else tuple(np.atleast_1d(tag.value).tolist())
-            tags.append((code, int(tag.dtype), tag.count, value, True))
-    return tuple(tags)
+def palette_lookup(colormap, dtype):
+    """A lookup table from palette index to RGB (or grey, when every colour is grey), as a uint8 array."""
+    table = np.zeros((np.iinfo(np.dtype(dtype)).max + 1, 3), dtype=np.uint8)
+    for index, colour in colormap.items():
+        if 0 <= index < len(table):
+            table[index] = colour[:3]
+    grey = bool((table[:, :1] == table).all())
+    return table[:, :1] if grey else table
 
 
-def _tiff_pixels(tif, path):
-    """The pixels of a TIFF's first image as HxWxC: tifffile for grey and multi-band data, Pillow for the rest."""
-    page, series = tif.pages[0], tif.series[0]
-    if page.photometric not in TIFFFILE_PHOTOMETRICS:  # palette, min-is-white, CMYK, YCbCr: Pillow converts
-        return read_with_pillow(path)
-    try:
-        array = series.asarray()
-    except ValueError as error:
-        if "imagecodecs" not in str(error):
-            raise
-        return _read_compressed_with_pillow(path, error)
-    array = _to_hwc(array, series.axes, path)
-    if page.photometric == tifffile.PHOTOMETRIC.RGB and any(sample in ALPHA_SAMPLES for sample in page.extrasamples):
-        array = array[:, :, :3]
-    return _check_dtype(array, path)
+def read_raster(path, nodata=None):
+    """Read an image file into an HxWxC array of its native dtype and its RasterInfo (window None).
 
-
-def _read_compressed_with_pillow(path, error):
-    """Pillow's reading of a TIFF whose compression tifffile cannot decode without imagecodecs."""
-    try:
-        return read_with_pillow(path)
-    except SargenError:
-        raise SargenError(f"cannot read image {path}: {error} (pip install imagecodecs, or save the file "
-                          f"uncompressed or with deflate compression)") from None
-
-
-def _to_hwc(array, axes, path):
-    """An image of tifffile axes (YX, YXS or SYX, after dropping length-1 axes) as HxWxC; else an error."""
-    kept = [index for index, axis in enumerate(axes) if axis in "YX" or array.shape[index] > 1]
-    shape, axes = array.shape, "".join(axes[index] for index in kept)
-    array = array.reshape([shape[index] for index in kept])
-    if axes not in TIFF_AXES_TO_HWC:
-        raise SargenError(f"cannot read image {path}: unsupported TIFF layout {'x'.join(map(str, shape))} "
-                          f"(axes {axes}); sargen reads one image per file, HxW or with its bands as samples "
-                          f"(HxWxBANDS or BANDSxHxW, as GDAL writes): save a band stack with "
-                          f"tifffile.imwrite(path, bands, planarconfig='separate')")
-    array = array.transpose(TIFF_AXES_TO_HWC[axes])
-    return array if array.ndim == 3 else array[:, :, None]
-
-
-def _check_dtype(array, path):
-    """Refuse complex pixels; turn 1-bit images into 8-bit 0/255 as Pillow does."""
-    if np.iscomplexobj(array):
-        raise SargenError(f"{path} holds complex (SLC) pixels: convert them to intensity |s|^2 or amplitude first")
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    return array
+    `nodata` replaces the file's no-data value; info.valid marks the valid pixels (None: all).
+    """
+    with RasterReader(path, nodata) as reader:
+        raw = reader.read()
+        return raw, replace(reader.info, valid=reader.valid(raw))
 
 
 def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):
-    """Read an image as read_image does; also return its RasterInfo (window used, dtype, size, GeoTIFF tags)."""
-    raw, geotags = read_raster(path)
-    selected = select_bands(raw, scaling.bands, path, scaling)
-    scaling.check_unit(selected, path)
-    array, window = scale_to_unit_range(selected, scaling, path)
+    """Read an image as read_image does; also return its RasterInfo (window, dtype, size, georeferencing, mask).
+
+    Masked pixels (no-data, NaN) are left out of the scaling window and filled from the valid pixels
+    (data.radiometry.fill_masked: mirrored at the no-data edge); info.valid marks the valid ones (None: all).
+    """
+    with RasterReader(path, scaling.nodata) as reader:
+        raw = read_checked(reader, scaling)
+        valid = reader.valid(raw)
+        info = reader.info
+    image, window = unit_range_image(raw, valid, channels, scaling, path)
+    return image, replace(info, window=window, valid=valid)
+
+
+def read_checked(reader, scaling, top=0, bottom=None):
+    """Rows [top, bottom) of the rule's bands; errors name the option: a missing band, values in the wrong unit."""
+    band_indexes(scaling.bands, reader.info.band_count, reader.path, scaling)
+    raw = reader.read(top, bottom, bands=scaling.bands)
+    valid = reader.valid(raw)
+    scaling.check_unit(raw if valid is None else raw[valid], reader.path)
+    return raw
+
+
+def unit_range_image(raw, valid, channels, scaling, path, window=None):
+    """Raw HxWxC values as a CxHxW float32 tensor in [0, 1] with `channels` channels, masked pixels filled; and
+    the window used (measured by the scaling rule on the valid pixels unless given)."""
+    if window is None:
+        array, window = scale_to_unit_range(raw, scaling, path, valid)
+    else:
+        array = map_to_unit_range(scaling.to_window_unit(raw.astype(np.float32)), window, valid)
     array = convert_channels(array, scaling.channels if channels is None else channels, path, scaling)
-    info = RasterInfo(window, str(raw.dtype), tuple(raw.shape[:2]), raw.shape[2], geotags)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), info
+    image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return fill_masked(image, valid), window
 
 
 def read_image(path, channels=None, scaling=DEFAULT_SCALING):
     """Read an image file as a float32 CxHxW tensor in [0, 1] with `channels` channels (default: the rule's)."""
     return read_image_with_info(path, channels, scaling)[0]
+
+
+def read_image_resized(path, channels, scaling, size):
+    """(image resized to `size` (H, W), full-size image, RasterInfo), both CxHxW tensors in [0, 1].
+
+    8-bit images without masked pixels are resized as 8-bit images by Pillow's bilinear filter, as the eo2sar
+    app (torchvision's Resize on a PIL image) does; the others as float tensors, antialiased.
+    """
+    with RasterReader(path, scaling.nodata) as reader:
+        raw = read_checked(reader, scaling)
+        valid = reader.valid(raw)
+        info = reader.info
+    image, window = unit_range_image(raw, valid, channels, scaling, path)
+    if tuple(size) == tuple(image.shape[-2:]):
+        resized = image
+    elif raw.dtype == np.uint8 and valid is None:
+        resized, _ = unit_range_image(resize_with_pillow(raw, size), None, channels, scaling, path, window)
+    else:
+        resized = F.interpolate(image[None], size=tuple(size), mode="bilinear", antialias=True)[0].clamp(0.0, 1.0)
+    return resized, image, replace(info, window=window, valid=valid)
+
+
+def resize_with_pillow(raw, size):
+    """An HxWxC uint8 array resized to `size` (H, W), band by band, with Pillow's (antialiased) bilinear filter."""
+    height, width = size
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(raw[:, :, band])).resize(
+        (width, height), Image.BILINEAR)) for band in range(raw.shape[2])], axis=2)
+
+
+class SceneReader:
+    """A scene read a band of rows at a time as float tensors in [0, 1] (for the streaming tiler).
+
+    The scaling window is measured over the whole scene first (data.radiometry.streamed_window: exact, as on
+    the scene in memory, on valid pixels only), so every band of rows is scaled alike.
+    """
+
+    def __init__(self, path, channels, scaling):
+        """Open `path`, measure its scaling window and get ready to read bands of rows."""
+        self.path, self.scaling = Path(path), scaling
+        self.channels = scaling.channels if channels is None else channels
+        self.reader = RasterReader(path, scaling.nodata)
+        try:
+            first_rows = max(1, READ_CHUNK_PIXELS // self.reader.width)
+            read_checked(self.reader, scaling, 0, min(self.reader.height, first_rows))  # bands and unit checked
+            self.window = streamed_window(scaling, np.dtype(self.reader.info.dtype), self.valid_values)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.height, self.width = self.reader.height, self.reader.width
+        self.info = replace(self.reader.info, window=self.window)
+
+    def valid_values(self):
+        """The valid raw values of the scene in the window unit, a band of rows at a time (1-D float32 arrays)."""
+        for _, raw in self.reader.row_chunks(self.scaling.bands):
+            values = self.scaling.to_window_unit(raw.astype(np.float32))
+            valid = self.reader.valid(raw)
+            yield values.ravel() if valid is None else values[valid].ravel()
+
+    def rows(self, top, bottom):
+        """Rows [top, bottom) as (CxhxW float32 tensor in [0, 1], hxW bool tensor of valid pixels or None).
+
+        Masked pixels are 0 here: the tiler fills each tile from its own valid pixels.
+        """
+        raw = self.reader.read(top, bottom, self.scaling.bands)
+        valid = self.reader.valid(raw)
+        array = map_to_unit_range(self.scaling.to_window_unit(raw.astype(np.float32)), self.window, valid)
+        array = convert_channels(array, self.channels, self.path, self.scaling)
+        image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return image, None if valid is None else torch.from_numpy(valid)
+
+    def reduced(self, height, width):
+        """The scene reduced to height x width in [0, 1] (CxHxW tensor; masked pixels not filled), for previews."""
+        raw = self.reader.read_reduced(height, width, self.scaling.bands)
+        array = map_to_unit_range(self.scaling.to_window_unit(raw), self.window)
+        array = convert_channels(np.nan_to_num(array), self.channels, self.path, self.scaling)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+    def close(self):
+        """Close the file."""
+        self.reader.close()
+
+    def __enter__(self):
+        """Use as a context manager."""
+        return self
+
+    def __exit__(self, *exc_info):
+        """Close the file."""
+        self.close()
 
 
 def tensor_to_uint8(image, value_range=(0.0, 1.0)):
@@ -274,35 +512,172 @@ def tensor_to_uint8(image, value_range=(0.0, 1.0)):
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
-def write_image(image, path, value_range=(0.0, 1.0)):
-    """Write a uint8 HxW(xC) array or a CxHxW float tensor in `value_range` to `path` atomically."""
+def write_image(image, path, value_range=(0.0, 1.0), valid=None):
+    """Write a uint8 HxW(xC) array or a CxHxW float tensor in `value_range` to `path` atomically.
+
+    With `valid` (HxW bool), masked pixels are transparent (PNG: an alpha channel) or no-data (.tif: 0).
+    """
     path = Path(path)
     if isinstance(image, torch.Tensor):
         image = tensor_to_uint8(image, value_range)
-    if is_tiff(path):
-        return write_raster(image, path)
     image = np.asarray(image)
+    if is_tiff(path):
+        return write_raster(image, path, valid=valid, nodata=None if valid is None else 0)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     file_format = PIL_FORMATS.get(path.suffix.lower())
     if file_format is None:
-        raise SargenError(f"cannot write {path}: use one of {', '.join(IMAGE_EXTENSIONS)}")
+        raise SargenError(f"cannot write {path}: use one of {', '.join((*PIL_FORMATS, *TIFF_EXTENSIONS))}")
+    if valid is not None and not valid.all() and file_format == "PNG":
+        alpha = np.where(valid, 255, 0).astype(np.uint8)
+        image = np.dstack([image, alpha])
     with atomic_path(path) as temp_path:
         Image.fromarray(image).save(temp_path, format=file_format)
     return path
 
 
-def write_raster(array, path, geotags=()):
-    """Write an HxW or HxWxC array as a (Geo)TIFF carrying `geotags` (from RasterInfo), atomically.
+class RasterWriter:
+    """A Cloud-Optimized GeoTIFF written a band of rows at a time, with georeferencing and no-data.
 
-    Bands are stored pixel-interleaved, uncompressed, as GDAL does by default; 3-band 8-bit images as RGB.
+    Rows go to a temporary tiled GeoTIFF beside the target, whole 512-row block rows at a time (so every block
+    is compressed once); closing builds the COG from it with GDAL's COG driver (tiled, deflate, internal
+    overviews, GDAL reports LAYOUT=COG) into another temporary name and renames that onto the target. On any
+    failure both temporaries are removed and an existing target is left as it was.
+    """
+
+    def __init__(self, path, size, band_count, dtype, info=None, nodata=None, descriptions=None, units=None,
+                 tags=None):
+        """Start writing a height x width raster of `band_count` bands of `dtype` to `path`.
+
+        `info` (a RasterInfo) gives the CRS, transform or ground control points; masked pixels (write_rows'
+        `valid`) are written as `nodata`, which unsigned-integer valid pixels never equal (0 becomes 1).
+        `descriptions` and `units` name each band; `tags` is metadata saved in the file.
+        """
+        self.path, (self.height, self.width) = Path(path), size
+        self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.band_count, self.next_row, self.pending = band_count, 0, []
+        self.exits = contextlib.ExitStack()
+        try:
+            self.final = self.exits.enter_context(atomic_path(self.path))
+            self.staging = self.exits.enter_context(scratch_path(self.path, "staging"))
+            self.dataset = self._open_staging(info, descriptions, units, tags)
+        except BaseException:
+            self.exits.close()
+            raise
+
+    def _open_staging(self, info, descriptions, units, tags):
+        """Create the temporary tiled GeoTIFF with the georeferencing, no-data, band names and metadata."""
+        profile = dict(driver="GTiff", width=self.width, height=self.height, count=self.band_count,
+                       dtype=self.dtype.name, nodata=self.nodata, **STAGING_OPTIONS)
+        if info is not None and info.transform is not None:
+            profile.update(crs=info.crs, transform=info.transform)
+        if self.band_count == 3 and self.dtype == np.uint8:
+            profile["photometric"] = "RGB"
+        with decoding(self.path, "write"):
+            dataset = rasterio.open(self.staging, "w", **profile)
+            if info is not None and info.transform is None and info.gcps:
+                dataset.gcps = (list(info.gcps), info.crs)
+            for band, description in enumerate(descriptions or (), start=1):
+                dataset.set_band_description(band, description)
+            if units:
+                dataset.units = tuple(units)
+            if tags:
+                dataset.update_tags(**tags)
+        return dataset
+
+    def write_rows(self, top, rows, valid=None):
+        """Write HxWxC (or HxW) `rows` starting at row `top` (rows arrive in order); masked pixels as no-data."""
+        if top != self.next_row:
+            raise ValueError(f"rows must arrive in order: expected row {self.next_row}, got {top}")
+        rows = np.asarray(rows).astype(self.dtype, copy=False).reshape(len(rows), self.width, -1)
+        if valid is not None:
+            valid = np.asarray(valid)[:, :, None]
+            if self.nodata == 0 and self.dtype.kind == "u":
+                rows = np.maximum(rows, 1)  # a valid pixel is never read as no-data
+            rows = np.where(valid, rows, self.dtype.type(self.nodata))
+        self.pending.append(rows)
+        self.next_row += len(rows)
+        block_rows = STAGING_OPTIONS["blockysize"]
+        buffered = sum(len(part) for part in self.pending)
+        if buffered >= block_rows or self.next_row == self.height:
+            self._flush(buffered if self.next_row == self.height else buffered - buffered % block_rows)
+
+    def _flush(self, count):
+        """Write the first `count` buffered rows to the staging file."""
+        buffered = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        top = self.next_row - len(buffered)
+        with decoding(self.path, "write"):
+            self.dataset.write(buffered[:count].transpose(2, 0, 1), window=Window(0, top, self.width, count))
+        self.pending = [buffered[count:]] if count < len(buffered) else []
+
+    def close(self):
+        """Build the COG from the staging file and put it in place of the target."""
+        if self.next_row != self.height:
+            raise ValueError(f"{self.path}: {self.next_row} of {self.height} rows written")
+        with self.exits:
+            with decoding(self.path, "write"):
+                self.dataset.close()
+                rasterio.shutil.copy(self.staging, self.final, driver="COG", **COG_OPTIONS)
+        return self.path
+
+    def abort(self):
+        """Remove the temporaries (and GDAL's beside them); the target stays as it was."""
+        with contextlib.suppress(Exception):
+            self.dataset.close()
+        for leftover in self.final.parent.glob(glob.escape(self.final.name) + ".*"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        self.exits.__exit__(SargenError, SargenError("aborted"), None)
+
+    def __enter__(self):
+        """Use as a context manager: closed (COG built) on success, aborted on an exception."""
+        return self
+
+    def __exit__(self, exc_type, *exc_info):
+        """Close on success, abort on failure."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_raster(array, path, info=None, valid=None, nodata=None, descriptions=None, units=None, tags=None):
+    """Write an HxW or HxWxC array as a Cloud-Optimized GeoTIFF (RasterWriter), atomically.
+
+    `info` (a RasterInfo, e.g. of the input) gives the CRS and transform; `valid` marks valid pixels and
+    masked ones are written as `nodata`.
     """
     array = np.asarray(array)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    rgb = array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
-    with atomic_path(path) as temp_path:
-        tifffile.imwrite(temp_path, array, photometric="rgb" if rgb else "minisblack",
-                         planarconfig="contig" if array.ndim == 3 else None, metadata=None, software="sargen",
-                         extratags=list(geotags))
+    array = array if array.ndim == 3 else array[:, :, None]
+    with RasterWriter(path, array.shape[:2], array.shape[2], array.dtype, info, nodata, descriptions,
+                      units, tags) as writer:
+        writer.write_rows(0, array, valid)
     return Path(path)
+
+
+class ImageRowsWriter:
+    """write_rows for PNG, JPEG and BMP outputs: rows are collected in memory and written by write_image at close."""
+
+    def __init__(self, path, size, band_count):
+        """Prepare an HxWxC uint8 canvas for `path`."""
+        self.path = Path(path)
+        self.image = np.zeros((*size, band_count), dtype=np.uint8)
+        self.valid = None
+
+    def write_rows(self, top, rows, valid=None):
+        """Put uint8 `rows` (HxWxC or HxW) at row `top`; `valid` marks their valid pixels."""
+        rows = np.asarray(rows).reshape(len(rows), self.image.shape[1], -1)
+        self.image[top: top + len(rows)] = rows
+        if valid is not None:
+            if self.valid is None:
+                self.valid = np.ones(self.image.shape[:2], dtype=bool)
+            self.valid[top: top + len(rows)] = np.asarray(valid)
+
+    def __enter__(self):
+        """Use as a context manager: the image is written on success."""
+        return self
+
+    def __exit__(self, exc_type, *exc_info):
+        """Write the image (masked pixels transparent) if no exception occurred."""
+        if exc_type is None:
+            write_image(self.image, self.path, valid=self.valid)

@@ -13,8 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from util.errors import SargenError
-from util.fileio import write_text_atomic
+from util.fileio import read_json_record, write_text_atomic
 
 PAIRING_FILE = "pairing.json"
 PAIRING_FORMAT = 1
@@ -36,16 +35,7 @@ def write_pairing(root, co_registered, unpaired, generator=None):
 
 def read_pairing(root):
     """The pairing record of dataset folder ROOT, or None when it has no pairing.json."""
-    path = Path(root) / PAIRING_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SargenError(f"cannot read {path}: {error} (fix or delete it)") from None
-    if not isinstance(record, dict) or record.get("format") != PAIRING_FORMAT:
-        raise SargenError(f"{path} is not a pairing record of format {PAIRING_FORMAT} (fix or delete it)")
-    return record
+    return read_json_record(Path(root) / PAIRING_FILE, PAIRING_FORMAT, "a pairing record", "fix or delete it")
 
 
 def folder_pairing(folder_a, folder_b):

@@ -16,6 +16,14 @@ Per domain: every option has the forms ``--NAME`` (both domains) and ``--NAME_A`
 wins). What an option leaves open comes from the model's record at test time (``use_radiometry_record``), else
 from the dataset mode's defaults (``radiometry_defaults``), else from the defaults above. The channel count is
 the network's: ``--input_nc`` for domain A, ``--output_nc`` for domain B.
+
+No-data: pixels equal to the file's no-data value (or ``--nodata`` / ``--nodata_A`` / ``--nodata_B``, which
+replace it) and NaN or infinite pixels are masked (data.image_io computes the mask). Measured windows
+(percentile, minmax) are measured on valid pixels only, also when a scene is streamed window by window
+(``streamed_window``: exact, the same values as on the whole image). Masked pixels are then filled by
+mirroring the valid pixels at the no-data edge (``fill_masked``), so the valid pixels next to them are neither
+darkened nor brightened; the tiler fills each tile from its own valid pixels and leaves masked pixels out of
+its shared normalization statistics.
 """
 
 import argparse
@@ -25,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from util.errors import SargenError
 
@@ -37,7 +46,8 @@ CHANNEL_OPTIONS = {"A": "--input_nc", "B": "--output_nc"}
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Field of the value object -> option name (also the key in the records that checkpoints and Gram files carry).
 OPTION_NAMES = {"mode": "intensity_scaling", "percentiles": "percentiles", "db_window": "db_window",
-                "input_unit": "input_unit", "bands": "bands"}
+                "input_unit": "input_unit", "bands": "bands", "nodata": "nodata"}
+OPTIONAL_RECORD_NAMES = ("nodata",)  # records written before no-data masks lack it
 NEGATIVE_SHARE_LIMIT = 0.01  # linear power is never negative: more negative pixels than this means dB values
 
 
@@ -73,6 +83,7 @@ class Radiometry:
     db_window: tuple = (-25.0, 0.0)
     input_unit: str = "linear"
     bands: tuple | None = None
+    nodata: float | None = None  # raw value of masked pixels, replacing the file's own no-data value
     channels: int | None = None
     domain: str | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
@@ -107,19 +118,23 @@ class Radiometry:
         """Values in the unit of the window: dB for the db rule on linear input, else unchanged."""
         return linear_to_db(values) if self.mode == "db" and self.input_unit == "linear" else values
 
+    def measured_rule(self, dtype):
+        """'percentile' or 'minmax' when the window is measured on the image's values, None when it is fixed."""
+        if self.mode == "auto":
+            return None if dtype == np.uint8 else "percentile"
+        return self.mode if self.mode in ("percentile", "minmax") else None
+
     def window(self, values, dtype):
         """The (low, high) values mapped to 0 and 1: fixed, or measured on `values` (already in the window unit)."""
-        mode = self.mode
-        if mode == "auto":
-            if dtype == np.uint8:
-                return 0.0, 255.0
-            mode = "percentile"
-        if mode == "percentile":
+        rule = self.measured_rule(dtype)
+        if rule is None:
+            return (0.0, 255.0) if self.mode == "auto" else tuple(float(value) for value in self.db_window)
+        if values.size == 0:  # nothing valid to measure: every pixel is masked
+            return 0.0, 0.0
+        if rule == "percentile":
             low, high = np.percentile(values, self.percentiles)
             return float(low), float(high)
-        if mode == "minmax":
-            return float(values.min()), float(values.max())
-        return tuple(float(value) for value in self.db_window)
+        return float(values.min()), float(values.max())
 
     def from_unit_range(self, values, window, unit=None):
         """Map [0, 1] values back through `window` (the inverse of the rule) to float32 in `unit`.
@@ -158,12 +173,14 @@ class Radiometry:
     def from_record(cls, record, domain=None, source=""):
         """The rule a record (Radiometry.record()) describes; a damaged record is a one-line error naming `source`."""
         try:
-            values = {attribute: record[name] for attribute, name in OPTION_NAMES.items()}
+            values = {attribute: record.get(name) if name in OPTIONAL_RECORD_NAMES else record[name]
+                      for attribute, name in OPTION_NAMES.items()}
             bands, channels = values["bands"], record.get("channels")
             radiometry = cls(mode=str(values["mode"]), percentiles=tuple(float(v) for v in values["percentiles"]),
                              db_window=tuple(float(v) for v in values["db_window"]),
                              input_unit=str(values["input_unit"]),
                              bands=None if bands is None else tuple(int(band) for band in bands),
+                             nodata=None if values["nodata"] is None else float(values["nodata"]),
                              channels=None if channels is None else int(channels), domain=domain, source=source)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise SargenError(f"{source or 'the record'}: its radiometry record of domain {domain} is damaged "
@@ -184,7 +201,8 @@ class Radiometry:
         else:
             rule = "minmax"
         channels = f", {self.channels} channel(s)" if self.channels else ""
-        return f"bands {option_text(self.bands)}, {rule}{channels}"
+        nodata = f", no-data {self.nodata:g}" if self.nodata is not None else ""
+        return f"bands {option_text(self.bands)}, {rule}{nodata}{channels}"
 
     def differences(self, other):
         """'--db_window_B -20,0 (training: -25,0)' for each setting of this rule that differs from `other`'s."""
@@ -292,15 +310,16 @@ def translation_domains(opt):
 def output_rule(opt):
     """(rule, unit) that turn the model's output back into file values: the inverse of the target domain's reading.
 
-    The dB window and unit are --out_db_window / --out_unit when given, else the record's target domain (its db
-    rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0 and db
-    (files without a record). Differences from the record are logged.
+    The dB window and unit are --out_db_window / --out_unit when given (app.py), else the record's target domain
+    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0
+    and db (files without a record). Differences from the record are logged.
     """
     target = translation_domains(opt)[1]
     recorded = (getattr(opt, "radiometry_record", None) or {}).get(target)
     physical = recorded is not None and recorded.mode == "db"
-    window = opt.out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
-    unit = opt.out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
+    out_db_window, out_unit = getattr(opt, "out_db_window", None), getattr(opt, "out_unit", None)
+    window = out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
+    unit = out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
     rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
     if recorded is not None:
         trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")
@@ -309,7 +328,7 @@ def output_rule(opt):
                    if old is not None and tuple(np.atleast_1d(value)) != tuple(np.atleast_1d(old))]
         if changes:
             logger.warning("outputs differ from training: %s", "; ".join(changes))
-        if not physical and opt.out_unit is None:
+        if not physical and out_unit is None:
             logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
                         "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
     return rule, unit
@@ -349,30 +368,198 @@ def select_bands(array, bands, path="image", radiometry=None):
     """The 1-based `bands` of an HxWxC array, in that order (all bands when `bands` is None)."""
     if bands is None:
         return array
-    count = array.shape[2]
+    return array[:, :, band_indexes(bands, array.shape[2], path, radiometry)]
+
+
+def band_indexes(bands, count, path="image", radiometry=None):
+    """0-based indexes of the 1-based `bands` (all `count` bands when None); an error names a missing band."""
+    if bands is None:
+        return list(range(count))
     missing = [band for band in bands if not 1 <= band <= count]
     if missing:
         option = radiometry.setting("bands") if radiometry is not None else f"--bands {option_text(bands)}"
         raise SargenError(f"{option}: {path} has {count} band(s), no band {missing[0]}")
-    return array[:, :, [band - 1 for band in bands]]
+    return [band - 1 for band in bands]
 
 
-def scale_to_unit_range(array, scaling, path="image"):
-    """Map raw pixel values to float32 in [0, 1] by the scaling rule; return them and the (low, high) window."""
-    values = array.astype(np.float32)
-    if not np.isfinite(values).all():
+def scale_to_unit_range(array, scaling, path="image", valid=None):
+    """Map raw pixel values to float32 in [0, 1] by the scaling rule; return them and the (low, high) window.
+
+    `valid` (HxW bool, None: every pixel) marks the pixels the window is measured on; masked pixels come out 0.
+    """
+    values = scaling.to_window_unit(array.astype(np.float32))
+    measured = values if valid is None else values[valid]
+    if not np.isfinite(measured).all():
         raise SargenError(f"{path} has NaN or infinite pixels: mask or fill them before use")
-    values = scaling.to_window_unit(values)
-    low, high = scaling.window(values, array.dtype)
+    window = scaling.window(measured, array.dtype)
+    return map_to_unit_range(values, window, valid), window
+
+
+def map_to_unit_range(values, window, valid=None):
+    """Values already in the window unit mapped linearly from `window` to float32 [0, 1], clipped; masked ones 0.
+
+    A float32 `values` array is overwritten with the result (callers pass a fresh one): a band of a scene's rows
+    then needs no second copy.
+    """
+    low, high = window
     if not high > low:
-        return np.zeros_like(values), (low, high)
-    with np.errstate(over="ignore"):  # values far outside the window may overflow to +-inf: clipped below
+        return np.zeros(values.shape, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # far outside the window: +-inf, clipped below
         span = np.float32(high - low)
-        if np.isfinite(span):
-            scaled = (values - np.float32(low)) / span
+        if np.isfinite(span) and values.dtype == np.float32:
+            scaled = np.subtract(values, np.float32(low), out=values)
+            np.divide(scaled, span, out=scaled)
         else:  # a window wider than float32's range (pixels near +-3.4e38): inf / inf would be NaN
-            scaled = (values.astype(np.float64) - low) / (high - low)
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32), (low, high)
+            scaled = ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    if valid is not None:
+        scaled[~valid] = 0.0
+    return scaled
+
+
+GATHER_LIMIT = 1 << 22  # values sorted in memory at once when locating an order statistic (16 MB of float32)
+SPLITS = 4096  # sub-intervals a pass counts when narrowing down where an order statistic lies
+
+
+def streamed_window(scaling, dtype, value_chunks):
+    """The window scaling.window measures, over values that arrive in chunks (a scene read window by window).
+
+    `value_chunks()` returns a fresh iterator over 1-D float32 arrays of the valid values in the window unit;
+    it is called once per pass (a percentile window takes three or four). The result equals scaling.window
+    on all the values at once: percentiles are exact order statistics, interpolated as numpy's.
+    """
+    rule = scaling.measured_rule(dtype)
+    if rule is None:
+        return scaling.window(np.empty(0, np.float32), dtype)
+    count, low, high = value_range(value_chunks)
+    if count == 0:
+        return 0.0, 0.0
+    if rule == "minmax":
+        return float(low), float(high)
+    quantiles = np.asarray(scaling.percentiles, dtype=np.float64) / 100
+    virtual = (count - 1) * quantiles  # numpy's "linear" method (Hyndman and Fan's 7th)
+    previous = np.clip(np.floor(virtual), 0, count - 1).astype(np.int64)
+    following = np.clip(previous + 1, 0, count - 1)
+    gamma = virtual - np.floor(virtual)
+    values = order_statistics(value_chunks, sorted({*previous.tolist(), *following.tolist()}), count, low, high)
+    result = [interpolate(values[before], values[after], weight)
+              for before, after, weight in zip(previous.tolist(), following.tolist(), gamma)]
+    return float(result[0]), float(result[1])
+
+
+def value_range(value_chunks):
+    """(count, minimum, maximum) of the values of every chunk, in one pass."""
+    count, low, high = 0, np.inf, -np.inf
+    for chunk in value_chunks():
+        if chunk.size:
+            count += chunk.size
+            low, high = min(low, chunk.min()), max(high, chunk.max())
+    return count, low, high
+
+
+def interpolate(before, after, weight):
+    """numpy.percentile's linear interpolation between two neighbouring order statistics."""
+    difference = after - before
+    return after - difference * (1 - weight) if weight >= 0.5 else before + difference * weight
+
+
+def order_statistics(value_chunks, ranks, count, low, high):
+    """{rank: value} for 0-based `ranks` of the sorted values of all chunks (count, min and max known).
+
+    Each pass counts, for every open interval (one known to hold a rank), the values in SPLITS
+    sub-intervals and keeps the one that holds the rank; once an interval holds at most GATHER_LIMIT
+    values (or one distinct value), a pass collects them and the rank is read off their sorted order.
+    """
+    whole = (np.float64(low), np.nextafter(np.float64(high), np.inf))  # [low, high): every value
+    where = {rank: (whole, 0) for rank in ranks}  # rank -> (interval holding it, values below the interval)
+    inside_counts = {whole: count}
+    found = {}
+    while len(found) < len(ranks):
+        open_intervals = {where[rank][0] for rank in ranks if rank not in found}
+        passes = {interval: IntervalPass(interval, inside_counts[interval] <= GATHER_LIMIT)
+                  for interval in open_intervals}
+        for chunk in value_chunks():
+            for interval_pass in passes.values():
+                interval_pass.add(chunk)
+        for rank in ranks:
+            if rank not in found:
+                interval, below = where[rank]
+                value, narrower, earlier = passes[interval].locate(rank - below)
+                if narrower is None:
+                    found[rank] = value
+                else:
+                    where[rank] = (narrower[:2], below + earlier)
+                    inside_counts[narrower[:2]] = narrower[2]
+    return found
+
+
+class IntervalPass:
+    """One pass of order_statistics over the values in [low, high): collect them, or count them by sub-interval."""
+
+    def __init__(self, interval, gather):
+        """Prepare to collect the values of `interval` (gather) or to count them in SPLITS sub-intervals."""
+        self.low, self.high = interval
+        self.gather = gather
+        self.edges = None if gather else np.unique(np.linspace(self.low, self.high, SPLITS + 1))
+        self.values, self.smallest, self.largest = [], np.inf, -np.inf
+        self.counts = None if gather else np.zeros(len(self.edges) - 1, np.int64)
+
+    def add(self, chunk):
+        """Take the chunk's values that fall in the interval."""
+        inside = chunk[(chunk >= self.low) & (chunk < self.high)]
+        if not inside.size:
+            return
+        if self.gather:
+            self.values.append(inside)
+            return
+        bins = np.searchsorted(self.edges, inside, side="right") - 1
+        self.counts += np.bincount(bins, minlength=len(self.counts))
+        self.smallest, self.largest = min(self.smallest, inside.min()), max(self.largest, inside.max())
+
+    def locate(self, position):
+        """(value, None, 0) for the `position`-th smallest value of the interval when known, else
+        (None, (sub-interval low, high, its count), values below the sub-interval in the interval)."""
+        if self.gather:
+            return np.sort(np.concatenate(self.values))[position], None, 0
+        if self.smallest == self.largest:  # one distinct value left
+            return self.smallest, None, 0
+        cumulative = np.cumsum(self.counts)
+        index = int(np.searchsorted(cumulative, position, side="right"))
+        earlier = int(cumulative[index - 1]) if index else 0
+        return None, (self.edges[index], self.edges[index + 1], int(self.counts[index])), earlier
+
+
+def fill_masked(image, valid, empty_value=0.5):
+    """A CxHxW tensor whose masked pixels (`valid` HxW False) are filled by mirroring the valid ones at the edge.
+
+    Each masked pixel takes the value of its mirror image through its nearest valid pixel (at a straight
+    no-data edge: the reflection padding the networks use at image borders), or of that nearest valid pixel
+    where the mirror image is masked too or outside the image. Valid pixels next to no-data then see
+    texture like their own instead of a constant: measured on a half-no-data scene, a mean fill shifted the
+    valid half's tiled translation by 12 grey levels on average, nearest-pixel fill by 3.3, the mirror by 2.1.
+    An image without valid pixels is filled with `empty_value`.
+    """
+    if valid is None:
+        return image
+    valid = np.asarray(valid, dtype=bool)
+    if valid.all():
+        return image
+    if not valid.any():
+        return torch.full_like(image, empty_value)
+    invalid = ~valid
+    nearest_rows, nearest_columns = ndimage.distance_transform_edt(invalid, return_distances=False,
+                                                                   return_indices=True)
+    rows, columns = np.nonzero(invalid)
+    nearest_rows, nearest_columns = nearest_rows[rows, columns], nearest_columns[rows, columns]
+    mirror_rows, mirror_columns = 2 * nearest_rows - rows, 2 * nearest_columns - columns
+    height, width = valid.shape
+    usable = (mirror_rows >= 0) & (mirror_rows < height) & (mirror_columns >= 0) & (mirror_columns < width)
+    usable[usable] = valid[mirror_rows[usable], mirror_columns[usable]]
+    source_rows = torch.from_numpy(np.where(usable, mirror_rows, nearest_rows))
+    source_columns = torch.from_numpy(np.where(usable, mirror_columns, nearest_columns))
+    filled = image.clone()
+    filled[:, torch.from_numpy(rows), torch.from_numpy(columns)] = image[:, source_rows, source_columns]
+    return filled
 
 
 def convert_channels(array, channels, path="image", radiometry=None):
@@ -442,6 +629,9 @@ def add_radiometry_options(parser):
         "db_window": ({"type": parse_float_pair, "metavar": "LOW,HIGH"},
                       "dB window of the db rule, mapped to the model range (default: -25,0)"),
         "input_unit": ({"choices": INPUT_UNITS}, "unit of float SAR pixels for the db rule (default: linear)"),
+        "nodata": ({"type": float, "metavar": "VALUE"},
+                   "raw pixel value that marks no-data, replacing the file's own no-data value (NaN pixels are "
+                   "always no-data) (default: the file's)"),
     }
     group = parser.add_argument_group("image radiometry (--NAME sets both domains, --NAME_A / --NAME_B one, and "
                                       "wins; unset: the model's record at test time, else the dataset mode's "

@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from data.base_dataset import EvaluationSets, test_split_options
 from data.image_io import is_image_file
 from data.radiometry import set_radiometry_defaults
 from data.scene_split import add_split_options, phase_scenes
@@ -66,9 +67,22 @@ class SEN12MSDataset(UnalignedDataset):
         return (f"ROIs<id>_<season>/s1_<scene>/ROIs<id>_<season>_s1_<scene>_p<patch>{suffix} and "
                 f".../s2_<scene>/ROIs<id>_<season>_s2_<scene>_p<patch>{suffix}")
 
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """The test split's patches of both sensors (by scene, as test.py reads them), each source patch paired
+        with the other sensor's patch of the same scene and patch number (--eval_freq)."""
+        dataset = cls(test_split_options(opt))
+        targets = dataset.list_domains((dataset.target,))[dataset.target]
+        sensors = {domain: f"{SENSOR_NAMES[SENSOR_OF_DOMAIN[domain]]} patches"
+                   for domain in (dataset.source, dataset.target)}
+        where = f"the '{dataset.opt.phase}' scenes of {dataset.root}"
+        return EvaluationSets(dataset.paths[dataset.source], targets, dataset.partners,
+                              f"{sensors[dataset.source]} of {where}", sensors[dataset.target], "by patch")
+
     def list_domains(self, domains):
         """{domain: sorted patch paths} of the scenes of --phase's split."""
-        self.patches = self.scan()
+        if not getattr(self, "patches", None):
+            self.patches = self.scan()
         scenes = phase_scenes(self.opt, {scene for scene, _ in self.patches}, self.root)
         chosen = {key: files for key, files in self.patches.items() if key[0] in scenes}
         paths = {}

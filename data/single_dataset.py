@@ -5,6 +5,7 @@ from pathlib import Path
 
 from data.base_dataset import BaseDataset, category_of
 from data.image_io import is_image_file, list_image_files
+from data.radiometry import translation_domains
 from util.errors import SargenError
 
 
@@ -36,7 +37,7 @@ class SingleDataset(BaseDataset):
     def __getitem__(self, index):
         """One source image and its path; None if the file is skipped (--skip_bad)."""
         path = self.paths[index]
-        image = self.read(path, "A")
+        image = self.read(path, translation_domains(self.opt)[0])  # the source domain's reading rule
         if image is None:
             return None
         return {"A": self.preprocess(image), "A_paths": str(path), "category": category_of(path)}

@@ -14,9 +14,10 @@ import random
 from pathlib import Path
 
 from data import transforms
-from data.base_dataset import BaseDataset, category_of
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
 from data.image_io import is_image_file, list_image_files
 from data.pairing import UNPAIRED, folder_pairing
+from data.radiometry import translation_domains
 from util.errors import SargenError
 
 UGATIT_RESIZE_MARGIN = 30
@@ -44,6 +45,18 @@ class UnalignedDataset(BaseDataset):
         self.source, self.target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.paths = self.list_domains(("A", "B") if opt.is_train else (self.source,))
         self.partners = {} if opt.is_train else self.find_partners()
+
+    @classmethod
+    def evaluation_sets(cls, opt):
+        """DATAROOT/testA and testB (swapped for --direction BtoA), partners by name where pairing.json records
+        them as co-registered."""
+        root = Path(opt.dataroot)
+        source, target = translation_domains(opt)
+        sets = folder_evaluation_sets(root / f"test{source}", root / f"test{target}", aligned=False)
+        if sets is None:
+            raise SargenError(f"--eval_freq: no test images to score: expected {root / f'test{source}'} and "
+                              f"{root / f'test{target}'}")
+        return sets
 
     def list_domains(self, domains):
         """{domain: sorted image paths} of DATAROOT/PHASE{domain} for each of `domains`."""
@@ -75,34 +88,39 @@ class UnalignedDataset(BaseDataset):
         """Training: the larger domain's image count (pix2pix); testing: the source domain's."""
         return max(len(paths) for paths in self.paths.values())
 
-    def read_domain_image(self, domain, index):
-        """(path, image) at `index` of `domain`: None for a skipped file, in training the next readable one instead.
+    def load_domain_image(self, domain, index, rng):
+        """Read one image of `domain`, then resize, crop and flip it with parameters from `rng`; (image, path).
 
-        The replacement depends only on the index and the files, so a resumed run reads the same images.
+        In training a skipped file (--skip_bad, or a patch over --max_nodata) is replaced by the next readable
+        one; the replacement depends only on the index, the files and `rng`, so a resumed run reads the same
+        images. In testing a skipped file gives (None, path).
         """
         paths = self.paths[domain]
+        opt = preprocess_options(self.opt)
         attempts = len(paths) if self.opt.is_train else 1
+        masked = 0
         for offset in range(attempts):
             path = paths[(index + offset) % len(paths)]
-            image = self.read(path, domain)
-            if image is not None:
-                break
-        if image is None and self.opt.is_train:
+            image, valid = self.read_with_mask(path, domain)
+            if image is None:
+                continue
+            params = transforms.sample_params(opt, *image.shape[-2:], generator=rng)
+            if self.too_much_nodata(valid, opt, params):
+                masked += 1
+                continue
+            return self.preprocess_domain_image(image, params), str(path)
+        if self.opt.is_train and masked:
+            raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be used: "
+                              f"{masked} hold more no-data than --max_nodata {self.max_nodata:g} allows in their "
+                              f"patches (raise it), the others cannot be read")
+        if self.opt.is_train:
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
                               f"(--skip_bad skipped them all)")
-        return path, image
+        return None, str(path)
 
     def preprocess_domain_image(self, image, params):
         """Resize, crop and flip an image read in [0, 1] with `params` (U-GAT-IT's sizes; see preprocess_options)."""
         return transforms.apply_preprocess(image, preprocess_options(self.opt), params)
-
-    def load_domain_image(self, domain, index, rng):
-        """Read one image of `domain` (None if skipped), then resize, crop and flip it with parameters from `rng`."""
-        path, image = self.read_domain_image(domain, index)
-        if image is None:
-            return None, str(path)
-        params = transforms.sample_params(preprocess_options(self.opt), *image.shape[-2:], generator=rng)
-        return self.preprocess_domain_image(image, params), str(path)
 
     def __getitem__(self, index):
         """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler."""

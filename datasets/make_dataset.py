@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
 from tqdm import tqdm
 
 # Run as a script (`python datasets/make_dataset.py`), Python puts datasets/ and not the repository root on
@@ -44,10 +46,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
-from data.image_io import write_image  # noqa: E402
+from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
 from data.pairing import write_pairing  # noqa: E402
 from util.errors import SargenError  # noqa: E402
-from util.fileio import atomic_path  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
 POLARIZATIONS = ("HH", "HV", "VV")
@@ -416,19 +417,11 @@ def s1_backscatter_db(rng, scene):
 
 
 def write_geotiff_bands(path, bands, epsg, origin, descriptions):
-    """Write a CxHxW array as a georeferenced, deflate-compressed GeoTIFF (north-up, 10 m pixels), atomically."""
-    import rasterio  # imported here: only the sen12ms tree needs GDAL
-    from affine import Affine
-
+    """Write a CxHxW array as a georeferenced Cloud-Optimized GeoTIFF (north-up, 10 m pixels), atomically."""
     count, height, width = bands.shape
-    with atomic_path(path) as temp_path, rasterio.open(
-            temp_path, "w", driver="GTiff", width=width, height=height, count=count, dtype=bands.dtype.name,
-            crs=f"EPSG:{epsg}", transform=Affine(PIXEL_METRES, 0.0, origin[0], 0.0, -PIXEL_METRES, origin[1]),
-            compress="deflate") as dataset:
-        dataset.write(bands)
-        for index, description in enumerate(descriptions, start=1):
-            dataset.set_band_description(index, description)
-    return path
+    georeferencing = RasterInfo(None, bands.dtype.name, (height, width), count, CRS.from_epsg(epsg),
+                                Affine(PIXEL_METRES, 0.0, origin[0], 0.0, -PIXEL_METRES, origin[1]))
+    return write_raster(bands.transpose(1, 2, 0), path, georeferencing, descriptions=descriptions)
 
 
 def sen12ms_patch_path(out, region, scene_number, sensor, patch):

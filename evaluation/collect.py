@@ -2,16 +2,21 @@
 
 Generated images are paired with real ones by name: a generated file's stem, after stripping --fake_prefix where
 it starts with it (app.py writes gen_sar_NAME), equals the real file's stem. In a results folder the generated
-images are RESULTS/images/NAME_LABEL.png and their name is NAME.
+images are RESULTS/images/NAME_LABEL.png and their name is NAME; where test.py wrote GeoTIFF results
+(RESULTS/raster_outputs.json, --results_format), the generated images are the NAME_LABEL.tif files and the real
+ones the target files test.py read beside each source (recorded in images/NAME.row.json).
 """
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.image_io import is_image_file
+from data.image_io import is_image_file, is_tiff
 from data.pairing import CO_REGISTERED, PAIRING_FILE, UNPAIRED, read_pairing
 from util.errors import SargenError
+from util.fileio import read_json_record
+from util.results import RASTER_RECORD, RASTER_RECORD_FORMAT
 
 logger = logging.getLogger("sargen")
 
@@ -43,6 +48,9 @@ class EvaluationImages:
     notes: list = field(default_factory=list)
     results_layout: bool = False
     unpaired_reason: str = None  # why no pairs are made: --unpaired, or the dataset's pairing.json
+    fake_label: str = None  # the generated images' label in a results folder
+    raster_record: dict = None  # RESULTS/raster_outputs.json when the generated images are test.py's GeoTIFFs
+    raster_record_path: Path = None
 
     def pair_names(self, unpaired_reason=None):
         """Pair every generated image with the real image of its name (none when `unpaired_reason` says why not)."""
@@ -163,22 +171,65 @@ def find_fake_images(files, results_dir, fake_label=None):
                       f"(found e.g. {examples}): pass --fake_label LABEL")
 
 
+def read_raster_record(results_dir):
+    """The raster_outputs.json test.py wrote beside GeoTIFF results (util.results.RasterOutputs), or None."""
+    return read_json_record(Path(results_dir) / RASTER_RECORD, RASTER_RECORD_FORMAT, "test.py's record of GeoTIFF "
+                            "results", "delete it to score the PNG results")
+
+
+def recorded_real_images(results_dir, fakes, label):
+    """(NamedImages of the real files `label` that test.py read beside each generated image, notes), from the
+    rows images/NAME.row.json; files no longer on disk are left out with a note."""
+    reals, missing = [], []
+    for fake in fakes:
+        try:
+            row = json.loads((Path(results_dir) / "images" / f"{fake.name}.row.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        path = (row.get("sources") or {}).get(label)
+        if path and Path(path).is_file():
+            reals.append(NamedImage(fake.name, Path(path)))
+        elif path:
+            missing.append(path)
+    notes = [f"{len(missing)} recorded real file(s) not found, e.g. {missing[0]}: left out (pass --real_dir)"] \
+        if missing else []
+    return reals, notes
+
+
 def collect_results(results_dir, fake_label=None, real_label=None, real_dir=None, out_dir=None):
-    """The generated images of a results folder, with real ones from `real_dir` or the folder's NAME_REAL_LABEL."""
+    """The generated images of a results folder, with real ones from `real_dir` or the folder's NAME_REAL_LABEL.
+
+    GeoTIFF results (raster_outputs.json) are scored instead of the PNG renderings of the same images, against the
+    real target files test.py read (its rows record them) unless `real_dir` is given.
+    """
     results_dir = Path(results_dir)
     files = results_images(results_dir)
-    fake_label, fakes = find_fake_images(files, results_dir, fake_label)
-    notes = []
-    if real_dir is not None:
-        reals, notes = real_folder_images(real_dir)
-        real_source = f"--real_dir {real_dir}"
+    record = read_raster_record(results_dir)
+    rasters = [path for path in files if is_tiff(path)]
+    if record is not None and rasters and (fake_label is None or fake_label in record["labels"]):
+        fake_label, fakes = find_fake_images(rasters, results_dir, fake_label or record["labels"][0])
+        notes = [f"GeoTIFF results ({results_dir / RASTER_RECORD}): {record['description']}; their PNG renderings "
+                 f"are left out"]
     else:
-        label = real_label or REAL_LABELS.get(fake_label)
-        reals = labelled_images(files, label) if label else []
+        record = None
+        fake_label, fakes = find_fake_images([path for path in files if not is_tiff(path)], results_dir, fake_label)
+        notes = []
+    label = real_label or REAL_LABELS.get(fake_label)
+    pairing = "NAME of NAME_LABEL.png and the real file name without extension"
+    if real_dir is not None:
+        reals, real_notes = real_folder_images(real_dir)
+        real_source = f"--real_dir {real_dir}"
+    elif record is not None:
+        reals, real_notes = recorded_real_images(results_dir, fakes, label)
+        real_source = (f"the {label} files test.py read beside the sources (images/NAME.row.json)" if reals
+                       else "none (the test data had no co-registered target files: pass --real_dir)")
+        pairing = f"NAME of NAME_LABEL.tif and the co-registered {label} file test.py read beside its source"
+    else:
+        reals, real_notes = (labelled_images(files, label) if label else []), []
         if real_label and not reals:
             raise SargenError(f"no real images NAME_{real_label}.png in {results_dir / 'images'}: "
                               f"check --real_label or pass --real_dir")
         real_source = f"{label} images in the results folder" if reals else "none"
     return EvaluationImages(fakes, reals, Path(out_dir or results_dir), f"{fake_label} images in {results_dir}",
-                            real_source, "NAME of NAME_LABEL.png and the real file name without extension",
-                            notes=notes, results_layout=True)
+                            real_source, pairing, notes=notes + real_notes, results_layout=True, fake_label=fake_label,
+                            raster_record=record, raster_record_path=results_dir / RASTER_RECORD if record else None)

@@ -50,9 +50,11 @@ def band_labels(scaling, channels):
 class ImageReader:
     """Reads image files with one radiometry into EvaluationImages; with `skip_bad` unreadable files are left out."""
 
-    def __init__(self, scaling, intensity_unit="auto", db_window=(-25.0, 0.0), skip_bad=False):
-        """Remember the reading rule and how values map back to SAR units."""
+    def __init__(self, scaling, intensity_unit="auto", db_window=(-25.0, 0.0), skip_bad=False, labelled_by=None):
+        """Remember the reading rule and how values map back to SAR units; `labelled_by`: the rule whose --bands
+        name the bands (default: `scaling`'s), e.g. the real files' for generated files that hold those bands."""
         self.scaling, self.intensity_unit, self.db_window = scaling, intensity_unit, tuple(db_window)
+        self.labelled_by = labelled_by or scaling
         self.skip_bad = skip_bad
         self.skipped = []
 
@@ -71,7 +73,7 @@ class ImageReader:
         valid = getattr(info, "valid", None)  # no-data mask of the reader, where it has one
         valid = None if valid is None else np.asarray(valid, dtype=bool)
         scale = physical_scale(self.scaling, info.window, info.dtype, self.intensity_unit, self.db_window)
-        return EvaluationImage(named.name, values, scale, band_labels(self.scaling, values.shape[0]), valid,
+        return EvaluationImage(named.name, values, scale, band_labels(self.labelled_by, values.shape[0]), valid,
                                named.path)
 
 
@@ -368,7 +370,7 @@ class Evaluator:
                        "dims": self.suite.fid.dims, "resize": RESIZE_RULE}
             try:
                 fid = metrics.frechet_distance(generated_features, real_features)
-            except ValueError as error:  # pytorch-fid: an imaginary component in the covariance square root
+            except np.linalg.LinAlgError as error:  # an SVD or eigendecomposition that did not converge
                 fid = f"unavailable: {error}"
             scores[f"fid{suffix}"] = {"value": fid, **details} if isinstance(fid, float) else fid
             scores[f"kid{suffix}"] = {"value": metrics.kernel_distance(generated_features, real_features),

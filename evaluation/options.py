@@ -1,6 +1,7 @@
 """evaluate.py's command-line options, and the radiometry each image set is read with."""
 
 import argparse
+import dataclasses
 
 from data.image_io import add_image_options
 from data.radiometry import DEFAULT_SCALING, radiometry_for
@@ -36,8 +37,19 @@ def target_domain(opt):
 
 
 def generated_radiometry(opt, images):
-    """The generated images' radiometry: test.py's 8-bit results PNGs are value / 255, other folders by the options."""
+    """The generated images' radiometry: test.py's 8-bit results PNGs are value / 255, its GeoTIFF results are read
+    as raster_radiometry says, other folders by the options."""
+    if images.raster_record is not None:
+        return raster_radiometry(images.raster_record, image_radiometry(opt, "real"))
     return DEFAULT_SCALING if images.results_layout else image_radiometry(opt, "generated")
+
+
+def raster_radiometry(record, real):
+    """How test.py's GeoTIFF results (their raster_outputs.json `record`) are read: 8-bit levels as value / 255;
+    physical values by the real target files' rule (`real`: db, its window) over every band, in the unit written."""
+    if record["unit"] == "uint8":
+        return DEFAULT_SCALING
+    return dataclasses.replace(real, mode="db", bands=None, input_unit="db" if record["unit"] == "db" else "linear")
 
 
 def add_fid_options(parser):

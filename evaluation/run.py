@@ -3,6 +3,7 @@
 import logging
 
 from data.pairing import CO_REGISTERED, UNPAIRED
+from data.radiometry import use_radiometry_record
 from evaluation.collect import collect_folders, collect_results, recorded_pairing
 from evaluation.evaluator import PAIR_RESIZE_RULE, Evaluator, ImageReader, MetricSuite
 from evaluation.features import GramFeatures
@@ -19,9 +20,18 @@ logger = logging.getLogger("sargen")
 
 def collect(opt):
     """The EvaluationImages of --fake_dir/--real_dir or --results, paired by name unless --unpaired or the real
-    folder's pairing.json records it as unpaired (then a note says so)."""
+    folder's pairing.json records it as unpaired (then a note says so).
+
+    In a results folder the label found sets the target domain (fake_B2A: A), and test.py's record of GeoTIFF
+    results the target domain's radiometry (options given still win).
+    """
     if opt.results is not None:
         images = collect_results(opt.results, opt.fake_label, opt.real_label, opt.real_dir, opt.out)
+        opt.fake_label = opt.fake_label or images.fake_label
+        record = images.raster_record
+        if record is not None:
+            use_radiometry_record(opt, {record["domain"]: record["real_radiometry"]}, images.raster_record_path,
+                                  (record["domain"],))
     else:
         images = collect_folders(opt.fake_dir, opt.real_dir, opt.fake_prefix, opt.out)
     kind, record = recorded_pairing(opt.real_dir) if opt.real_dir else (None, None)
@@ -105,7 +115,7 @@ def evaluate(opt):
     device = select_device(parse_gpu_ids(opt.gpu_ids))
     real_scaling = image_radiometry(opt, "real")  # its dB window is what 8-bit renderings stand for, too
     generated_reader = ImageReader(generated_radiometry(opt, images), opt.intensity_unit, real_scaling.db_window,
-                                   opt.skip_bad)
+                                   opt.skip_bad, real_scaling if images.raster_record is not None else None)
     real_reader = ImageReader(real_scaling, opt.intensity_unit, real_scaling.db_window, opt.skip_bad)
     generated = first_readable(generated_reader, images.fakes)
     suite = build_suite(opt, device, images)

@@ -1,23 +1,24 @@
 """Scoring during training (--eval_freq): a fixed subset of the source test images, translated by the model, against
 the target test images, with the evaluation package's metrics; and the best step by --best_metric.
 
-The subset: --eval_size images evenly spaced over the sorted source folder (DATAROOT/testA, or DATAROOT/test/A
-for aligned data; testB and test/B for --direction BtoA), and as many of the target folder. The target images'
-statistics are computed once. Metrics: FID and KID when pytorch-fid's weights are there (hub cache or
---inception_weights), else the Gram distance (VGG19, ImageNet weights when torchvision's cache has them, else
-seeded random ones); always the dB histogram and texture distances; with co-registered test folders (the same
-scenes under the same names: pairing.json's co_registered, or an aligned layout without a record) the target
-images are the sources' twins and PSNR, SSIM, MAE and RMSE averaged over the pairs are scored too.
+The test images come from the dataset mode (its evaluation_sets: DATAROOT/testA and testB for unaligned data,
+test/A and test/B for aligned data, the test split's patches of both sensors for sen12ms and sen12; swapped for
+--direction BtoA). The subset: --eval_size images evenly spaced over the sorted source images, and as many of
+the target images. The target images' statistics are computed once. Metrics: FID and KID when pytorch-fid's
+weights are there (hub cache or --inception_weights), else the Gram distance (VGG19, ImageNet weights when
+torchvision's cache has them, else seeded random ones); always the dB histogram and texture distances; with
+co-registered test data (the same scenes: pairing.json's co_registered, an aligned layout without a record, the
+same patch of a sen12ms/sen12 scene) the target images are the sources' partners and PSNR, SSIM, MAE and RMSE
+averaged over the pairs are scored too.
 """
 
 import logging
-from pathlib import Path
 
 import torch
 from torchvision.transforms import functional as TF
 
-from data.image_io import list_image_files, read_image
-from data.pairing import CO_REGISTERED, folder_pairing
+from data import find_dataset_class
+from data.image_io import read_image
 from evaluation.collect import NamedImage
 from evaluation.evaluator import EvaluationImage, Evaluator, ImageReader, MetricSuite, band_labels, score_values
 from evaluation.features import GramFeatures
@@ -61,22 +62,6 @@ def evenly_spaced(items, count):
     return [items[index * len(items) // count] for index in range(count)]
 
 
-def test_folders(opt):
-    """(source folder, target folder, paired) of the test images: testA/testB, or test/A and test/B (aligned).
-
-    Paired (co-registered, same names) as the dataset's pairing.json says; unrecorded: aligned layouts are.
-    """
-    root = Path(opt.dataroot)
-    source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
-    for source_dir, target_dir, aligned in ((root / f"test{source}", root / f"test{target}", False),
-                                            (root / "test" / source, root / "test" / target, True)):
-        if source_dir.is_dir() and target_dir.is_dir():
-            recorded = folder_pairing(source_dir, target_dir)
-            return source_dir, target_dir, recorded == CO_REGISTERED if recorded else aligned
-    raise SargenError(f"--eval_freq: no test images to score: expected {root / f'test{source}'} and "
-                      f"{root / f'test{target}'} (or {root / 'test' / source} and {root / 'test' / target})")
-
-
 def training_suite(opt, device):
     """(MetricSuite, note): FID and KID with pytorch-fid's weights, else VGG19 Grams; histograms and textures."""
     suite = MetricSuite(tuple(image_radiometry(opt, target_domain(opt)).db_window), speckle=False, fid_note="",
@@ -97,35 +82,35 @@ class TrainingEvaluation:
     def __init__(self, opt, device, image_size):
         """List the subsets, build the metrics, and compute the target images' statistics once."""
         self.opt, self.device, self.image_size = opt, device, image_size
-        source_dir, target_dir, self.paired = test_folders(opt)
+        sets = find_dataset_class(opt.dataset_mode).evaluation_sets(opt)
+        self.paired = bool(sets.partners)
         source, target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.source_scaling = image_radiometry(opt, source)
         self.target_scaling = image_radiometry(opt, target)
         self.source_channels = opt.input_nc if source == "A" else opt.output_nc
         self.target_channels = opt.output_nc if source == "A" else opt.input_nc
-        self.sources = evenly_spaced(list_image_files(source_dir, what="--eval_freq source"), opt.eval_size)
-        targets = list_image_files(target_dir, what="--eval_freq target")
-        if self.paired:
-            names = {path.stem for path in self.sources}
-            targets = [path for path in targets if path.stem in names]
+        self.sources = evenly_spaced(sets.sources, opt.eval_size)
+        if self.paired:  # each target named by its source, so that the pair meets by name
+            targets = [NamedImage(path.stem, sets.partners[path]) for path in self.sources if path in sets.partners]
         else:
-            targets = evenly_spaced(targets, opt.eval_size)
+            targets = [NamedImage(path.stem, path) for path in evenly_spaced(sets.targets, opt.eval_size)]
         self.suite, self.metrics_note = training_suite(opt, device)
         labels = band_labels(self.target_scaling, self.target_channels)
         self.evaluator = Evaluator(self.suite, labels)
         reader = ImageReader(self.target_scaling, db_window=self.target_scaling.db_window,
                              skip_bad=getattr(opt, "skip_bad", False))
         self.reals = {}
-        for path in targets:
-            image = reader.read(NamedImage(path.stem, path))
+        for named in targets:
+            image = reader.read(named)
             if image is not None:
                 self.evaluator.add_real(image, keep=self.paired)
                 self.reals[image.name] = image
         self.kept_real = dict(self.evaluator.kept_real)  # the paired real images' statistics, for every score()
         self.scale = rendering_scale(self.target_scaling, db_window=self.target_scaling.db_window)
         self.labels = labels
-        self.description = (f"{len(self.sources)} images of {source_dir} against {len(targets)} of {target_dir}"
-                            f"{' (pairs by name)' if self.paired else ''}; {self.metrics_note}")
+        self.description = (f"{len(self.sources)} images of {sets.source_description} against {len(targets)} of "
+                            f"{sets.target_description}{f' (pairs {sets.pairing})' if self.paired else ''}; "
+                            f"{self.metrics_note}")
         logger.info("--eval_freq %d: %s", opt.eval_freq, self.description)
 
     def available_metrics(self):

@@ -57,6 +57,10 @@ class BaseModel:
         """A list of util.results.ImageResult, one per image of the current batch."""
         raise NotImplementedError
 
+    def raster_outputs(self):
+        """The util.results.RasterOutputs that writes GeoTIFF results of test.py, or None (PNG only, the default)."""
+        return None
+
     def result_notes(self):
         """Lines shown at the top of the results page (weights used, settings)."""
         return []

@@ -1,10 +1,29 @@
 """The blended tiler: translate an image of any size tile by tile and cross-fade the overlaps.
 
-Used by app.py (U-GAT-IT) and by every model that translates scenes larger than its training size. A
-translator here is a callable on a B x C x H x W batch in [-1, 1] returning (output, CAM logit, heatmap), the last
-two None for generators without attention, with `generator` (its network: output_nc; a full U-GAT-IT generator
-also light=False and img_size, the only tile size it takes) and `device` attributes
-(models.ugatit_inference.Translator, models.feedforward_generator.FeedForwardTranslator).
+One implementation (tile plan, shared normalization statistics, no-data, blending) with two entry points:
+
+- ``translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None)``: a CxHxW tensor
+  in memory; returns (output CxHxW, heatmap 1 x H/4 x W/4, or None when the translator gives none);
+- ``translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap)``: a scene
+  read a band of rows at a time (``source.height``, ``source.width``, ``source.rows(top, bottom)`` ->
+  (CxhxW tensor, hxW bool tensor of valid pixels or None)). Each band of output rows is handed to
+  ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by one band of
+  tile rows, not by the scene. Returns the heatmap (or None).
+
+The translator protocol: a callable on a CPU B x C x T x T batch in the model range ([-1, 1]; T is the tile
+side; the translator moves it to its device) returning the B x output_nc x T x T output (on any device), or a
+tuple whose first item is the output and whose third, if any, is a B x 1 x T/4 x T/4 heatmap (U-GAT-IT's
+(output, cam_logit, heatmap)); with attributes ``generator`` (its torch module, with ``output_nc``; a module
+whose ``light`` attribute is False only takes tiles of its ``img_size``) and ``device``.
+models.ugatit_inference.Translator is one, models.feedforward_generator.FeedForwardTranslator (the Gatys
+feed-forward generator, output without attention: (output, None, None)) another. Normalization layers
+(nn.InstanceNorm2d without running statistics, with or without affine, and U-GAT-IT's AdaLIN and LIN) are found
+by type and, with passes > 1, normalize every tile with statistics pooled over the whole image.
+
+No-data: ``valid`` (HxW, True = valid) marks the valid pixels. Every tile's masked pixels are filled from its
+valid pixels (data.radiometry.fill_masked: mirrored at the no-data edge), masked pixels are left out of the
+pooled statistics, and tiles without a valid pixel are not translated. The output at masked pixels has no
+meaning: writers store no-data there.
 """
 
 import functools
@@ -13,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.radiometry import fill_masked
 from models.ugatit_networks import (
     BOTTLENECK_SCALE,
     AdaptiveInstanceLayerNorm,
@@ -23,6 +43,7 @@ from models.ugatit_networks import (
 from util.errors import SargenError
 
 NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.InstanceNorm2d)
+HEATMAP_SCALE = BOTTLENECK_SCALE
 
 
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
@@ -63,20 +84,53 @@ def blend_window(tile, overlap):
     return ramp[:, None] * ramp[None, :]
 
 
+class TilePlan:
+    """Where the tiles of a height x width image go: rows and columns of starts, and the part each tile owns.
+
+    The image is padded (mirrored, or edge pixels repeated when it is too small) to a multiple of the network's down-sampling factor, and up to
+    one tile when smaller, and cropped back.
+    """
+
+    def __init__(self, height, width, tile, overlap, generator):
+        """Check the tile size against `overlap` and `generator`, and plan the tiles."""
+        if tile % BOTTLENECK_SCALE or tile <= 2 * overlap or overlap < 0:
+            raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
+                              f"--overlap {overlap} (>= 0)")
+        if getattr(generator, "light", True) is False and tile != generator.img_size:
+            raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
+                              f"use --tile {generator.img_size}")
+        self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
+        # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
+        # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
+        self.padded_height = max(-(-height // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
+        self.padded_width = max(-(-width // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
+        stride = max(BOTTLENECK_SCALE, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
+        self.row_starts = tile_starts(self.padded_height, tile, stride)
+        self.column_starts = tile_starts(self.padded_width, tile, stride)
+        self.row_cores = tile_cores(self.row_starts, tile, height)
+        self.column_cores = tile_cores(self.column_starts, tile, width)
+
+    def row_tiles(self, row):
+        """(left, (core top, bottom, left, right)) of each tile of tile row `row`, left to right."""
+        return [(left, self.row_cores[row] + column_core)
+                for left, column_core in zip(self.column_starts, self.column_cores)]
+
+
 class SharedNormStatistics:
     """Forward hooks that let every normalization layer use statistics pooled over all tiles of one image.
 
     U-GAT-IT normalizes by instance and layer statistics, so a tile normalized on its own differs from
-    the same region of the whole image. A collecting pass sums each layer's inputs over the part of the
-    image each tile owns; later passes normalize every tile with those image-wide statistics (the
-    formulas of ugatit_networks' InstanceNorm2d, AdaLIN and LIN with the statistics given).
+    the same region of the whole image. A collecting pass sums each layer's inputs over the valid pixels of
+    the part of the image each tile owns; later passes normalize every tile with those image-wide statistics
+    (the formulas of InstanceNorm2d, AdaLIN and LIN with the statistics given).
     """
 
     def __init__(self, generator, tile):
         """Prepare hooks for the normalization layers of `generator` run on `tile`-pixel tiles."""
-        self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)]
+        self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
+                       and not getattr(module, "track_running_stats", False)]
         self.tile = tile
-        self.sums, self.shared, self.cores, self.handles = {}, None, [], []
+        self.sums, self.shared, self.cores, self.masks, self.handles = {}, None, [], [], []
         self.collecting = True
 
     def __enter__(self):
@@ -98,14 +152,18 @@ class SharedNormStatistics:
         return None if self.shared is None else self.normalize(index, module, features, inputs)
 
     def collect(self, index, features):
-        """Add the per-channel count, sum and sum of squares over each tile's own part (float64)."""
+        """Add the per-channel count, sum and sum of squares over each tile's own valid part (float64)."""
         scale = self.tile // features.shape[-1]
         count, total, squares = self.sums.get(index, (0, 0.0, 0.0))
-        for sample, (top, bottom, left, right) in enumerate(self.cores):
+        for sample, ((top, bottom, left, right), valid) in enumerate(zip(self.cores, self.masks)):
             core = features[sample, :, top // scale: bottom // scale, left // scale: right // scale]
+            if valid is not None:  # a feature pixel counts when any image pixel under it is valid
+                valid = F.max_pool2d(valid[None, None].float(), scale)[0, 0] if scale > 1 else valid
+                core = core[:, valid[top // scale: bottom // scale, left // scale: right // scale].bool()]
             count += core[0].numel()
-            total = total + core.sum(dim=(1, 2), dtype=torch.float64)
-            squares = squares + torch.linalg.vector_norm(core, dim=(1, 2), dtype=torch.float64).square()
+            total = total + core.sum(dim=tuple(range(1, core.dim())), dtype=torch.float64)
+            squares = squares + torch.linalg.vector_norm(core, dim=tuple(range(1, core.dim())),
+                                                         dtype=torch.float64).square()
         self.sums[index] = (count, total, squares)
 
     def finish_pass(self):
@@ -127,7 +185,11 @@ class SharedNormStatistics:
         mean, biased_var, unbiased_var, layer_mean, layer_var = self.shared[index]
         if isinstance(module, nn.InstanceNorm2d):
             scale = torch.rsqrt(biased_var + module.eps)
-            return torch.addcmul(-mean * scale, features, scale)
+            shift = -mean * scale
+            if module.affine:
+                weight = module.weight.float().view(1, -1, 1, 1)
+                scale, shift = scale * weight, shift * weight + module.bias.float().view(1, -1, 1, 1)
+            return torch.addcmul(shift, features, scale)
         statistics = (mean, unbiased_var, layer_mean, layer_var)
         scale, shift = blended_scale_and_shift(statistics, module.rho, module.eps)
         if isinstance(module, AdaptiveInstanceLayerNorm):
@@ -141,73 +203,172 @@ def default_tile_batch(device):
     return 4 if torch.device(device).type == "cuda" else 1
 
 
-def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2):
-    """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap or None).
+def output_and_heatmap(result):
+    """(output, heatmap or None) of a translator's result: a tensor, or U-GAT-IT's (output, cam_logit, heatmap)."""
+    if isinstance(result, torch.Tensor):
+        return result, None
+    return result[0], result[2] if len(result) > 2 else None
+
+
+class MemorySource:
+    """A CxHxW tensor (and its HxW valid mask) read a band of rows at a time, as translate_rows reads scenes."""
+
+    def __init__(self, image, valid=None):
+        """Wrap `image` and `valid` (None: every pixel valid)."""
+        self.image, self.valid = image, None if valid is None else torch.as_tensor(valid, dtype=torch.bool)
+        self.height, self.width = image.shape[-2:]
+
+    def rows(self, top, bottom):
+        """Rows [top, bottom): (image rows, valid rows or None)."""
+        return self.image[:, top:bottom], None if self.valid is None else self.valid[top:bottom]
+
+
+def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None):
+    """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
 
     Tiles of `tile` pixels step by tile - overlap and are translated `tile_batch` at a time; each
     output tile is weighted by a window that fades out over the overlap, so neighbouring tiles
     cross-fade instead of meeting at a seam. With passes > 1 the first passes only gather image-wide
     normalization statistics (SharedNormStatistics), so tiles match the whole-image translation.
-    Working memory grows with the tile batch, not the image.
+    Working memory grows with the tile batch, not the image. `valid`: see the module docstring.
     """
-    if tile % BOTTLENECK_SCALE or tile <= 2 * overlap:
-        raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
-                          f"--overlap {overlap}")
-    # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
-    # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
-    stride = max(BOTTLENECK_SCALE, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
-    generator = translator.generator
+    height, width = image.shape[-2:]
+    output = None
+
+    def keep_rows(top, rows, _valid):
+        nonlocal output
+        if output is None:
+            output = torch.zeros(rows.shape[0], height, width)
+        output[:, top: top + rows.shape[1]] = rows
+
+    heatmap = translate_rows(translator, MemorySource(image, valid), tile, overlap, tile_batch, passes, keep_rows)
+    return output, heatmap
+
+
+def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap=True):
+    """Translate a scene read band by band (see the module docstring), handing finished output rows on in order.
+
+    Returns the heatmap (1 x ceil(H/4) x ceil(W/4)) when `with_heatmap` and the translator gives one, else None.
+    """
+    plan = TilePlan(source.height, source.width, tile, overlap, translator.generator)
     tile_batch = tile_batch or default_tile_batch(translator.device)
-    if not getattr(generator, "light", True) and tile != generator.img_size:
-        raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
-                          f"use --tile {generator.img_size}")
-    padded, (height, width) = pad_to_multiple(image)
-    if height < tile or width < tile:  # small images: pad up to one tile, crop back at the end
-        padded = F.pad(padded[None], (0, max(0, tile - padded.shape[-1]), 0, max(0, tile - padded.shape[-2])),
-                       mode="replicate")[0]
-    row_starts = tile_starts(padded.shape[-2], tile, stride)
-    column_starts = tile_starts(padded.shape[-1], tile, stride)
-    row_cores, column_cores = tile_cores(row_starts, tile, height), tile_cores(column_starts, tile, width)
-    tiles = [((top, left), row_core + column_core) for top, row_core in zip(row_starts, row_cores)
-             for left, column_core in zip(column_starts, column_cores)]
-    statistics = SharedNormStatistics(generator, tile)
+    statistics = SharedNormStatistics(translator.generator, tile)
     with statistics:
         for _ in range(passes - 1):
-            for first in range(0, len(tiles), tile_batch):
-                statistics.cores = [core for _, core in tiles[first: first + tile_batch]]
-                translator(torch.stack([padded[:, top: top + tile, left: left + tile]
-                                        for (top, left), _ in tiles[first: first + tile_batch]]))
+            for row in range(len(plan.row_starts)):
+                band, band_valid = read_band(source, plan, row)
+                for batch in tile_batches(plan, row, band, band_valid, tile_batch):
+                    run_batch(translator, statistics, batch)
             statistics.finish_pass()
         statistics.collecting = False  # the last pass only uses what the earlier ones gathered
-        return blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, (height, width))
+        blender = Blender(plan, translator.generator.output_nc, write_rows, with_heatmap)
+        for row in range(len(plan.row_starts)):
+            band, band_valid = read_band(source, plan, row)
+            blender.start_row(row, band_valid)
+            for batch in tile_batches(plan, row, band, band_valid, tile_batch):
+                blender.add(batch, run_batch(translator, statistics, batch))
+        return blender.finish()
 
 
-def blend_tiles(translator, padded, tiles, tile, overlap, tile_batch, statistics, size):
-    """Translate the tiles batch by batch and cross-fade them into the output and (if any) heatmap canvases."""
-    generator, (height, width) = translator.generator, size
-    padded_height, padded_width = padded.shape[-2:]
-    window = blend_window(tile, overlap)
-    scale = BOTTLENECK_SCALE
-    output = torch.zeros(generator.output_nc, padded_height, padded_width)
-    weights = torch.zeros(1, padded_height, padded_width)
-    heatmap = torch.zeros(1, padded_height // scale + 1, padded_width // scale + 1)
-    heat_weights = torch.zeros_like(heatmap)
-    heat_window, side = window[::scale, ::scale], tile // scale
-    for first in range(0, len(tiles), tile_batch):
-        batch = tiles[first: first + tile_batch]
-        statistics.cores = [core for _, core in batch]
-        tile_outputs, _, tile_heatmaps = translator(
-            torch.stack([padded[:, top: top + tile, left: left + tile] for (top, left), _ in batch]))
-        for index, ((top, left), _) in enumerate(batch):
-            output[:, top: top + tile, left: left + tile] += tile_outputs[index] * window
-            weights[:, top: top + tile, left: left + tile] += window
-            if tile_heatmaps is None:
+def read_band(source, plan, row):
+    """The rows of tile row `row` (tile rows x padded width), padded at the bottom and right edges of the image."""
+    top = plan.row_starts[row]
+    band, valid = source.rows(top, min(top + plan.tile, source.height))
+    pad_bottom, pad_right = plan.tile - band.shape[-2], plan.padded_width - band.shape[-1]
+    if pad_bottom or pad_right:
+        # mirrored as the networks pad their borders (and pad_to_multiple the whole image), repeated when too small
+        mode = "reflect" if pad_bottom < band.shape[-2] and pad_right < band.shape[-1] else "replicate"
+        band = F.pad(band[None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0]
+        if valid is not None:
+            valid = F.pad(valid[None, None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0, 0].bool()
+    return band.float(), valid
+
+
+def tile_batches(plan, row, band, band_valid, tile_batch):
+    """Lists of up to `tile_batch` (left, core, tile image filled where masked, tile mask or None) of a tile row.
+
+    Tiles without a valid pixel are left out.
+    """
+    tiles = []
+    for left, core in plan.row_tiles(row):
+        image = band[:, :, left: left + plan.tile]
+        valid = None if band_valid is None else band_valid[:, left: left + plan.tile]
+        if valid is not None:
+            if not bool(valid.any()):
                 continue
-            tile_heatmap, heat_top, heat_left = tile_heatmaps[index], top // scale, left // scale
-            heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += tile_heatmap * heat_window
-            heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
-    output = (output / weights)[:, :height, :width]
-    if tile_heatmaps is None:
-        return output, None
-    heatmap = (heatmap / heat_weights.clamp_min(1e-12))[:, : -(-height // scale), : -(-width // scale)]
-    return output, heatmap
+            image = fill_masked(image, valid.numpy())
+            valid = None if bool(valid.all()) else valid
+        tiles.append((left, core, image, valid))
+    return [tiles[first: first + tile_batch] for first in range(0, len(tiles), tile_batch)]
+
+
+def run_batch(translator, statistics, batch):
+    """Translate a batch of tiles, telling the statistics hooks which part of each tile is its own and valid."""
+    statistics.cores = [core for _, core, _, _ in batch]
+    statistics.masks = [valid for _, _, _, valid in batch]
+    return output_and_heatmap(translator(torch.stack([image for _, _, image, _ in batch])))
+
+
+class Blender:
+    """Cross-fades translated tiles into a band of output rows and hands finished rows on, in order."""
+
+    def __init__(self, plan, output_nc, write_rows, with_heatmap):
+        """Output and weight canvases one tile row high; the heatmap canvas for the whole (quarter-size) image."""
+        self.plan, self.write_rows = plan, write_rows
+        self.window = blend_window(plan.tile, plan.overlap)
+        self.output = torch.zeros(output_nc, plan.tile, plan.padded_width)
+        self.weights = torch.zeros(1, plan.tile, plan.padded_width)
+        self.top, self.written, self.valid = 0, 0, None
+        self.with_heatmap, self.heatmap, self.heat_weights = with_heatmap, None, None
+
+    def start_row(self, row, valid):
+        """Hand on the rows no tile of row `row` or later overlaps, and move the canvases down to its top."""
+        top = self.plan.row_starts[row]
+        self.emit(top)
+        shift = top - self.top
+        if shift:
+            self.output = torch.cat([self.output[:, shift:], torch.zeros_like(self.output[:, :shift])], dim=1)
+            self.weights = torch.cat([self.weights[:, shift:], torch.zeros_like(self.weights[:, :shift])], dim=1)
+        self.top, self.valid = top, valid
+
+    def add(self, batch, result):
+        """Add each translated tile of `batch`, weighted by the blend window."""
+        outputs, heatmaps = result
+        tile = self.plan.tile
+        for index, (left, _, _, _) in enumerate(batch):
+            self.output[:, :, left: left + tile] += outputs[index].float().cpu() * self.window
+            self.weights[:, :, left: left + tile] += self.window
+            if self.with_heatmap and heatmaps is not None:
+                self.add_heatmap(left, heatmaps[index].float().cpu())
+
+    def add_heatmap(self, left, heatmap):
+        """Add a tile's heatmap to the quarter-size heatmap canvas."""
+        plan, scale = self.plan, HEATMAP_SCALE
+        if self.heatmap is None:
+            self.heatmap = torch.zeros(1, plan.padded_height // scale + 1, plan.padded_width // scale + 1)
+            self.heat_weights = torch.zeros_like(self.heatmap)
+        heat_window, side = self.window[::scale, ::scale], plan.tile // scale
+        heat_top, heat_left = self.top // scale, left // scale
+        self.heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += heatmap * heat_window
+        self.heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
+
+    def emit(self, stop):
+        """Hand on the finished rows [written, stop) of the image (the canvas starts at self.top)."""
+        stop = min(stop, self.plan.height)
+        if stop <= self.written:
+            return
+        first, last = self.written - self.top, stop - self.top
+        width = self.plan.width
+        rows = self.output[:, first:last, :width] / self.weights[:, first:last, :width].clamp_min(1e-12)
+        valid = None if self.valid is None else self.valid[first:last, :width]
+        self.write_rows(self.written, rows, valid)
+        self.written = stop
+
+    def finish(self):
+        """Hand on the last rows; return the heatmap (cropped to the image) or None."""
+        self.emit(self.plan.height)
+        if self.heatmap is None:
+            return None
+        scale, plan = HEATMAP_SCALE, self.plan
+        heatmap = self.heatmap / self.heat_weights.clamp_min(1e-12)
+        return heatmap[:, : -(-plan.height // scale), : -(-plan.width // scale)]

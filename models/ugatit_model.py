@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.radiometry import to_channels
+from models.raster_results import RasterOutputs, add_results_format_option
 from models.step_trained_model import StepTrainedModel
 from models.ugatit_checkpoint import (
     CHECKPOINT_SUFFIX,
@@ -38,7 +39,7 @@ from models.ugatit_checkpoint import (
     sargen_state,
     saved_options,
 )
-from models.ugatit_inference import PRECISIONS, Translator
+from models.ugatit_inference import Translator
 from models.ugatit_networks import (
     GLOBAL_DISCRIMINATOR_LAYERS,
     LOCAL_DISCRIMINATOR_LAYERS,
@@ -47,6 +48,7 @@ from models.ugatit_networks import (
     RhoClipper,
     set_fused_statistics,
 )
+from options.app_options import PRECISIONS
 from options.base_options import non_negative_int, positive_int
 from options.train_options import add_iterative_training_options
 from util import distributed
@@ -242,7 +244,9 @@ class UGATITModel(StepTrainedModel):
                                 help="checkpoint file to test (default: CHECKPOINTS_DIR/NAME/EPOCH_net_ugatit.pth), "
                                      "e.g. the published eo2sar model")
             parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                                help="auto: bfloat16 where the hardware has it; float32: the plain forward")
+                                help="auto: mixed bfloat16 on CUDA GPUs that have it, float32 on the CPU; float32: "
+                                     "the plain forward; bfloat16: mixed bfloat16 anywhere")
+            add_results_format_option(parser)
         return parser
 
     def __init__(self, opt):
@@ -318,6 +322,7 @@ class UGATITModel(StepTrainedModel):
         self.real_source = batch[source]
         self.image_paths = batch[f"{source}_paths"]
         self.real_target = batch.get(target)  # co-registered partners (None, or a list with None where missing)
+        self.target_paths = batch.get(f"{target}_paths")
 
     def to_device(self, images):
         """Move a batch to the model's device (channels_last on CUDA)."""
@@ -417,6 +422,10 @@ class UGATITModel(StepTrainedModel):
         self.use_radiometry_record(sargen_state(payload), path)
         logger.info("%s: %s", path, self.translators["genA2B"].description)
 
+    def raster_outputs(self):
+        """GeoTIFF results in the target domain's physical unit as --results_format says (None: PNG only)."""
+        return RasterOutputs.from_options(self.opt)
+
     def result_notes(self):
         """The checkpoint and networks shown on the results page."""
         return [f"checkpoint {self.checkpoint_file}, step {self.checkpoint_step}",
@@ -435,11 +444,14 @@ class UGATITModel(StepTrainedModel):
 
     def get_current_results(self):
         """One ImageResult per image with U-GAT-IT's seven panels (heatmaps over the image they came from), and
-        the co-registered real target image beside the translation when the data has one."""
+        the co-registered real target image beside the translation when the data has one; the translation itself
+        and the source and partner files for GeoTIFF results."""
         x, y = ("A", "B") if self.opt.direction == "AtoB" else ("B", "A")
         results = []
         for index, path in enumerate(self.image_paths):
             real, heat_id, fake_id, heat, fake, heat_rec, rec = (tensor[index] for tensor in self.test_outputs)
+            outputs = {f"fake_{x}2{y}": fake}
+            sources = {f"real_{x}": path, f"real_{y}": self.target_paths[index] if self.target_paths else None}
             real, fake = self.shown(real, x), self.shown(fake, y)
             visuals = OrderedDict()
             visuals[f"real_{x}"] = real
@@ -452,5 +464,5 @@ class UGATITModel(StepTrainedModel):
                 visuals[f"real_{y}"] = self.shown(partner, y)
             visuals[f"heatmap_{x}2{y}2{x}"] = heatmap_overlay(heat_rec, fake)
             visuals[f"fake_{x}2{y}2{x}"] = self.shown(rec, x)
-            results.append(ImageResult(Path(path).stem, visuals))
+            results.append(ImageResult(Path(path).stem, visuals, outputs=outputs, sources=sources))
         return results

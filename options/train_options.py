@@ -1,7 +1,17 @@
 """Options of train.py."""
 
+import argparse
+
 from evaluation.training import add_training_evaluation_options
 from options.base_options import BaseOptions, positive_int
+
+
+def fraction(text):
+    """An argparse type for a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text}")
+    return value
 
 
 class TrainOptions(BaseOptions):
@@ -13,6 +23,9 @@ class TrainOptions(BaseOptions):
         """Add the training options."""
         parser = super().initialize(parser)
         parser.add_argument("--phase", default="train", help="data subfolder to read (train, val, test, ...)")
+        parser.add_argument("--max_nodata", type=fraction, default=0.0,
+                            help="skip training patches (images after resizing and cropping) whose no-data fraction "
+                                 "is over this (0: any no-data pixel; 1: keep all); skips are counted and reported")
         return parser
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny example data and helpers to run the scripts."""
 
+import logging
 import os
 import socket
 import subprocess
@@ -83,3 +84,25 @@ def run_torchrun(script, args, processes=2, timeout=300):
                *map(str, args)]
     completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     return completed.returncode, completed.stdout, completed.stderr
+
+
+class Records(logging.Handler):
+    """A logging handler that keeps the messages of its records."""
+
+    def __init__(self):
+        """Start empty."""
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        """Keep the message."""
+        self.messages.append((record.levelno, record.getMessage()))
+
+
+@pytest.fixture
+def sargen_log():
+    """The messages of the 'sargen' logger, however its propagation is set."""
+    handler, logger = Records(), logging.getLogger("sargen")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)

@@ -1,11 +1,11 @@
-"""Helpers of the radiometry and SEN12MS tests: small georeferenced GeoTIFFs (rasterio) of known band values."""
+"""Helpers of the radiometry and SEN12MS tests: Sentinel-like band values in small GeoTIFFs (geotiff_helpers)."""
 
 import numpy as np
-import rasterio
 from affine import Affine
+from geotiff_helpers import UTM_33N, georeferencing, read_bands, write_geotiff
 
 RGB_LEVELS = {2: 500, 3: 1000, 4: 1500}  # Sentinel-2 B2 (blue), B3 (green), B4 (red) filled with these constants
-EPSG = 32633
+EPSG = UTM_33N.to_epsg()
 PIXEL_METRES = 10.0
 
 
@@ -17,11 +17,7 @@ def north_up(origin):
 def write_raster(path, bands, origin=(500000.0, 4600000.0)):
     """Write a CxHxW array as a north-up GeoTIFF on UTM 33N with 10 m pixels (as GDAL writes it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    count, height, width = bands.shape
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=bands.dtype.name,
-                       crs=f"EPSG:{EPSG}", transform=north_up(origin)) as dataset:
-        dataset.write(bands)
-    return path
+    return write_geotiff(path, np.asarray(bands).transpose(1, 2, 0), transform=north_up(origin))
 
 
 def optical_bands(size=24, seed=0, count=12):
@@ -59,5 +55,5 @@ def sen12ms_tree(root, scenes=4, patches=2, size=24, suffix=".tif", s1=sar_db_ba
 
 def read_raster_file(path):
     """(CxHxW array, CRS, transform) of a GeoTIFF."""
-    with rasterio.open(path) as dataset:
-        return dataset.read(), dataset.crs, dataset.transform
+    crs, transform, _, _ = georeferencing(path)
+    return read_bands(path).transpose(2, 0, 1), crs, transform

@@ -5,19 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 from conftest import run_script
-from geotiff_helpers import geotiff_tags, tag_values, write_geotiff
+from geotiff_helpers import UTM_33N, UTM_TRANSFORM, georeferencing, image_structure, read_bands, write_geotiff
 from PIL import Image
-from ugatit_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
 
-from data.image_io import GEOREFERENCING_TAGS, read_image, tensor_to_uint8, write_image
+from data.image_io import read_image, tensor_to_uint8, write_image
 from data.radiometry import IntensityScaling
 from models.tiling import blend_window, translate_tiled
 from models.ugatit_inference import Translator, app_main, load_translator
 from models.ugatit_networks import Generator, ResnetBlock
-from util.device import cpu_supports_bfloat16
 from util.errors import SargenError
 
 KEY_LIST_PATH = Path(__file__).parent / "data" / "ugatit_eo2sar_checkpoint_keys.json"
@@ -68,17 +66,19 @@ def test_app_output_equals_the_network_forward_bit_for_bit(checkpoint, eo_image,
     assert np.array_equal(written, tensor_to_uint8(expected, (-1.0, 1.0)))
 
 
-@pytest.mark.skipif(not cpu_supports_bfloat16(), reason="the default is float32 without native bfloat16")
-def test_default_bfloat16_output_is_close_to_float32(checkpoint, tmp_path):
-    """The default (mixed bfloat16) translation is within 2 grey levels of float32 everywhere, 0.5 on average."""
-    image = smooth_texture(128, 128, seed=2) * 2 - 1
-    fast = Translator(load_translator(checkpoint, precision="float32").generator, "cpu", "auto")
-    assert fast.dtype == torch.bfloat16
-    plain = load_translator(checkpoint, precision="float32")
+def test_cpu_default_is_float32_and_mixed_bfloat16_stays_close(tmp_path):
+    """On the CPU --precision auto is float32; the mixed bfloat16 path (asked for) stays near it on a checkpoint
+    whose every weight is perturbed by 0.02 x randn, keeping the early encoder and attention in float32."""
+    path = tmp_path / "perturbed.pt"
+    torch.save(perturbed_generators(ngf=8, n_blocks=2, img_size=32, input_nc=3, output_nc=1), path)
+    assert load_translator(path, precision="auto").dtype is None
+    image = smooth_texture(48, 48, seed=2) * 2 - 1
+    fast = load_translator(path, precision="bfloat16")
+    plain = load_translator(path, precision="float32")
     difference = (tensor_to_uint8(fast(image[None])[0][0], (-1, 1)).astype(int)
                   - tensor_to_uint8(plain(image[None])[0][0], (-1, 1)).astype(int))
-    assert np.abs(difference).mean() < 0.5
-    assert np.abs(difference).max() <= 2
+    assert np.abs(difference).mean() < 0.75
+    assert np.abs(difference).max() <= 4
     assert fast.generator.UpBlock1_1.conv1.weight.dtype == torch.bfloat16
     assert plain.generator.UpBlock1_1.conv1.weight.dtype == torch.float32
     # the early encoder and the attention's 1x1 convolution stay float32: their rounding reaches every pixel
@@ -225,39 +225,39 @@ def s2_geotiff(tmp_path_factory):
     """A 40 x 56 px georeferenced 4-band uint16 GeoTIFF (Sentinel-2 B2, B3, B4, B8 reflectance x 10000)."""
     texture = smooth_texture(40, 56, channels=4, seed=11).numpy()
     path = tmp_path_factory.mktemp("geo") / "s2_scene.tif"
-    return write_geotiff(path, (texture * 3000 + 200).astype(np.uint16).transpose(1, 2, 0))
+    return write_geotiff(path, (texture * 3000 + 200).astype(np.uint16).transpose(1, 2, 0), interleave="band")
 
 
-def test_geotiff_in_tiled_geotiff_out_with_the_same_georeferencing(checkpoint, s2_geotiff, tmp_path):
-    """app.py --tile on a GeoTIFF writes gen_sar_NAME.tif: same size and georeferencing, dB in --out_db_window."""
+def test_geotiff_in_tiled_cog_out_with_the_same_georeferencing(checkpoint, s2_geotiff, tmp_path):
+    """app.py --tile on a GeoTIFF writes gen_sar_NAME.tif: a COG of the same size, CRS and transform, dB values."""
     code, _, stderr = run_script("app.py", ["--model_path", checkpoint, "--img", s2_geotiff, "--out", tmp_path,
                                             "--tile", "32", "--overlap", "8", "--bands", "3,2,1",
                                             "--precision", "float32", "--device", "cpu"])
     assert code == 0, stderr
     written = tmp_path / "gen_sar_s2_scene.tif"
-    with tifffile.TiffFile(written) as tif:
-        db = tif.asarray()
-        geo = tif.geotiff_metadata
+    db = read_bands(written)[:, :, 0]
     assert db.shape == (40, 56) and db.dtype == np.float32
     assert -25.0 <= db.min() < db.max() <= 0.0
-    source_tags = tag_values(s2_geotiff)
-    assert tag_values(written) == {code: source_tags[code] for code in source_tags if code in GEOREFERENCING_TAGS}
-    assert int(geo["ProjectedCSTypeGeoKey"]) == 32633 and geo["ModelTiepoint"][3:5] == [500000.0, 4600000.0]
-    # the same translation in 8-bit levels and in linear power: one output, three units
+    crs, transform, nodata, _ = georeferencing(written)
+    assert crs == UTM_33N and transform == UTM_TRANSFORM and np.isnan(nodata)
+    assert image_structure(written)[0]["LAYOUT"] == "COG"
+    # the same translation in 8-bit levels (0 is no-data, so valid pixels are 1..255) and in linear power
     args = ["--model_path", str(checkpoint), "--img", str(s2_geotiff), "--tile", "32", "--overlap", "8",
             "--bands", "3,2,1", "--precision", "float32", "--device", "cpu"]
     app_main([*args, "--out", str(tmp_path / "levels.tif"), "--out_unit", "uint8"])
     app_main([*args, "--out", str(tmp_path / "power.tif"), "--out_unit", "linear"])
-    levels = tifffile.imread(tmp_path / "levels.tif")
-    assert levels.dtype == np.uint8 and np.abs(levels - (db + 25.0) / 25.0 * 255.0).max() <= 0.5 + 1e-3
-    assert np.allclose(tifffile.imread(tmp_path / "power.tif"), 10 ** (db / 10.0), rtol=1e-5)
+    levels = read_bands(tmp_path / "levels.tif")[:, :, 0]
+    expected_levels = np.maximum(np.round((db + 25.0) / 25.0 * 255.0), 1)
+    assert levels.dtype == np.uint8 and np.abs(levels - expected_levels).max() <= 1
+    assert georeferencing(tmp_path / "levels.tif")[2] == 0
+    assert np.allclose(read_bands(tmp_path / "power.tif")[:, :, 0], 10 ** (db / 10.0), rtol=1e-5)
 
 
 def test_geotiff_output_values_follow_the_network_and_out_db_window(checkpoint, s2_geotiff, tmp_path):
     """Untiled, a GeoTIFF keeps its size whatever --out_img_size; dB = low + (y + 1) / 2 (high - low)."""
     app_main(["--model_path", str(checkpoint), "--img", str(s2_geotiff), "--out", str(tmp_path), "--bands", "3,2,1",
               "--img_size", "32", "--out_db_window=-30,5", "--precision", "float32", "--device", "cpu"])
-    db = tifffile.imread(tmp_path / "gen_sar_s2_scene.tif")
+    db = read_bands(tmp_path / "gen_sar_s2_scene.tif")[:, :, 0]
     translator = load_translator(checkpoint, precision="float32", img_size=32)
     source = read_image(s2_geotiff, 3, IntensityScaling(bands=(3, 2, 1))) * 2 - 1
     small = torch.nn.functional.interpolate(source[None], size=(32, 32), mode="bilinear", antialias=True)[0]
@@ -268,20 +268,15 @@ def test_geotiff_output_values_follow_the_network_and_out_db_window(checkpoint, 
 
 
 def test_geotiff_errors_are_one_line(checkpoint, tmp_path):
-    """NaN pixels, a band beyond the file's and an unsupported layout stop app.py with one line naming the file."""
-    power = np.full((16, 16, 3), 0.05, dtype=np.float32)
-    power[2, 3, 0] = np.nan
-    write_geotiff(tmp_path / "holes.tif", power)
-    with pytest.raises(SargenError, match=r"holes.tif has NaN or infinite pixels"):
-        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "holes.tif"), "--out", str(tmp_path),
-                  "--intensity_scaling", "percentile", "--device", "cpu"])
+    """A band beyond the file's and a stack of pages stop app.py with one line naming the file; nothing written."""
     write_geotiff(tmp_path / "vv_vh.tif", np.full((16, 16, 2), 0.05, dtype=np.float32))
     with pytest.raises(SargenError, match=r"--bands 1,2,3: .*vv_vh.tif has 2 band\(s\), no band 3"):
         app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "vv_vh.tif"), "--bands", "1,2,3",
                   "--out", str(tmp_path), "--device", "cpu"])
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 16, 16), dtype=np.float32), photometric="minisblack",
-                     extratags=geotiff_tags())
-    with pytest.raises(SargenError, match=r"stack.tif: unsupported TIFF layout 2x16x16"):
-        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "stack.tif"), "--out", str(tmp_path),
-                  "--intensity_scaling", "percentile", "--device", "cpu"])
-    assert not list(tmp_path.glob("gen_sar_*"))
+    frames = [Image.fromarray(np.full((16, 16), value, dtype=np.uint8)) for value in (1, 2)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    for tile in ("0", "32"):
+        with pytest.raises(SargenError, match=r"stack.tif: it holds 2 images"):
+            app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "stack.tif"), "--out", str(tmp_path),
+                      "--intensity_scaling", "percentile", "--device", "cpu", "--tile", tile])
+    assert not list(tmp_path.glob("gen_sar_*")) and not list(tmp_path.glob(".*"))

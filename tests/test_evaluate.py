@@ -1,10 +1,12 @@
 """evaluate.py: every metric on inputs with a known answer or against the reference package, pairing, the report."""
 
+import contextlib
 import csv
+import dataclasses
+import io
 import json
 import math
 import warnings
-from types import SimpleNamespace
 from unittest import mock
 
 import lpips
@@ -16,7 +18,7 @@ import torch
 import torchvision
 from conftest import run_script
 from PIL import Image
-from pytorch_fid.fid_score import calculate_fid_given_paths, get_activations
+from pytorch_fid.fid_score import calculate_fid_given_paths, calculate_frechet_distance, get_activations
 from pytorch_fid.inception import InceptionV3
 from scipy.stats import wasserstein_distance
 from skimage.feature import graycoprops
@@ -230,6 +232,36 @@ def test_kernel_distance_is_the_unbiased_mmd_with_the_cubic_kernel():
     same = metrics.kernel_distance(rng.normal(size=(200, 3)), rng.normal(size=(200, 3)))
     shifted = metrics.kernel_distance(rng.normal(size=(200, 3)), rng.normal(1.0, 1.0, size=(200, 3)))
     assert abs(same) < 0.05 * shifted  # unbiased: near 0 (either sign) for samples of one distribution
+
+
+def pytorch_fid_frechet(features_a, features_b):
+    """pytorch-fid's calculate_frechet_distance (scipy's sqrtm) on the features' means and np.cov covariances."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notes on a singular product (fewer images than dimensions)
+        return calculate_frechet_distance(features_a.mean(axis=0), np.cov(features_a, rowvar=False),
+                                          features_b.mean(axis=0), np.cov(features_b, rowvar=False))
+
+
+@pytest.mark.parametrize("count_a, count_b, dims", [(150, 120, 64), (300, 40, 64), (40, 90, 64), (12, 9, 256)])
+def test_frechet_distance_equals_pytorch_fids_with_more_or_fewer_images_than_dims(count_a, count_b, dims):
+    """The fast exact form against pytorch-fid's sqrtm: more images than dims, mixed, fewer (singular product)."""
+    rng = np.random.default_rng(count_a)
+    features_a = rng.gamma(0.5, 1.0, size=(count_a, dims))  # non-negative and skewed, as pooled activations
+    features_b = rng.gamma(0.6, 1.2, size=(count_b, dims)) + rng.random(dims)
+    expected = pytorch_fid_frechet(features_a, features_b)
+    assert metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6) and expected > 0
+    assert abs(metrics.frechet_distance(features_a, features_a)) < 1e-9 * expected
+
+
+def test_frechet_distance_equals_pytorch_fids_for_close_sets_with_dead_features():
+    """Two samples of one distribution (a small FID: the trace terms nearly cancel) whose first features are
+    constant, as dead activations are (singular covariances), still agree with pytorch-fid's sqrtm."""
+    rng = np.random.default_rng(7)
+    features_a, features_b = rng.gamma(0.5, 1.0, size=(200, 64)), rng.gamma(0.5, 1.0, size=(180, 64))
+    features_a[:, :5] = features_b[:, :5] = 1.0
+    expected = pytorch_fid_frechet(features_a, features_b)
+    assert metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6)
+    assert expected < 0.3 * np.cov(features_a, rowvar=False).trace()
 
 
 def test_summary_leaves_out_infinite_and_missing_values():
@@ -579,7 +611,7 @@ def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatc
     def read_with_mask(path, channels=None, scaling=None):
         """The reader's result with a no-data mask over the right third, as GeoTIFFs with no-data get it."""
         values, info = original(path, channels, scaling)
-        return values, SimpleNamespace(**vars(info), valid=valid)
+        return values, dataclasses.replace(info, valid=valid)
 
     monkeypatch.setattr(evaluator_module, "read_image_with_info", read_with_mask)
     rows = []

@@ -1,9 +1,11 @@
 """Fuzzing the image reader (data/image_io.py): truncated, corrupt, hostile and oversized files.
 
 Every case either reads as a finite image in [0, 1] or ends in one SargenError line naming the file; no other
-exception, no warning and no hang. While fuzzing, Pillow's decompression-bomb limit Image.MAX_IMAGE_PIXELS (which
-the TIFF reader shares) is lowered to FUZZ_PIXEL_LIMIT, so random size fields are refused before decoding and
-every case stays fast; the oversized-file tests use the real limit.
+exception, no warning, nothing printed by GDAL and no hang. The raster seeds are written by rasterio (GDAL): a
+striped and a tiled GeoTIFF, a band-separate georeferenced one with no-data, a Cloud-Optimized GeoTIFF and a
+JPEG2000 file. While fuzzing, Pillow's decompression-bomb limit Image.MAX_IMAGE_PIXELS (which the raster reader
+shares) is lowered to FUZZ_PIXEL_LIMIT, so random size fields are refused before decoding and every case stays
+fast; the oversized-file tests use the real limit.
 """
 
 import io
@@ -15,7 +17,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import tifffile
+import rasterio
+import rasterio.shutil
 import torch
 from geotiff_helpers import write_geotiff
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +34,10 @@ FUZZ_PIXEL_LIMIT = 4096
 SLOWEST_CASE_S = 5.0  # generous for a loaded machine; the cases take milliseconds
 FUZZ_SETTINGS = settings(max_examples=150, derandomize=True, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-MAGIC_PREFIXES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"")
+MAGIC_PREFIXES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00",
+                  b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"<VRTDataset", b"")
+SEED_NAMES = ["rgb.png", "photo.jpg", "scene.bmp", "amplitude16.tif", "deflate_rgb.tif", "sentinel1.tif", "cog.tif",
+              "s2.jp2"]
 OUTCOMES = Counter()  # (test, outcome) -> cases, printed at the end of the module
 
 
@@ -42,32 +48,31 @@ def encoded(array, file_format, **options):
     return buffer.getvalue()
 
 
-def tiff_bytes(array, **options):
-    """`array` written by tifffile, as bytes."""
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, array, **options)
-    return buffer.getvalue()
-
-
-def geotiff_bytes(folder, array):
-    """`array` as a GeoTIFF like GDAL's (georeferencing, GDAL metadata and no-data tags), as bytes."""
-    return write_geotiff(folder / "seed.tif", array, planarconfig="separate").read_bytes()
-
-
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
     """Small valid files of every format and layout the reader handles: {file name: bytes}."""
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
-    return {
-        "rgb.png": encoded(rgb, "PNG"),
-        "photo.jpg": encoded(rgb, "JPEG", quality=90),
-        "scene.bmp": encoded(rgb[:, :, 0], "BMP"),
-        "amplitude16.tif": tiff_bytes(rng.integers(0, 65536, (6, 5), dtype=np.uint16)),
-        "deflate_rgb.tif": tiff_bytes(rgb, photometric="rgb", compression="zlib"),
-        "sentinel1.tif": geotiff_bytes(tmp_path_factory.mktemp("seed"), rng.gamma(1.0, 0.05, (2, 6, 5))
-                                       .astype(np.float32)),
+    folder = tmp_path_factory.mktemp("seed")
+    power = rng.gamma(1.0, 0.05, (6, 5, 2)).astype(np.float32)
+    power[0, 0] = np.nan
+    write_geotiff(folder / "s2.tif", rng.integers(0, 10000, (6, 5, 2), dtype=np.uint16))
+    sentinel1 = write_geotiff(folder / "sentinel1.tif", power, interleave="band", nodata=np.nan,
+                              descriptions=("VV", "VH"))
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(folder / "s2.tif", folder / "s2.jp2", driver="JP2OpenJPEG", REVERSIBLE="YES",
+                             QUALITY=100, GMLJP2="NO")
+        rasterio.shutil.copy(sentinel1, folder / "cog.tif", driver="COG", BLOCKSIZE=16, COMPRESS="DEFLATE")
+    files = {
+        "amplitude16.tif": write_geotiff(folder / "amplitude16.tif", rng.integers(0, 65536, (6, 5), dtype=np.uint16),
+                                         georeferenced=False),
+        "deflate_rgb.tif": write_geotiff(folder / "deflate_rgb.tif", rgb, tiled=True, compress="deflate"),
+        "sentinel1.tif": sentinel1,
+        "cog.tif": folder / "cog.tif",
+        "s2.jp2": folder / "s2.jp2",
     }
+    return {"rgb.png": encoded(rgb, "PNG"), "photo.jpg": encoded(rgb, "JPEG", quality=90),
+            "scene.bmp": encoded(rgb[:, :, 0], "BMP"), **{name: path.read_bytes() for name, path in files.items()}}
 
 
 @pytest.fixture
@@ -84,8 +89,9 @@ def report_counts():
         print(f"\nimage fuzz: {test}: {count} {outcome}", end="")
 
 
-def read_cleanly(path, test):
-    """Read `path`: a finite image in [0, 1], or one SargenError line naming the file; count the outcome."""
+def read_cleanly(path, test, capfd):
+    """Read `path`: a finite image in [0, 1], or one SargenError line naming the file, and nothing printed; count
+    the outcome."""
     started = time.perf_counter()
     try:
         image = read_image(path)
@@ -97,6 +103,8 @@ def read_cleanly(path, test):
         assert "\n" not in message and path.name in message, message
     seconds = time.perf_counter() - started
     assert seconds < SLOWEST_CASE_S, f"{path.name} took {seconds:.1f} s"
+    printed = capfd.readouterr()
+    assert printed.out == "" and printed.err == "", f"{path.name}: {printed}"
     OUTCOMES[test, outcome] += 1
     return outcome
 
@@ -108,21 +116,19 @@ def write_case(folder, name, data):
     return path
 
 
-@pytest.mark.parametrize("name", ["rgb.png", "photo.jpg", "scene.bmp", "amplitude16.tif", "deflate_rgb.tif",
-                                  "sentinel1.tif"])
-def test_every_truncation_length(seeds, tmp_path, fuzz_limit, name):
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_every_truncation_length(seeds, tmp_path, fuzz_limit, capfd, name):
     """The file cut at every length from 0 bytes to one byte short, then whole (which must read)."""
     data = seeds[name]
     for cut in range(len(data)):
-        read_cleanly(write_case(tmp_path, name, data[:cut]), "truncations")
-    assert read_cleanly(write_case(tmp_path, name, data), "whole seeds") == "read"
+        read_cleanly(write_case(tmp_path, name, data[:cut]), "truncations", capfd)
+    assert read_cleanly(write_case(tmp_path, name, data), "whole seeds", capfd) == "read"
 
 
 @FUZZ_SETTINGS
 @given(data=st.data())
-@pytest.mark.parametrize("name", ["rgb.png", "photo.jpg", "scene.bmp", "amplitude16.tif", "deflate_rgb.tif",
-                                  "sentinel1.tif"])
-def test_random_byte_changes(seeds, tmp_path, fuzz_limit, name, data):
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_random_byte_changes(seeds, tmp_path, fuzz_limit, capfd, name, data):
     """1 to 16 bytes of a valid file overwritten, sometimes also cut short or grown by random bytes."""
     content = bytearray(seeds[name])
     changes = data.draw(st.lists(st.tuples(st.integers(0, len(content) - 1), st.integers(0, 255)),
@@ -131,15 +137,15 @@ def test_random_byte_changes(seeds, tmp_path, fuzz_limit, name, data):
         content[position] = value
     end = data.draw(st.one_of(st.none(), st.integers(0, len(content))))
     tail = data.draw(st.binary(max_size=64))
-    read_cleanly(write_case(tmp_path, name, bytes(content[:end]) + tail), "random byte changes")
+    read_cleanly(write_case(tmp_path, name, bytes(content[:end]) + tail), "random byte changes", capfd)
 
 
 @FUZZ_SETTINGS
 @given(prefix=st.sampled_from(MAGIC_PREFIXES), body=st.binary(max_size=2048),
-       suffix=st.sampled_from([".png", ".jpg", ".bmp", ".tif"]))
-def test_arbitrary_bytes_behind_a_format_signature(tmp_path, fuzz_limit, prefix, body, suffix):
-    """Random bytes, mostly behind a PNG, JPEG, BMP, TIFF or BigTIFF signature, under any image extension."""
-    read_cleanly(write_case(tmp_path, f"random{suffix}", prefix + body), "arbitrary bytes")
+       suffix=st.sampled_from([".png", ".jpg", ".bmp", ".tif", ".jp2", ".vrt"]))
+def test_arbitrary_bytes_behind_a_format_signature(tmp_path, fuzz_limit, capfd, prefix, body, suffix):
+    """Random bytes, mostly behind a PNG, JPEG, BMP, TIFF, BigTIFF, JPEG2000 or VRT signature, under any extension."""
+    read_cleanly(write_case(tmp_path, f"random{suffix}", prefix + body), "arbitrary bytes", capfd)
 
 
 def png_claiming(width, height):
@@ -210,7 +216,7 @@ def test_files_that_are_not_images(tmp_path, case):
 @pytest.mark.parametrize("name", ["locked.png", "locked.tif"])
 def test_a_file_without_read_permission(tmp_path, name):
     path = tmp_path / name
-    tifffile.imwrite(path, np.zeros((4, 4), dtype=np.uint8)) if name.endswith(".tif") else \
+    write_geotiff(path, np.zeros((4, 4), dtype=np.uint8)) if name.endswith(".tif") else \
         Image.new("L", (4, 4)).save(path)
     path.chmod(0)
     try:

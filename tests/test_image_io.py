@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data.image_io import apply_image_limits, list_image_files, read_image, write_image
+from data.image_io import apply_image_limits, list_image_files, read_image, read_image_with_info, write_image
 from data.radiometry import IntensityScaling
 from util.errors import SargenError
 
@@ -85,10 +85,14 @@ def test_corrupt_truncated_and_fake_images_name_the_file(tmp_path, content):
         read_image(path)
 
 
-def test_nan_pixels_are_refused(tmp_path):
-    Image.fromarray(np.array([[1.0, np.nan]], dtype=np.float32)).save(tmp_path / "holes.tif")
-    with pytest.raises(SargenError, match="holes.tif has NaN"):
-        read_image(tmp_path / "holes.tif")
+def test_nan_pixels_are_masked_and_filled_by_mirroring(tmp_path):
+    """NaN and infinite pixels are no-data: left out of the window, marked in info.valid, filled from the valid
+    pixels mirrored at the no-data edge."""
+    Image.fromarray(np.array([[1.0, 3.0, 2.0, np.nan, np.inf]], dtype=np.float32)).save(tmp_path / "holes.tif")
+    image, info = read_image_with_info(tmp_path / "holes.tif", scaling=IntensityScaling("minmax"))
+    assert info.valid.tolist() == [[True, True, True, False, False]]
+    assert info.window == (1.0, 3.0)
+    assert torch.equal(image[0, 0], torch.tensor([0.0, 1.0, 0.5, 1.0, 0.0]))
 
 
 def test_listing_missing_and_empty_folders(tmp_path):

@@ -2,6 +2,7 @@
 the record that model files carry, false colour, and the Gram file's record."""
 
 import argparse
+import dataclasses
 
 import pytest
 import torch
@@ -55,10 +56,12 @@ def test_options_win_over_the_record_which_wins_over_the_dataset_defaults():
 
 
 def test_record_round_trips_and_a_damaged_record_is_one_line():
-    rule = Radiometry("db", db_window=(-25.0, 0.0), input_unit="db", bands=(1, 2), channels=2)
+    rule = Radiometry("db", db_window=(-25.0, 0.0), input_unit="db", bands=(1, 2), nodata=-9999.0, channels=2)
     assert Radiometry.from_record(rule.record()) == rule
     assert rule.record() == {"intensity_scaling": "db", "percentiles": [2.0, 98.0], "db_window": [-25.0, 0.0],
-                             "input_unit": "db", "bands": [1, 2], "channels": 2}
+                             "input_unit": "db", "bands": [1, 2], "nodata": -9999.0, "channels": 2}
+    without_nodata = {name: value for name, value in rule.record().items() if name != "nodata"}  # older records
+    assert Radiometry.from_record(without_nodata) == dataclasses.replace(rule, nodata=None)
     with pytest.raises(SargenError, match=r"^m.pth: its radiometry record of domain B is damaged"):
         Radiometry.from_record({"bands": "x"}, "B", "m.pth")
 

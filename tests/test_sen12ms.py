@@ -161,9 +161,9 @@ def trained_3_to_2(unaligned_geotiffs, tmp_path_factory):
 def test_checkpoint_records_each_domains_radiometry(trained_3_to_2):
     record = read_checkpoint(trained_3_to_2)[SARGEN_STATE_KEY]["radiometry"]
     assert record["A"] == {"intensity_scaling": "percentile", "percentiles": [2.0, 98.0], "db_window": [-25.0, 0.0],
-                           "input_unit": "linear", "bands": [4, 3, 2], "channels": 3}
+                           "input_unit": "linear", "bands": [4, 3, 2], "nodata": None, "channels": 3}
     assert record["B"] == {"intensity_scaling": "db", "percentiles": [2.0, 98.0], "db_window": [-25.0, 0.0],
-                           "input_unit": "db", "bands": None, "channels": 2}
+                           "input_unit": "db", "bands": None, "nodata": None, "channels": 2}
 
 
 def test_app_writes_two_band_db_geotiffs_with_the_inputs_georeferencing(trained_3_to_2, tmp_path):

@@ -90,28 +90,6 @@ def test_a_bad_file_stops_the_run_naming_it(x2ka_root, eo2sar_root, tmp_path, mo
     assert message.startswith(f"cannot read image {bad}:") and "\n" not in message, message
 
 
-class Records(logging.Handler):
-    """A logging handler that keeps the messages of its records."""
-
-    def __init__(self):
-        """Start empty."""
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        """Keep the message."""
-        self.messages.append((record.levelno, record.getMessage()))
-
-
-@pytest.fixture
-def sargen_log():
-    """The messages of the 'sargen' logger, however its propagation is set."""
-    handler, logger = Records(), logging.getLogger("sargen")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("mode", MODES)
 def test_skip_bad_warns_and_goes_on_with_the_good_files(x2ka_root, eo2sar_root, tmp_path, sargen_log, mode, workers):

@@ -1,15 +1,19 @@
 """--eval_freq: scores over steps, best_net by --best_metric across a resume; loss and metric curves on the pages."""
 
+import json
 import logging
 
 import pytest
 import torch
 from conftest import make_eo2sar
+from raster_helpers import sen12ms_tree
 from ugatit_helpers import one_torch_thread, read_loss_log, run_entry_point, ugatit_args  # noqa: F401
 
 import train as train_script
+from data import find_dataset_class
 from evaluation.training import BestCheckpoint, evenly_spaced
 from models.ugatit_checkpoint import SARGEN_STATE_KEY, read_checkpoint
+from options.train_options import TrainOptions
 from util.curves import line_chart, read_log_curves
 from util.errors import SargenError
 from util.results import ImageResult, ResultsWriter
@@ -86,6 +90,29 @@ def test_eval_freq_logs_scores_keeps_the_best_net_and_survives_a_resume(eo2sar_r
     latest = checkpoint_state(run_dir / "latest_net_ugatit.pth")
     assert latest["iteration"] == 6 and latest["evaluation"]["step"] == best_step
     assert latest["evaluation"]["value"] == pytest.approx(best_value, rel=1e-5)
+
+
+def test_eval_freq_scores_the_sen12ms_test_split_by_patch(tmp_path, monkeypatch, caplog):
+    """sen12ms: the test scenes' Sentinel-2 patches, translated, against their Sentinel-1 partners (VV and VH in dB),
+    chosen by the dataset mode: the split's test scenes only, each patch paired with the same patch of the other
+    sensor, so the paired scores are computed."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_cache"))
+    root = sen12ms_tree(tmp_path / "sen12ms", scenes=4, patches=2, size=24)
+    args = ugatit_args(root, tmp_path, "s12", "--dataset_mode", "sen12ms", "--output_nc", 2, "--iteration", 2,
+                       "--eval_freq", 1, "--eval_size", 3)
+    with caplog.at_level(logging.INFO, logger="sargen"):
+        run_entry_point(train_script, args, monkeypatch)
+    split = json.loads((tmp_path / "checkpoints" / "s12" / "split.json").read_text())
+    sets = find_dataset_class("sen12ms").evaluation_sets(TrainOptions().parse(args, save=False))
+    assert {path.name.split("_p")[0].replace("_s2_", "_") for path in sets.sources} == set(split["test"])
+    assert len(sets.sources) == 2 and all(sets.partners[source].name == source.name.replace("_s2_", "_s1_")
+                                          for source in sets.sources)
+    assert "--eval_freq 1: 2 images of Sentinel-2 patches of the 'test' scenes of" in caplog.text
+    assert "against 2 of Sentinel-1 patches (pairs by patch)" in caplog.text
+    curves = read_log_curves(tmp_path / "checkpoints" / "s12" / "metrics_log.txt")
+    assert {"gram_distance", "histogram_wasserstein_db", "psnr", "ssim", "mae", "rmse"} <= set(curves)
+    assert [step for step, _ in curves["psnr"]] == [1, 2] and all(0 < value < 100 for _, value in curves["psnr"])
+    assert (tmp_path / "checkpoints" / "s12" / "best_net_ugatit.pth").is_file()
 
 
 def test_eval_freq_without_test_images_is_one_line(eo2sar_root, tmp_path, monkeypatch):

@@ -52,6 +52,23 @@ def loss_values(losses_text):
     return {name.rstrip(":"): float(value) for name, value in zip(parts[::2], parts[1::2])}
 
 
+def perturbed_generators(ngf=8, n_blocks=2, img_size=32, input_nc=3, output_nc=3, light=True, seed=0, scale=0.02):
+    """genA2B and genB2A state dicts (eo2sar checkpoint format) whose every weight is seeded and then perturbed
+    by scale x randn, rho moved off its initial values (so both normalization mixtures matter)."""
+    from models.ugatit_networks import Generator
+
+    torch.manual_seed(seed)
+    networks = {"genA2B": Generator(input_nc, output_nc, ngf=ngf, n_blocks=n_blocks, img_size=img_size, light=light),
+                "genB2A": Generator(output_nc, input_nc, ngf=ngf, n_blocks=n_blocks, img_size=img_size, light=light)}
+    with torch.no_grad():
+        for network in networks.values():
+            for name, parameter in network.named_parameters():
+                if name.endswith("rho"):
+                    parameter.uniform_(0.2, 0.8)
+                parameter.add_(scale * torch.randn_like(parameter))
+    return {name: network.state_dict() for name, network in networks.items()}
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Run torch on one thread: tiny networks on a shared 2-core machine are many times faster so."""

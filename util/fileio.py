@@ -5,13 +5,17 @@ power loss of a job) can be told from those of a live one and removed (remove_st
 """
 
 import contextlib
+import glob
+import json
 import os
 import re
 import socket
 import tempfile
 from pathlib import Path
 
-TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)?")
+from util.errors import SargenError
+
+TEMPORARY_NAME = re.compile(r"\..*\.(?P<host>[\w-]+)-(?P<pid>\d+)\.\w+\.tmp(\.\w+)*")
 
 
 def writer_id():
@@ -35,6 +39,26 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+@contextlib.contextmanager
+def scratch_path(path, tag="scratch"):
+    """Yield a temporary path beside `path` (named like atomic_path's), removed afterwards in any case.
+
+    Files a library writes beside it (TEMP.ovr.tmp, TEMP.aux.xml, ...) are removed too.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.{writer_id()}.", suffix=f".tmp.{tag}{path.suffix}",
+                                         dir=path.parent)
+    os.close(handle)
+    os.unlink(temp_name)  # the library creates it
+    try:
+        yield Path(temp_name)
+    finally:
+        for leftover in [Path(temp_name), *Path(temp_name).parent.glob(glob.escape(Path(temp_name).name) + ".*")]:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def write_text_atomic(path, text):
@@ -74,3 +98,18 @@ def process_running(pid):
     except OSError:  # e.g. PermissionError: it runs, as another user
         return True
     return True
+
+
+def read_json_record(path, version, what, remedy):
+    """The JSON object in `path` whose "format" is `version`, or None when there is no such file; a file that
+    cannot be read or is not `what` of that format is a one-line error naming it and `remedy` (what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SargenError(f"cannot read {path}: {error} ({remedy})") from None
+    if not isinstance(record, dict) or record.get("format") != version:
+        raise SargenError(f"{path} is not {what} of format {version} ({remedy})")
+    return record

@@ -1,4 +1,6 @@
-"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt.
+"""Writing test results: images/NAME_LABEL.png, index.html with a row per image, and loss_log.txt; given a
+raster writer (models.raster_results.RasterOutputs, U-GAT-IT's --results_format) also images/NAME_LABEL.tif in
+physical units, listed in RESULTS/raster_outputs.json.
 
 The page draws each image's loss curve (Gatys) and, given the checkpoint folder, the training run's losses and
 metrics over steps as pictures (util.curves). Each image's row is also saved as images/NAME.row.json once its
@@ -9,6 +11,7 @@ values, no tensors) are gathered to rank 0, which writes index.html and loss_log
 """
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,27 +23,39 @@ from util.html import HTMLPage, format_value
 from util.visualizer import add_training_curves
 from util.visuals import display_image
 
+logger = logging.getLogger("sargen")
+
+RASTER_RECORD = "raster_outputs.json"
+RASTER_RECORD_FORMAT = 1
+
 
 @dataclass
 class ImageResult:
-    """What a model produced for one input image."""
+    """What a model produced for one input image: the visuals of the page; for GeoTIFF results its raw outputs
+    ({label: CxHxW tensor in [-1, 1] of the target domain}) and files ({'real_A': source path, 'real_B': the
+    co-registered real target file, ...})."""
 
     name: str
     visuals: dict
     scalars: dict = field(default_factory=dict)
     curve: list = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
 
 
 @dataclass
 class ResultRow:
     """One image's row of the page, plain values only (ranks send it to rank 0): its place in the dataset,
-    name, saved files as (path relative to the page, label) pairs, final values and loss curve."""
+    name, saved files as (path relative to the page, label) pairs, final values and loss curve; GeoTIFF results
+    as (path, label) pairs and the input files it came from ({label: absolute path})."""
 
     position: int
     name: str
     files: list
     scalars: dict
     curve: list
+    rasters: list = field(default_factory=list)
+    sources: dict = field(default_factory=dict)
 
 
 def result_dir(opt):
@@ -51,15 +66,20 @@ def result_dir(opt):
 class ResultsWriter:
     """Saves each ImageResult's visuals as PNG and lists them in one HTML page and one loss log."""
 
-    def __init__(self, web_dir, title, image_width=256, notes=(), training_dir=None):
+    def __init__(self, web_dir, title, image_width=256, notes=(), training_dir=None, rasters=None):
         """Prepare `web_dir`; nothing is written until images are added. `training_dir`: the checkpoint folder
-        whose loss and metrics logs the page draws."""
+        whose loss and metrics logs the page draws; `rasters`: the GeoTIFF writer (RasterOutputs) or None."""
         self.web_dir = Path(web_dir)
         self.training_dir = training_dir
         self.image_dir = self.web_dir / "images"
         self.title = title
         self.image_width = image_width
+        self.rasters = rasters
         self.notes = list(notes)
+        if rasters is not None:
+            self.notes.append(f"GeoTIFF results images/NAME_LABEL.tif: {rasters.description()}, at each source "
+                              f"image's size with its georeferencing")
+            logger.info("GeoTIFF results: %s", rasters.description())
         self.rows = []
 
     def save_images(self, result):
@@ -74,7 +94,10 @@ class ResultsWriter:
     def add(self, result, position=None):
         """Save one result's images and row file now; keep its row for the page (`position`: its dataset place)."""
         position = len(self.rows) if position is None else position
-        row = ResultRow(position, result.name, self.save_images(result), dict(result.scalars), list(result.curve))
+        rasters = self.rasters.write(result, self.image_dir) if self.rasters is not None else []
+        sources = {label: str(Path(path).resolve()) for label, path in result.sources.items() if path}
+        row = ResultRow(position, result.name, self.save_images(result), dict(result.scalars), list(result.curve),
+                        rasters, sources)
         write_text_atomic(self.row_path(row.name), json.dumps(asdict(row)))
         self.rows.append(row)
 
@@ -88,9 +111,12 @@ class ResultsWriter:
             row = ResultRow(**json.loads(self.row_path(name).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             return None
-        if not all((self.web_dir / path).is_file() for path, _ in row.files):
+        if not all((self.web_dir / path).is_file() for path, _ in row.files + row.rasters):
             return None
-        row.position, row.files = position, [tuple(pair) for pair in row.files]
+        if self.rasters is not None and not row.rasters:
+            return None  # finished as PNG only: its GeoTIFF is still to write
+        row.position = position
+        row.files, row.rasters = [tuple(pair) for pair in row.files], [tuple(pair) for pair in row.rasters]
         return row
 
     def skip_finished(self, positions, names):
@@ -127,12 +153,17 @@ class ResultsWriter:
         for row in rows:
             page.add_header(row.name)
             page.add_images(row.files, self.image_width)
+            if row.rasters:
+                page.add_links([(path, f"{label}.tif") for path, label in row.rasters])
             if row.scalars:
                 page.add_table(list(row.scalars), [list(row.scalars.values())])
             if row.curve:
                 page.add_element(chart_row(point_curves(row.curve)))
         page.save()
         write_text_atomic(self.web_dir / "loss_log.txt", self.loss_log(rows))
+        if self.rasters is not None:
+            labels = {label for row in rows for _, label in row.rasters}
+            write_text_atomic(self.web_dir / RASTER_RECORD, json.dumps(self.rasters.record(labels), indent=1) + "\n")
         return page.index_path
 
     def loss_log(self, rows):

@@ -24,11 +24,16 @@ def display_image(image, radiometry=None, value_range=(-1.0, 1.0)):
     1 and 3 channels are shown as they are, 2 in dual-pol false colour, 4 or more by their first three.
     """
     channels = image.shape[0]
-    if channels in (1, 3):
+    if display_channel_count(channels) == channels:
         return image
     if channels > 3:
         return image[:3]
     return false_colour(image, radiometry, value_range)
+
+
+def display_channel_count(channels):
+    """How many channels display_image shows an image of `channels` channels with (1 or 3)."""
+    return channels if channels in (1, 3) else 3
 
 
 def false_colour(image, radiometry=None, value_range=(-1.0, 1.0)):
