@@ -87,8 +87,8 @@ def blend_window(tile, overlap):
 class TilePlan:
     """Where the tiles of a height x width image go: rows and columns of starts, and the part each tile owns.
 
-    The image is padded (mirrored, or edge pixels repeated when it is too small) to a multiple of the network's down-sampling factor, and up to
-    one tile when smaller, and cropped back.
+    The image is padded (mirrored, or edge pixels repeated when it is too small) to a multiple of the network's
+    down-sampling factor, and up to one tile when smaller, and cropped back.
     """
 
     def __init__(self, height, width, tile, overlap, generator):
