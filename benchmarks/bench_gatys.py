@@ -17,7 +17,8 @@ Compared with it:
 5. A whole scene (--scene, e.g. 1024 x 900) translated by the generator at once and tiled (test.py --tile):
    times, and how far the tiled output is from the whole-image one for each --tile_passes.
 
-    python benchmarks/bench_gatys.py                                       # 128 px, small: about 10 minutes
+    python benchmarks/bench_gatys.py                                       # 128 px: about 35 min on 2 cores
+    python benchmarks/bench_gatys.py --train_steps 200                     # 128 px, a weaker generator: about 15 min
     python benchmarks/bench_gatys.py --size 256 --baseline_steps 1000 --train_steps 1500   # the issue's setting
     python benchmarks/bench_gatys.py --device cuda --size 256 --baseline_steps 1000        # on a GPU
 """

@@ -111,9 +111,10 @@ class GatysFeedforwardModel(StepTrainedModel):
                                 help="pixels shared by neighbouring tiles (--tile)")
             parser.add_argument("--tile_batch", type=positive_int, default=None,
                                 help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-            parser.add_argument("--tile_passes", type=positive_int, default=2,
-                                help="1: each tile normalized on its own; 2: a first pass pools the instance "
-                                     "statistics of the whole image, so tiles agree with the untiled translation")
+            parser.add_argument("--tile_passes", type=positive_int, default=1,
+                                help="1: each tile normalized on its own; P > 1: each further pass normalizes "
+                                     "with the image-wide statistics the previous pass pooled (see README: on a "
+                                     "deep generator 2 passes measured farther from the untiled output than 1)")
         return parser
 
     def __init__(self, opt):
