@@ -382,20 +382,20 @@ def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):
     (data.radiometry.fill_masked: mirrored at the no-data edge); info.valid marks the valid ones (None: all).
     """
     with RasterReader(path, scaling.nodata) as reader:
-        raw = read_checked(reader, scaling)
-        valid = reader.valid(raw)
+        raw, valid = read_checked(reader, scaling)
         info = reader.info
     image, window = unit_range_image(raw, valid, channels, scaling, path)
     return image, replace(info, window=window, valid=valid)
 
 
 def read_checked(reader, scaling, top=0, bottom=None):
-    """Rows [top, bottom) of the rule's bands; errors name the option: a missing band, values in the wrong unit."""
+    """(rows [top, bottom) of the rule's bands, their valid mask); errors name the option: a missing band, values
+    in the wrong unit."""
     band_indexes(scaling.bands, reader.info.band_count, reader.path, scaling)
     raw = reader.read(top, bottom, bands=scaling.bands)
     valid = reader.valid(raw)
     scaling.check_unit(raw if valid is None else raw[valid], reader.path)
-    return raw
+    return raw, valid
 
 
 def unit_range_image(raw, valid, channels, scaling, path, window=None):
@@ -422,8 +422,7 @@ def read_image_resized(path, channels, scaling, size):
     app (torchvision's Resize on a PIL image) does; the others as float tensors, antialiased.
     """
     with RasterReader(path, scaling.nodata) as reader:
-        raw = read_checked(reader, scaling)
-        valid = reader.valid(raw)
+        raw, valid = read_checked(reader, scaling)
         info = reader.info
     image, window = unit_range_image(raw, valid, channels, scaling, path)
     if tuple(size) == tuple(image.shape[-2:]):
