@@ -1,10 +1,11 @@
-"""Translate your optical images into SAR-like ones: python app.py --model_path CKPT --img PATH [options].
+"""Translate your own images with a trained generator: python app.py --model_path CKPT --img PATH [options].
 
-See models/ugatit_inference.py (--tile/--overlap for large scenes, --heatmap, --device, --out; GeoTIFF inputs
-give GeoTIFF outputs with the same georeferencing, in --out_unit).
+See models/file_translation.py (--tile/--overlap for large scenes, --heatmap, --device, --out; GeoTIFF inputs
+give GeoTIFF outputs with the same georeferencing, in --out_unit). The checkpoint may be U-GAT-IT's (eo2sar or
+sargen format) or --model gatys_feedforward's: models/translators.py tells them apart by what the file holds.
 """
 
-from models.ugatit_inference import app_main
+from models.file_translation import app_main
 from util.cli import run_main
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from affine import Affine
 from rasterio.windows import Window
 
+from models.file_translation import app_main
 from models.tiling import SharedNormStatistics, blend_window, tile_cores, tile_starts
-from models.ugatit_inference import app_main, load_translator
+from models.translators import load_translator
 from models.ugatit_networks import Generator
 from util.device import reuse_memory_on_cpu
 

@@ -37,8 +37,9 @@ import torch
 from benchmarks.ugatit_reference import original_training_step
 from data.image_io import tensor_to_uint8, write_image
 from models import create_model
+from models.file_translation import translate_file
 from models.tiling import translate_tiled
-from models.ugatit_inference import Translator, translate_file
+from models.ugatit_inference import Translator
 from models.ugatit_model import ADAM_BETAS
 from models.ugatit_networks import Generator
 from options.train_options import TrainOptions

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from data.radiometry import to_channels
-from models.tiling import pad_to_multiple, translate_tiled
+from models.tiling import translate_tiled, translate_whole
 from models.ugatit_networks import DOWNSAMPLING_STEPS, ResnetBlock
 from util.checkpoint import check_version, load_checkpoint, load_state_dict_strict
 from util.device import autocast_dtype
@@ -92,14 +92,23 @@ def generator_config(state_dict, path):
     return {"input_nc": stem.shape[1], "output_nc": output.shape[0], "ngf": stem.shape[0], "n_res": len(blocks)}
 
 
-def read_feedforward_checkpoint(path):
-    """Load a --model gatys_feedforward checkpoint (weights_only) and check its format version and content."""
-    payload = load_checkpoint(path, "feed-forward generator checkpoint")
+def holds_feedforward(payload):
+    """Whether a loaded checkpoint payload holds a --model gatys_feedforward generator."""
+    return isinstance(payload, dict) and NETWORK_NAME in payload and STATE_KEY in payload
+
+
+def check_feedforward_checkpoint(payload, path):
+    """Check that a loaded payload holds a feed-forward generator in this sargen's format version; return it."""
     if not isinstance(payload, dict) or NETWORK_NAME not in payload:
         found = ", ".join(sorted(map(str, payload))[:6]) if isinstance(payload, dict) else type(payload).__name__
         raise SargenError(f"{path} is not a --model gatys_feedforward checkpoint: expected a '{NETWORK_NAME}' "
                           f"state dict, found {found or 'nothing'}")
     return check_version(payload, path)
+
+
+def read_feedforward_checkpoint(path):
+    """Load a --model gatys_feedforward checkpoint (weights_only) and check it (check_feedforward_checkpoint)."""
+    return check_feedforward_checkpoint(load_checkpoint(path, "feed-forward generator checkpoint"), path)
 
 
 def generator_from_checkpoint(payload, path):
@@ -122,6 +131,13 @@ class FeedForwardTranslator:
         self.dtype = autocast_dtype(self.device, precision)
         self.generator = generator.eval().requires_grad_(False).to(self.device)
 
+    has_heatmap = False  # no attention: the tiler's heatmap is None
+
+    @property
+    def input_nc(self):
+        """Channels the generator expects."""
+        return self.generator.input_nc
+
     @property
     def description(self):
         """The network and arithmetic, for logs and results pages."""
@@ -135,21 +151,24 @@ class FeedForwardTranslator:
             return self.generator(images.to(self.device)).float().cpu(), None, None
 
 
-def load_feedforward_translator(path, device, precision="auto"):
-    """The translator of a --model gatys_feedforward checkpoint file, with the radiometry record it was trained on."""
-    payload = read_feedforward_checkpoint(path)
+def feedforward_translator(payload, path, device, precision="auto"):
+    """The translator of a loaded --model gatys_feedforward checkpoint, with the radiometry record it was trained on."""
     translator = FeedForwardTranslator(generator_from_checkpoint(payload, path), device, precision)
     state = payload.get(STATE_KEY)
     translator.radiometry_record = state.get("radiometry") if isinstance(state, dict) else None
     return translator
 
 
+def load_feedforward_translator(path, device, precision="auto"):
+    """The translator of a --model gatys_feedforward checkpoint file (feedforward_translator)."""
+    return feedforward_translator(read_feedforward_checkpoint(path), path, device, precision)
+
+
 def translate_image(translator, image, tile=0, overlap=32, tile_batch=None, passes=2):
     """Translate one C x H x W image of any size: whole (padded to multiples of 4), or tiled with `tile` px tiles."""
     if tile:
         return translate_tiled(translator, image, tile, overlap, tile_batch, passes)[0]
-    padded, (height, width) = pad_to_multiple(image)
-    return translator(padded[None])[0][0, :, :height, :width]
+    return translate_whole(translator, image)[0]
 
 
 def translate_batch(translator, images, **tiling):

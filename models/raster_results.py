@@ -13,7 +13,7 @@ from pathlib import Path
 
 from data.image_io import read_image_with_info
 from data.radiometry import option_text, output_rule, radiometry_for, translation_domains
-from models.ugatit_inference import resize_image, write_raster_output
+from models.file_translation import resize_image, write_raster_output
 from util.results import RASTER_RECORD_FORMAT
 
 RESULTS_FORMATS = ("auto", "png", "tif")

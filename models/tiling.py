@@ -223,6 +223,13 @@ class MemorySource:
         return self.image[:, top:bottom], None if self.valid is None else self.valid[top:bottom]
 
 
+def translate_whole(translator, image):
+    """Translate one CxHxW image at its own size (padded to a multiple of 4); return (output, heatmap or None)."""
+    padded, (height, width) = pad_to_multiple(image)
+    output, heatmap = output_and_heatmap(translator(padded[None]))
+    return output[0, :, :height, :width], None if heatmap is None else heatmap[0]
+
+
 def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None):
     """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
 

@@ -20,16 +20,25 @@ CHECKPOINT_SUFFIX = "_net_ugatit.pth"
 DEFAULT_IMG_SIZE = 256
 
 
-def read_checkpoint(path):
-    """Load a U-GAT-IT checkpoint (weights_only), check that it holds a generator and, if sargen's, its version."""
-    payload = load_checkpoint(path, "U-GAT-IT checkpoint")
-    if not isinstance(payload, dict) or not any(name in payload for name in GENERATOR_NAMES):
+def holds_ugatit(payload):
+    """Whether a loaded checkpoint payload holds a U-GAT-IT generator (sargen's or the reference code's format)."""
+    return isinstance(payload, dict) and any(name in payload for name in GENERATOR_NAMES)
+
+
+def check_checkpoint(payload, path):
+    """Check that a loaded payload holds a U-GAT-IT generator and, if sargen's, its format version; return it."""
+    if not holds_ugatit(payload):
         found = ", ".join(sorted(map(str, payload))[:6]) if isinstance(payload, dict) else type(payload).__name__
         raise SargenError(f"{path} is not a U-GAT-IT checkpoint: expected the state dicts "
                           f"{', '.join(NETWORK_NAMES)}, found {found or 'nothing'}")
     if FORMAT_KEY in payload or SARGEN_STATE_KEY in payload:  # reference-code files carry neither
         check_version(payload, path)
     return payload
+
+
+def read_checkpoint(path):
+    """Load a U-GAT-IT checkpoint (weights_only) and check it (check_checkpoint)."""
+    return check_checkpoint(load_checkpoint(path, "U-GAT-IT checkpoint"), path)
 
 
 def sargen_state(payload):

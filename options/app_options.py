@@ -1,4 +1,4 @@
-"""Options of app.py (translate your own images with a U-GAT-IT checkpoint), used by models/ugatit_inference.py."""
+"""Options of app.py (translate your own images with a trained generator), used by models/file_translation.py."""
 
 import argparse
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.ugatit_inference import app_main
+from models.file_translation import app_main
 from options.train_options import TrainOptions
 from util import device
 from util.errors import SargenError

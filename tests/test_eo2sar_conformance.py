@@ -17,7 +17,8 @@ from torchvision import transforms
 from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
 
 from data.image_io import read_image, tensor_to_uint8
-from models.ugatit_inference import app_main, load_translator
+from models.file_translation import app_main
+from models.translators import load_translator
 
 NGF, BLOCKS, IMG_SIZE = 16, 4, 256  # the published model: light, 4 blocks, 256 px (and ngf 64: slower, same code)
 

@@ -317,3 +317,28 @@ def test_two_ranks_train_like_one_process_on_the_global_batch(x2ka_root, tmp_pat
         assert torch.allclose(ddp[key], tensor, atol=2e-4), key
     assert total_losses(folder / "ddp" / "loss_log.txt") == pytest.approx(
         total_losses(folder / "single" / "loss_log.txt"), rel=1e-4)
+
+
+def test_app_translates_with_a_feedforward_checkpoint_told_apart_by_its_content(x2ka_root, trained, tmp_path):
+    """app.py takes a gatys_feedforward checkpoint (no flag says which model): whole images at their own size, the
+    translator's output, and --direction BtoA refused with one line naming the file."""
+    import numpy as np
+
+    from data.image_io import read_image, tensor_to_uint8
+    from models.file_translation import app_main
+    from models.translators import load_translator
+
+    checkpoint = trained / "checkpoints" / "ff" / f"latest{CHECKPOINT_SUFFIX}"
+    source = sorted((x2ka_root / "test" / "A").iterdir())[0]
+    written = app_main(["--model_path", str(checkpoint), "--img", str(source), "--out", str(tmp_path / "out.png"),
+                        "--device", "cpu", "--heatmap", "--precision", "float32"])
+    assert written == [tmp_path / "out.png"] and not (tmp_path / "out_heatmap.png").exists()
+    translator = load_translator(checkpoint, precision="float32")
+    assert isinstance(translator, FeedForwardTranslator)
+    image = read_image(source, translator.input_nc) * 2.0 - 1.0
+    expected = tensor_to_uint8(translate_image(translator, image), (-1.0, 1.0)).astype(int)
+    with Image.open(tmp_path / "out.png") as output:
+        assert np.abs(np.asarray(output).astype(int) - expected).max() <= 1
+    assert np.abs(expected - tensor_to_uint8(image, (-1.0, 1.0)).astype(int)).mean() > 0.5  # it did translate
+    with pytest.raises(SargenError, match=r"ff.*gatys_feedforward generator.*--direction BtoA"):
+        load_translator(checkpoint, direction="BtoA")

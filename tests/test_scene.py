@@ -11,8 +11,9 @@ from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401 
 import data.image_io
 from data.image_io import read_image_with_info, tensor_to_uint8
 from data.radiometry import IntensityScaling
+from models.file_translation import app_main
 from models.tiling import translate_tiled
-from models.ugatit_inference import app_main, load_translator
+from models.translators import load_translator
 from util.errors import SargenError
 
 TILED = ["--tile", "64", "--overlap", "16", "--precision", "float32", "--device", "cpu"]

@@ -28,8 +28,8 @@ from data import create_dataset
 from data.pairing import write_pairing
 from data.scene_split import make_split
 from datasets.make_dataset import main as make_dataset
+from models.file_translation import app_main
 from models.ugatit_checkpoint import SARGEN_STATE_KEY, read_checkpoint
-from models.ugatit_inference import app_main
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.cli import run_main

@@ -13,8 +13,8 @@ from PIL import Image
 from test_cli import assert_one_line_error
 
 from models.gatys_model import GRAM_KIND, GatysModel
+from models.translators import load_translator
 from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_checkpoint
-from models.ugatit_inference import load_translator
 from models.ugatit_networks import Generator
 from models.vgg import load_vgg_features
 from options.test_options import TestOptions
