@@ -35,7 +35,7 @@ from options.train_options import TrainOptions
 from util.curves import read_log_curves
 from util.errors import SargenError
 
-TINY_GENERATOR = ["--ngf", "8", "--n_res", "1"]
+TINY_GENERATOR = ["--ngf", "8", "--n_layers", "2"]
 
 
 def feedforward_args(root, work, name, *extra):
