@@ -56,6 +56,7 @@ def first_batch(opt):
     return next(iter(create_dataloader(create_dataset(opt), opt, shuffle=False)))
 
 
+@pytest.mark.numerics
 def test_gram_file_round_trip_and_metadata(x2ka_root, trained):
     payload = load_checkpoint(trained / "checkpoints" / "tiny" / "latest_gram.pth")
     assert payload["backbone"] == "vgg16"
