@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+CONSTRAINTS := constraints.txt
+LOCK_VENV := .venv-lock
 # Small sizes so the demo ends in a few minutes on two CPU cores.
 GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1 \
 	--num_threads 0
@@ -13,15 +15,29 @@ SEN12MS_DEMO := --dataroot datasets/sen12ms --dataset_mode sen12ms --name sen12m
 # imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
 WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-.PHONY: demo demo-gatys demo-visualization demo-ugatit demo-sen12ms test test-avx2 lint venv gpu-check
+.PHONY: demo demo-gatys demo-visualization demo-ugatit demo-sen12ms test test-avx2 lint venv lock gpu-check
 
 venv: $(INSTALLED)
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+# Every package is installed at the version constraints.txt pins (the versions CI passes with); `make lock`
+# refreshes the pins from what pip resolves today, then `make test` installs and checks them.
+$(INSTALLED): requirements.txt requirements-dev.txt $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --upgrade -c $(CONSTRAINTS) pip "setuptools<81" wheel
+	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -r requirements.txt -r requirements-dev.txt
 	touch $(INSTALLED)
+
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(LOCK_VENV)/bin/python -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	{ echo "# Exact versions of every package the Makefile installs (pip constraints), made by 'make lock' with"; \
+	  echo "# $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_implementation(), platform.python_version(), platform.system(), platform.machine())') on $$(date -u +%Y-%m-%d); the tests passed with these."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(CONSTRAINTS); now run make test (it reinstalls .venv with these pins) and commit the file if it passes"
 
 demo: demo-gatys demo-visualization demo-ugatit demo-sen12ms
 	@echo "Result pages:"
