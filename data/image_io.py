@@ -37,6 +37,7 @@ from data.radiometry import (
     scale_to_unit_range,
     streamed_window,
 )
+from options.number_types import non_negative_int
 from util.errors import SargenError
 from util.fileio import atomic_path, scratch_path
 
@@ -88,7 +89,7 @@ class RasterInfo:
 def add_image_options(parser):
     """Add the options of how images are read: bands, pixel scaling, no-data and the pixel-count guard."""
     add_radiometry_options(parser)
-    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max_pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images of more pixels (decompression-bomb guard; default Pillow's limit); "
                              "0: no limit, e.g. for whole Sentinel-1 scenes with app.py --tile")
     return parser
@@ -96,10 +97,7 @@ def add_image_options(parser):
 
 def apply_image_limits(opt):
     """Make --max_pixels the limit of every reader (Pillow's and the header check of GDAL's); 0 means no limit."""
-    limit = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS)
-    if limit < 0:
-        raise SargenError(f"--max_pixels {limit}: give a pixel count, or 0 for no limit")
-    Image.MAX_IMAGE_PIXELS = limit or None
+    Image.MAX_IMAGE_PIXELS = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS) or None
 
 
 def is_image_file(path):

@@ -29,12 +29,14 @@ its shared normalization statistics.
 import argparse
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from options.number_types import MAX_BAND, finite_number
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -340,6 +342,8 @@ def parse_float_pair(text):
         low, high = (float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise argparse.ArgumentTypeError(f"expected two finite numbers LOW,HIGH, got '{text}'")
     if not low < high:
         raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
     return low, high
@@ -359,8 +363,8 @@ def parse_band_list(text):
         bands = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
-    if min(bands) < 1:
-        raise argparse.ArgumentTypeError(f"band numbers start at 1, got '{text}'")
+    if min(bands) < 1 or max(bands) > MAX_BAND:
+        raise argparse.ArgumentTypeError(f"band numbers run from 1 to {MAX_BAND}, got '{text}'")
     return bands
 
 
@@ -629,7 +633,7 @@ def add_radiometry_options(parser):
         "db_window": ({"type": parse_float_pair, "metavar": "LOW,HIGH"},
                       "dB window of the db rule, mapped to the model range (default: -25,0)"),
         "input_unit": ({"choices": INPUT_UNITS}, "unit of float SAR pixels for the db rule (default: linear)"),
-        "nodata": ({"type": float, "metavar": "VALUE"},
+        "nodata": ({"type": finite_number, "metavar": "VALUE"},
                    "raw pixel value that marks no-data, replacing the file's own no-data value (NaN pixels are "
                    "always no-data) (default: the file's)"),
     }

@@ -48,10 +48,12 @@ if str(REPO_ROOT) not in sys.path:
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
 from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
 from data.pairing import write_pairing  # noqa: E402
+from options.number_types import MAX_NETWORK_SIDE, integer, seed  # noqa: E402
 from util.errors import SargenError  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
 POLARIZATIONS = ("HH", "HV", "VV")
+MAX_SCENES = 100_000  # scenes per folder (--n_train, --n_test, --n_scenes)
 NAME_PATTERN = re.compile(r"^(" + "|".join(CATEGORIES) + r")_\d{4,}\.png$")
 
 # Mean sigma0 in dB per band, class (CATEGORIES order) and polarization (HH, HV, VV), and the HH-VV correlation.
@@ -560,17 +562,6 @@ def make_eo2sar(out, size=128, n_train=24, n_test=6, seed=0, band="X"):
     return written + 1, removed
 
 
-def _count(text, minimum=0):
-    """An argparse type: an integer >= `minimum`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-    return value
-
-
 def build_parser():
     """The command-line parser: subcommands x2ka, eo2sar and sen12ms with their options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -582,12 +573,13 @@ def build_parser():
         sub = commands.add_parser(dataset, help=text, description=text)
         sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / dataset,
                          help=f"output folder (default: datasets/{dataset} in the repository)")
-        sub.add_argument("--size", type=lambda t: _count(t, 16), default=128, help="image size in pixels (>= 16)")
-        sub.add_argument("--n_train", type=_count, default=DEFAULTS[dataset]["n_train"],
+        sub.add_argument("--size", type=integer(16, MAX_NETWORK_SIDE), default=128,
+                         help=f"image size in pixels (16 to {MAX_NETWORK_SIDE})")
+        sub.add_argument("--n_train", type=integer(0, MAX_SCENES), default=DEFAULTS[dataset]["n_train"],
                          help="training scenes (per domain for eo2sar); >= 5 to hold every category")
-        sub.add_argument("--n_test", type=_count, default=DEFAULTS[dataset]["n_test"],
+        sub.add_argument("--n_test", type=integer(0, MAX_SCENES), default=DEFAULTS[dataset]["n_test"],
                          help="test scenes (for eo2sar: each in testA and testB)")
-        sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
+        sub.add_argument("--seed", type=seed, default=0, help="base random seed")
         if dataset == "eo2sar":
             sub.add_argument("--band", choices=tuple(BANDS), default="X", help="radar band of the SAR images")
     text = ("a miniature SEN12MS tree: ROIs<id>_<season>/{s1,s2}_<scene>/..._p<patch>.tif, Sentinel-2 int16 "
@@ -595,10 +587,11 @@ def build_parser():
     sub = commands.add_parser("sen12ms", help=text, description=text)
     sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / "sen12ms",
                      help="output folder (default: datasets/sen12ms in the repository)")
-    sub.add_argument("--size", type=lambda t: _count(t, 16), default=64, help="patch size in pixels (>= 16)")
-    sub.add_argument("--n_scenes", type=lambda t: _count(t, 2), default=8,
+    sub.add_argument("--size", type=integer(16, MAX_NETWORK_SIDE), default=64,
+                     help=f"patch size in pixels (16 to {MAX_NETWORK_SIDE})")
+    sub.add_argument("--n_scenes", type=integer(2, MAX_SCENES), default=8,
                      help="scenes (9 half-overlapping patches each); >= 2 for a split by scene")
-    sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
+    sub.add_argument("--seed", type=seed, default=0, help="base random seed")
     return parser
 
 

@@ -9,15 +9,7 @@ from evaluation.inception import FID_DIMS
 from evaluation.perceptual import LPIPS_NETS
 from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
-from options.base_options import positive_int
-
-
-def fraction(text):
-    """An argparse type: a number in (0, 1]."""
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, real
 
 
 def image_radiometry(opt, role):
@@ -57,7 +49,7 @@ def add_fid_options(parser):
     parser.add_argument("--inception_weights", default=None,
                         help="pytorch-fid's Inception weights file pt_inception-2015-12-05-6726825d.pth (default: "
                              "where pytorch-fid looks, $TORCH_HOME/hub/checkpoints)")
-    parser.add_argument("--fid_dims", type=int, default=2048, choices=FID_DIMS,
+    parser.add_argument("--fid_dims", type=integer(), default=2048, choices=FID_DIMS,
                         help="Inception features for FID and KID (2048: the pool features papers use)")
     return parser
 
@@ -68,8 +60,9 @@ def add_speckle_options(parser):
                         help="what 8-bit renderings (and, under rules other than db, file values) stand for: db "
                              "(8-bit: 0..255 spans --db_window), amplitude or intensity; auto: db for 8-bit files, "
                              "--input_unit for others")
-    parser.add_argument("--enl_window", type=positive_int, default=15, help="side of the ENL windows in pixels")
-    parser.add_argument("--enl_fraction", type=fraction, default=0.1,
+    parser.add_argument("--enl_window", type=integer(1, MAX_NETWORK_SIDE), default=15,
+                        help="side of the ENL windows in pixels")
+    parser.add_argument("--enl_fraction", type=real(above=0.0, maximum=1.0), default=0.1,
                         help="fraction of the most homogeneous windows the ENL is measured on")
     return parser
 
@@ -106,7 +99,7 @@ def build_parser():
     add_vgg_options(parser, "Gram distance")
     parser.add_argument("--no_gram", action="store_true", help="skip the Gram (style) distance and VGG")
     add_fid_options(parser)
-    parser.add_argument("--batch_size", type=positive_int, default=50, help="images per Inception batch")
+    parser.add_argument("--batch_size", type=batch_count, default=50, help="images per Inception batch")
     fid = parser.add_mutually_exclusive_group()
     fid.add_argument("--fid", dest="fid", action="store_const", const="required", default="auto",
                      help="compute FID and KID, downloading pytorch-fid's weights if needed, or fail; default: "

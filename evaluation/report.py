@@ -9,6 +9,7 @@ from pathlib import Path
 from evaluation.metrics import mean_and_std
 from util.fileio import write_text_atomic
 from util.html import HTMLSection
+from util.versions import software_text, software_versions
 
 TEXT_COLUMNS = ("name", "fake", "real", "resized")
 SUMMARY_STATISTICS = ("mean", "std")
@@ -32,11 +33,12 @@ def metric_columns(rows):
 
 def build_report(out_dir, rows, domain, settings, computed=()):
     """The whole report: settings, which metrics were computed and why, one row per generated image, the summary
-    (mean, std, count) of each per-image metric, and the set-level (domain) metrics."""
+    (mean, std, count) of each per-image metric, the set-level (domain) metrics and the software versions."""
     rows = [{**row, "fake": relative_path(row["fake"], out_dir), "real": relative_path(row["real"], out_dir)}
             for row in rows]
     summary = {column: mean_and_std([row.get(column) for row in rows]) for column in metric_columns(rows)}
-    return {"settings": settings, "computed": list(computed), "images": rows, "summary": summary, "domain": domain}
+    return {"settings": settings, "computed": list(computed), "images": rows, "summary": summary, "domain": domain,
+            "software": software_versions()}
 
 
 def json_ready(value):
@@ -89,6 +91,7 @@ def metrics_section(report):
                       [[key, values["mean"], values["std"], values["count"]]
                        for key, values in report["summary"].items()])
     section.add_header("Settings")
+    section.add_text(f"software: {software_text()}")
     section.add_table(["setting", "value"], [[key, display(value)] for key, value in flatten(report["settings"])])
     section.add_header("Per-image metrics")
     columns = ["name", *report["summary"]]

@@ -33,6 +33,7 @@ from util.checkpoint import (
     state_dicts_on_cpu,
 )
 from util.errors import SargenError
+from util.versions import software_versions
 from util.visualizer import Visualizer
 from util.visuals import display_image
 
@@ -148,13 +149,15 @@ class StepTrainedModel(BaseModel):
     # ---- checkpoints ------------------------------------------------------------------------------
 
     def training_state(self):
-        """sargen's resume state: the step, options, optimizer states, learning rate and random states, and the
-        radiometry record of both domains (how their images were read: test.py reads them the same way)."""
+        """sargen's resume state: the step, options, optimizer states, learning rate and random states, the
+        radiometry record of both domains (how their images were read: test.py reads them the same way) and the
+        software versions."""
         state = {"iteration": self.step, "options": plain_options(self.opt)}
         state.update({f"optimizer_{name}": optimizer.state_dict() for name, optimizer in self.optimizers.items()})
         state.update({"learning_rate": self.learning_rate(self.step), "rng": rng_state()})
         state["evaluation"] = self.best.state()
         state["radiometry"] = radiometry_record(self.opt)
+        state["software"] = software_versions()  # what made it (util.versions)
         return state
 
     def use_radiometry_record(self, state, path):
