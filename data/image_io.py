@@ -24,6 +24,7 @@ import rasterio.shutil
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
@@ -39,8 +40,12 @@ from data.radiometry import (
 )
 from options.number_types import non_negative_int
 from util.errors import SargenError
-from util.fileio import atomic_path, scratch_path
+from util.fileio import atomic_path, os_error_reason, scratch_path
+from util.versions import software_text
 
+SOFTWARE_MARK = "sargen "  # how the software record (util.versions.software_text) of the images sargen writes starts
+TAG_PREFIX = "SARGEN_"  # GeoTIFF metadata of sargen's writers
+SOFTWARE_TAG = f"{TAG_PREFIX}SOFTWARE"
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 GDAL_DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".vrt": "VRT"}  # only these are tried
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2", ".vrt")
@@ -115,14 +120,15 @@ def is_gdal_raster(path):
     return Path(path).suffix.lower() in GDAL_DRIVERS
 
 
-def list_image_files(folder, max_count=None, what="images"):
-    """Sorted image files directly in `folder`; raises if the folder is missing or has none."""
+def list_image_files(folder, max_count=None, what="images", option="--dataroot"):
+    """Sorted image files directly in `folder`; raises if the folder is missing or has none (the message names
+    `option`, the running tool's option that chose the folder)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SargenError(f"{what} folder not found: {folder} (check --dataroot and the folder layout)")
+        raise SargenError(f"{what} folder not found: {folder} (check {option} and the folder layout)")
     files = sorted(path for path in folder.iterdir() if path.is_file() and is_image_file(path))
     if not files:
-        raise SargenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: add images or fix --dataroot")
+        raise SargenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: add images or fix {option}")
     return files[:max_count] if max_count is not None else files
 
 
@@ -170,6 +176,10 @@ def decoding(path, action="read image"):
         raise SargenError(f"cannot {action} {path}: {first_line(error)} (a decompression-bomb guard: raise "
                           f"--max_pixels, 0 for no limit, if you trust the file)") from None
     except Exception as error:
+        cause = root_cause(error)
+        if action == "write" or (isinstance(cause, OSError) and cause.errno):  # the disk, not the file's bytes
+            raise SargenError(f"cannot {action} {path}: "
+                              f"{os_error_reason(cause, path if action == 'write' else None)}") from None
         message = first_line(root_cause(error)).removeprefix(f"{path}: ")
         raise SargenError(f"cannot {action} {path}: {message} (corrupt, truncated or unsupported file)") from None
     finally:
@@ -529,8 +539,35 @@ def write_image(image, path, value_range=(0.0, 1.0), valid=None):
         alpha = np.where(valid, 255, 0).astype(np.uint8)
         image = np.dstack([image, alpha])
     with atomic_path(path) as temp_path:
-        Image.fromarray(image).save(temp_path, format=file_format)
+        Image.fromarray(image).save(temp_path, format=file_format, **software_metadata(file_format))
     return path
+
+
+def software_metadata(file_format):
+    """Pillow save() arguments that record the software in a PNG (tEXt Software) or JPEG (comment); BMP has none."""
+    if file_format == "PNG":
+        info = PngInfo()
+        info.add_text("Software", software_text())
+        return {"pnginfo": info}
+    return {"comment": software_text()} if file_format == "JPEG" else {}
+
+
+def written_by_sargen(path):
+    """Whether the image file `path` carries the mark of sargen's writers (a PNG or JPEG's software record, a
+    GeoTIFF's SARGEN_ tags); False for any other file, or one that cannot be read."""
+    path = Path(path)
+    try:
+        if is_tiff(path):
+            with decoding(path), rasterio.open(path) as dataset:
+                return any(key.startswith(TAG_PREFIX) for key in dataset.tags())
+        if path.suffix.lower() in PIL_FORMATS:
+            with Image.open(path) as image:
+                record = image.info.get("Software") or image.info.get("comment") or ""
+            record = record.decode("utf-8", "replace") if isinstance(record, bytes) else str(record)
+            return record.startswith(SOFTWARE_MARK)
+    except (SargenError, OSError, ValueError):
+        return False
+    return False
 
 
 class RasterWriter:
@@ -578,8 +615,7 @@ class RasterWriter:
                 dataset.set_band_description(band, description)
             if units:
                 dataset.units = tuple(units)
-            if tags:
-                dataset.update_tags(**tags)
+            dataset.update_tags(**{SOFTWARE_TAG: software_text(), **(tags or {})})
         return dataset
 
     def write_rows(self, top, rows, valid=None):

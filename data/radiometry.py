@@ -90,6 +90,7 @@ class Radiometry:
     domain: str | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
     given: frozenset = field(default=frozenset(), compare=False, repr=False)
+    channel_options: bool = field(default=True, compare=False, repr=False)  # the tool has --input_nc/--output_nc
 
     @classmethod
     def from_options(cls, opt, domain=None):
@@ -97,9 +98,11 @@ class Radiometry:
         return radiometry_for(opt, domain)
 
     def option(self, name):
-        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use."""
+        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use; None
+        for 'channels' where the running tool has no such option (app.py, evaluate.py: a checkpoint or the files
+        fix the channels)."""
         if name == "channels":
-            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc")
+            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc") if self.channel_options else None
         domain_flag = f"--{name}_{self.domain}" if self.domain else f"--{name}"
         return f"--{name}" if f"--{name}" in self.given and domain_flag not in self.given else domain_flag
 
@@ -258,7 +261,8 @@ def radiometry_for(opt, domain=None):
     given = given_options(opt, domain)
     channels = network_channels(opt, domain) or base.channels
     return dataclasses.replace(base, **{FIELDS_BY_OPTION[name]: value for name, (_, value) in given.items()},
-                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()))
+                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()),
+                               channel_options=hasattr(opt, "input_nc"))
 
 
 def radiometry_is_known(opt, domain):
@@ -577,9 +581,13 @@ def convert_channels(array, channels, path="image", radiometry=None):
         return np.repeat(array, channels, axis=2)
     radiometry = radiometry or Radiometry()
     example = ",".join(str(band) for band in range(1, channels + 1))
+    channel_option = radiometry.option("channels")
+    pick = (f"pick {channels} band(s) with {radiometry.option('bands')} (e.g. {radiometry.option('bands')} "
+            f"{example})")
+    if channel_option is None:
+        raise SargenError(f"{path} has {bands} band(s) (after --bands) but {channels} channel(s) are needed: {pick}")
     raise SargenError(f"{path} has {bands} band(s) (after --bands) but the network takes {channels} channel(s) "
-                      f"({radiometry.option('channels')}): pick {channels} band(s) with {radiometry.option('bands')} "
-                      f"(e.g. {radiometry.option('bands')} {example}) or set {radiometry.option('channels')} {bands}")
+                      f"({channel_option}): {pick} or set {channel_option} {bands}")
 
 
 def grey(images):

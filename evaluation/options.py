@@ -80,6 +80,8 @@ def build_parser():
     parser.add_argument("--fake_prefix", default="gen_sar_",
                         help="prefix stripped from generated file names before pairing (app.py writes "
                              "gen_sar_NAME); '' to strip nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a metrics.json or metrics.csv in the --out folder that evaluate.py did not write")
     parser.add_argument("--out", default=None, help="folder for metrics.json and metrics.csv (default: the "
                                                     "generated images' folder, or --results)")
     parser.add_argument("--results", default=None,

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from evaluation.metrics import mean_and_std
-from util.fileio import write_text_atomic
+from util.fileio import check_output, write_text_atomic
 from util.html import HTMLSection
 from util.versions import software_text, software_versions
 
@@ -108,10 +108,35 @@ def display(value):
     return value
 
 
+def report_paths(out_dir):
+    """Where the report goes: OUT/metrics.json and OUT/metrics.csv."""
+    return Path(out_dir) / "metrics.json", Path(out_dir) / "metrics.csv"
+
+
+def check_report_paths(out_dir, overwrite=False):
+    """Refuse (one line) to replace a metrics.json or metrics.csv that evaluate.py did not write, unless
+    --overwrite; checked before any image is scored."""
+    for path in report_paths(out_dir):
+        check_output(path, (), overwrite, written_by_evaluate, "--out")
+
+
+def written_by_evaluate(path):
+    """Whether existing `path` is a report of evaluate.py: metrics.json with its sections, or metrics.csv with its
+    header."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if Path(path).suffix == ".csv":
+            return text.startswith(",".join(TEXT_COLUMNS))
+        record = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and {"settings", "computed", "images", "summary"} <= set(record)
+
+
 def write_report(report, out_dir):
     """Write metrics.json and metrics.csv, and the metrics section into index.html where the folder has one."""
     out_dir = Path(out_dir)
-    json_path, csv_path = out_dir / "metrics.json", out_dir / "metrics.csv"
+    json_path, csv_path = report_paths(out_dir)
     write_text_atomic(json_path, json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
     write_text_atomic(csv_path, csv_text(report))
     written = [json_path, csv_path]

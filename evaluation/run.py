@@ -10,7 +10,7 @@ from evaluation.features import GramFeatures
 from evaluation.inception import FIDFeatures, find_fid_weights
 from evaluation.options import generated_radiometry, image_radiometry
 from evaluation.perceptual import LPIPSDistance, find_lpips_weights
-from evaluation.report import build_report, write_report
+from evaluation.report import build_report, check_report_paths, write_report
 from util.cli import progress
 from util.device import parse_gpu_ids, select_device
 from util.errors import SargenError
@@ -112,6 +112,7 @@ def computed_lines(images, suite, generated_count, real_count):
 def evaluate(opt):
     """Score the images of the options; write and return (report, files written)."""
     images = collect(opt)
+    check_report_paths(images.out_dir, opt.overwrite)
     device = select_device(parse_gpu_ids(opt.gpu_ids))
     real_scaling = image_radiometry(opt, "real")  # its dB window is what 8-bit renderings stand for, too
     generated_reader = ImageReader(generated_radiometry(opt, images), opt.intensity_unit, real_scaling.db_window,

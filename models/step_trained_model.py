@@ -182,13 +182,24 @@ class StepTrainedModel(BaseModel):
         payload = state_dicts_on_cpu(self.networks)
         payload[self.state_key] = self.training_state()
         latest = self.checkpoint_path("latest")
-        if step_label is None:
-            saved = save_checkpoint(payload, latest)
-        else:
-            saved = save_checkpoint(payload, self.checkpoint_path(step_label))
-            alias_checkpoint(saved, latest)
+        try:
+            if step_label is None:
+                saved = save_checkpoint(payload, latest)
+            else:
+                saved = save_checkpoint(payload, self.checkpoint_path(step_label))
+                alias_checkpoint(saved, latest)
+        except SargenError as error:  # e.g. a full disk: the earlier files are kept, loadable
+            raise SargenError(f"{error} ({self.kept_checkpoint_text()}; free space, then resume with "
+                              f"--continue_train)") from None
         self.last_checkpoint = (latest, self.step)
         return saved
+
+    def kept_checkpoint_text(self):
+        """Which checkpoint a stopped run leaves to resume from, in words."""
+        if self.last_checkpoint is None:
+            return "no checkpoint had been saved yet"
+        path, iteration = self.last_checkpoint
+        return f"the last good checkpoint {path} (iteration {iteration}) is kept"
 
     def resume(self):
         """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
@@ -252,12 +263,8 @@ class StepTrainedModel(BaseModel):
         if torch.isfinite(torch.stack(list(averaged.values()))).all():
             return averaged
         name, value = next((name, float(value)) for name, value in averaged.items() if not math.isfinite(value))
-        kept = "no checkpoint had been saved yet"
-        if self.last_checkpoint is not None:
-            path, iteration = self.last_checkpoint
-            kept = f"the last good checkpoint {path} (iteration {iteration}) is kept"
-        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; {kept} "
-                          f"(lower --lr or check the data)")
+        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; "
+                          f"{self.kept_checkpoint_text()} (lower --lr or check the data)")
 
     def get_current_losses(self):
         """The last step's losses as {name: float}."""

@@ -32,6 +32,8 @@ class AppOptions:
         parser.add_argument("--out_img_size", type=integer(0, MAX_IMAGE_SIDE), default=256,
                             help="side of the written image when not tiling (0: the input's size)")
         parser.add_argument("--out", default=".", help="output folder, or a file name for a single input")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace existing output files that sargen did not write (never an input)")
         parser.add_argument("--heatmap", action="store_true", help="also save the CAM heatmap over the input")
         parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0,
                             help="translate at the input's own size, tile by tile, with tiles of this many pixels; "

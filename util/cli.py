@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from util import distributed
 from util.errors import SargenError
+from util.fileio import os_error_message
 
 logger = logging.getLogger("sargen")
 
@@ -51,13 +52,22 @@ def rank_label():
 def run_main(main):
     """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit.
 
-    Under torchrun the process group is left at the end, also after an error.
+    The last resort for errors of the system: an OSError the code did not word itself (a read or a write that
+    failed) is one line naming its path and cause, a MemoryError one line too. Under torchrun the process group
+    is left at the end, also after an error.
     """
     setup_logging()
     try:
         main()
     except SargenError as error:
         print(f"error: {rank_label()}{one_line_message(error)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        print(f"error: {rank_label()}{os_error_message(error)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print(f"error: {rank_label()}out of memory: use smaller images, batches or tiles",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
