@@ -20,7 +20,7 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, list_image_files, read_image_with_info
+from data.image_io import has_valid_pixel, is_tiff, list_image_files, read_image_with_info, warn_no_valid_pixel
 from data.pairing import CO_REGISTERED, folder_pairing
 from data.radiometry import radiometry_for, require_known_radiometry
 from util.errors import SargenError
@@ -72,6 +72,12 @@ def folder_evaluation_sets(source_dir, target_dir, aligned):
     return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
+def count_in_worker_slot(counter):
+    """Add one to `counter` (a shared tensor of one slot per DataLoader worker, slot 0 the main process)."""
+    worker = torch.utils.data.get_worker_info()
+    counter[0 if worker is None else min(worker.id + 1, len(counter) - 1)] += 1
+
+
 class BaseDataset(torch.utils.data.Dataset):
     """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths."""
 
@@ -89,8 +95,10 @@ class BaseDataset(torch.utils.data.Dataset):
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
         self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
-        # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
+        # patches skipped for no-data and test images without a valid pixel, one counter per DataLoader worker
+        # (shared memory, seen by the main process)
         self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
+        self.empty_reads = torch.zeros_like(self.nodata_skips).share_memory_()
 
     @classmethod
     def evaluation_sets(cls, opt):
@@ -116,6 +124,9 @@ class BaseDataset(torch.utils.data.Dataset):
             if not self.opt.is_train and is_tiff(path):
                 require_known_radiometry(self.opt, domain, path, "the model")
             image, info = read_image_with_info(path, None, self.radiometry(domain))
+            if not self.opt.is_train and not has_valid_pixel(info.valid):  # training: --max_nodata decides
+                warn_no_valid_pixel(path, "its results hold no data")
+                count_in_worker_slot(self.empty_reads)
             return image, info.valid
         except SargenError as error:
             if not self.skip_bad:
@@ -132,9 +143,7 @@ class BaseDataset(torch.utils.data.Dataset):
         patch = transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
         if 1.0 - float(patch.mean()) <= self.max_nodata:
             return False
-        worker = torch.utils.data.get_worker_info()
-        slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
-        self.nodata_skips[slot] += 1
+        count_in_worker_slot(self.nodata_skips)
         return True
 
     def report_nodata_skips(self):
@@ -144,6 +153,14 @@ class BaseDataset(torch.utils.data.Dataset):
             logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
                            "replaced or left out)", self.max_nodata, skipped)
         return skipped
+
+    def report_empty_reads(self):
+        """Log, once, how many test image files without a valid pixel were read; return the count."""
+        empty = int(self.empty_reads.sum())
+        if empty:
+            logger.warning("%d image file(s) read without a valid pixel (all no-data or NaN; named above): their "
+                           "results hold no data", empty)
+        return empty
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""

@@ -63,6 +63,7 @@ os.environ.setdefault("PROJ_NETWORK", "OFF")  # PROJ never fetches grids (sargen
 # GDAL's messages reach rasterio's loggers; a failure reaches the user as one SargenError line (decoding), so
 # they are kept off the console.
 logging.getLogger("rasterio").setLevel(logging.CRITICAL + 1)
+logger = logging.getLogger("sargen")
 READ_CHUNK_PIXELS = 1 << 22  # pixels per read when a scene is measured window by window
 COG_OPTIONS = {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": 512, "OVERVIEW_RESAMPLING": "AVERAGE",
                "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
@@ -381,6 +382,16 @@ def read_raster(path, nodata=None):
     with RasterReader(path, nodata) as reader:
         raw = reader.read()
         return raw, replace(reader.info, valid=reader.valid(raw))
+
+
+def has_valid_pixel(valid):
+    """Whether a valid-pixel mask (HxW, None: every pixel valid) marks any pixel valid."""
+    return valid is None or bool(np.asarray(valid).any())
+
+
+def warn_no_valid_pixel(path, consequence):
+    """Warn that image `path` has no valid pixel (all no-data or NaN) and what follows from it."""
+    logger.warning("%s has no valid pixel (all no-data or NaN): %s", path, consequence)
 
 
 def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):

@@ -26,17 +26,15 @@ darkened nor brightened; the tiler fills each tile from its own valid pixels and
 its shared normalization statistics.
 """
 
-import argparse
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from options.number_types import MAX_BAND, finite_number
+from options.number_types import finite_number, parse_band_list, parse_float_pair, parse_percentiles
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -338,38 +336,6 @@ def output_rule(opt):
             logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
                         "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
     return rule, unit
-
-
-def parse_float_pair(text):
-    """Parse 'LOW,HIGH' into two floats with LOW < HIGH (an argparse type)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise argparse.ArgumentTypeError(f"expected two finite numbers LOW,HIGH, got '{text}'")
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
-    return low, high
-
-
-def parse_percentiles(text):
-    """Parse 'LOW,HIGH' percentiles with 0 <= LOW < HIGH <= 100 (an argparse type)."""
-    low, high = parse_float_pair(text)
-    if low < 0 or high > 100:
-        raise argparse.ArgumentTypeError(f"percentiles lie in 0..100, got '{text}'")
-    return low, high
-
-
-def parse_band_list(text):
-    """Parse '1' or '3,2,1' into a tuple of 1-based band numbers (an argparse type)."""
-    try:
-        bands = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
-    if min(bands) < 1 or max(bands) > MAX_BAND:
-        raise argparse.ArgumentTypeError(f"band numbers run from 1 to {MAX_BAND}, got '{text}'")
-    return bands
 
 
 def select_bands(array, bands, path="image", radiometry=None):

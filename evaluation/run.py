@@ -151,7 +151,9 @@ def evaluate(opt):
                 "physical_units": {"generated": generated.scale.description(),
                                    "real": real_scales[0] if real_scales else None},
                 **evaluator.settings(),
-                "skipped": generated_reader.skipped + real_reader.skipped, "device": str(device)}
+                "skipped": generated_reader.skipped + real_reader.skipped,
+                "without_valid_pixel": generated_reader.without_valid_pixel + real_reader.without_valid_pixel,
+                "device": str(device)}
     report = build_report(images.out_dir, rows, evaluator.domain_metrics(), settings, lines)
     return report, write_report(report, images.out_dir)
 
@@ -168,9 +170,12 @@ def first_readable(reader, images):
 
 
 def skipped_lines(*readers):
-    """One line naming the files --skip_bad left out, if any."""
+    """One line naming the files --skip_bad left out, one naming those without a valid pixel, if any."""
     skipped = [path for reader in readers for path in reader.skipped]
-    return [f"--skip_bad left out {len(skipped)} unreadable file(s): {', '.join(skipped)}"] if skipped else []
+    empty = [path for reader in readers for path in reader.without_valid_pixel]
+    return ([f"--skip_bad left out {len(skipped)} unreadable file(s): {', '.join(skipped)}"] if skipped else []) + (
+        [f"{len(empty)} file(s) without a valid pixel (all no-data or NaN; their metrics are NaN): "
+         f"{', '.join(empty)}"] if empty else [])
 
 
 def vars_of(scaling):

@@ -18,12 +18,14 @@ from data.image_io import (
     ImageRowsWriter,
     RasterWriter,
     SceneReader,
+    has_valid_pixel,
     is_gdal_raster,
     is_image_file,
     is_tiff,
     read_image_resized,
     read_image_with_info,
     tensor_to_uint8,
+    warn_no_valid_pixel,
     write_image,
     write_raster,
     written_by_sargen,
@@ -323,12 +325,12 @@ def app_main(argv=None):
             any_valid = translate_scene(translator, path, target, args)
         else:
             output, heatmap, info = translate_raster(translator, path, args)
-            any_valid = info.valid is None or bool(info.valid.any())
+            any_valid = has_valid_pixel(info.valid)
             write_output(output, target, info, args)
             if heatmap is not None:
                 write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
         if not any_valid:
-            logger.warning("%s has no valid pixel (all no-data or NaN): its output %s is all no-data", path, target)
+            warn_no_valid_pixel(path, f"its output {target} is all no-data")
             empty.append(path)
         logger.info("wrote %s", target)
     report_translations(pairs, empty)

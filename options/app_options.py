@@ -3,7 +3,6 @@
 import argparse
 
 from data.image_io import add_image_options, apply_image_limits
-from data.radiometry import parse_float_pair
 from options.number_types import (
     MAX_IMAGE_SIDE,
     MAX_NETWORK_SIDE,
@@ -11,6 +10,7 @@ from options.number_types import (
     integer,
     network_side,
     non_negative_int,
+    parse_float_pair,
 )
 from util.device import add_allocator_option
 

@@ -32,6 +32,7 @@ def integer(minimum=None, maximum=None, allowed=()):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
         return value
     parse.__name__ = "integer"
+    parse.bounds = {"minimum": minimum, "maximum": maximum, "allowed": tuple(allowed)}  # for the tests
     return parse
 
 
@@ -49,12 +50,8 @@ def real(minimum=None, maximum=None, above=None, below=None):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
         return value
     parse.__name__ = "number"
+    parse.bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
     return parse
-
-
-def finite_number(text):
-    """A float that is not NaN or infinite (an argparse type)."""
-    return real()(text)
 
 
 def within(value, minimum, maximum):
@@ -72,10 +69,43 @@ def described(what, **bounds):
     return " ".join([what, " and ".join(parts)]) if parts else what
 
 
+def parse_float_pair(text):
+    """Parse 'LOW,HIGH' into two floats with LOW < HIGH (an argparse type)."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise argparse.ArgumentTypeError(f"expected two finite numbers LOW,HIGH, got '{text}'")
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
+    return low, high
+
+
+def parse_percentiles(text):
+    """Parse 'LOW,HIGH' percentiles with 0 <= LOW < HIGH <= 100 (an argparse type)."""
+    low, high = parse_float_pair(text)
+    if low < 0 or high > 100:
+        raise argparse.ArgumentTypeError(f"expected percentiles LOW,HIGH from 0 to 100, got '{text}'")
+    return low, high
+
+
+def parse_band_list(text):
+    """Parse '1' or '3,2,1' into a tuple of 1-based band numbers (an argparse type)."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
+    if min(bands) < 1 or max(bands) > MAX_BAND:
+        raise argparse.ArgumentTypeError(f"expected band numbers from 1 to {MAX_BAND}, got '{text}'")
+    return bands
+
+
 positive_int = integer(1)
 non_negative_int = integer(0)
 fraction = real(0.0, 1.0)  # from 0 to 1
 open_fraction = real(above=0.0, below=1.0)  # strictly between 0 and 1
+finite_number = real()
 weight = real(0.0)  # a loss weight, weight decay or similar: finite and >= 0
 rate = real(above=0.0)  # a learning rate or scale: finite and > 0
 network_side = integer(1, MAX_NETWORK_SIDE)
