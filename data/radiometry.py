@@ -545,7 +545,7 @@ def convert_channels(array, channels, path="image", radiometry=None):
         return (array @ LUMINANCE_WEIGHTS)[:, :, None]
     if bands == 1:
         return np.repeat(array, channels, axis=2)
-    radiometry = radiometry or Radiometry()
+    radiometry = radiometry or Radiometry(channel_options=False)  # no rule given: no channel option to name
     example = ",".join(str(band) for band in range(1, channels + 1))
     channel_option = radiometry.option("channels")
     pick = (f"pick {channels} band(s) with {radiometry.option('bands')} (e.g. {radiometry.option('bands')} "

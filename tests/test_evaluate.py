@@ -38,6 +38,7 @@ from util.cli import run_main
 from util.errors import SargenError
 from util.html import HTMLPage, HTMLSection
 from util.results import ImageResult, ResultsWriter
+from util.versions import software_versions
 
 SIZE = 32
 DB_WINDOW = (-25.0, 0.0)
@@ -364,7 +365,8 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
                                                  "--out", out, *evaluate_args()])
     assert code == 0, stderr
     report = read_report(out)
-    assert list(report) == ["settings", "computed", "images", "summary", "domain"]
+    assert list(report) == ["settings", "computed", "images", "summary", "domain", "software"]
+    assert report["software"] == software_versions() and report["software"]["sargen"] != ""
     rows = {row["name"]: row for row in report["images"]}
     assert list(rows) == ["a", "b", "d"] and rows["a"]["real"].endswith("real/a.png") and rows["d"]["real"] is None
     assert rows["a"]["psnr"] == "inf" and rows["a"]["ssim"] == 1.0 and rows["a"]["gram_distance_real"] == 0.0

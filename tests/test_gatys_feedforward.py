@@ -35,6 +35,7 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.curves import read_log_curves
 from util.errors import SargenError
+from util.versions import software_text, software_versions
 
 TINY_GENERATOR = ["--ngf", "8", "--n_res", "1"]
 LEARNING_RATE = 1e-3
@@ -130,8 +131,10 @@ def test_resume_continues_like_an_uninterrupted_run(x2ka_root, trained, tmp_path
     again = read_feedforward_checkpoint(folder / f"4{CHECKPOINT_SUFFIX}")["generator"]
     for key, tensor in full.items():
         assert torch.allclose(tensor, again[key], atol=1e-6), f"{key} differs after resume"
+    state = read_feedforward_checkpoint(folder / f"4{CHECKPOINT_SUFFIX}")["sargen_gatys_feedforward"]
+    assert state["software"] == software_versions()
     page = (trained / "checkpoints" / "ff" / "web" / "index.html").read_text()
-    assert "fake_B" in page and "real_A" in page
+    assert "fake_B" in page and "real_A" in page and f"made with {software_text()}" in page
 
 
 def test_test_page_lists_images_and_losses_like_gatys(x2ka_root, trained):

@@ -27,6 +27,7 @@ from models.ugatit_checkpoint import NETWORK_NAMES, SARGEN_STATE_KEY, read_check
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.errors import SargenError
+from util.versions import software_versions
 
 PANELS = ["real_A", "heatmap_A2A", "fake_A2A", "heatmap_A2B", "fake_A2B", "heatmap_A2B2A", "fake_A2B2A"]
 
@@ -71,7 +72,7 @@ def test_checkpoint_has_the_reference_layout_and_plain_extras(trained):
     assert {path.name for path in folder.glob("*.pth")} == {"2_net_ugatit.pth", "4_net_ugatit.pth",
                                                            "latest_net_ugatit.pth"}
     payload = torch.load(folder / "4_net_ugatit.pth", weights_only=True)
-    assert set(NETWORK_NAMES) <= set(payload)
+    assert set(payload) == {*NETWORK_NAMES, SARGEN_STATE_KEY, "sargen_format"}  # extras only under sargen's key
     model = create_model(parse_train_options(args))
     for name in NETWORK_NAMES:
         assert list(payload[name]) == list(model.networks[name].state_dict())
@@ -80,6 +81,7 @@ def test_checkpoint_has_the_reference_layout_and_plain_extras(trained):
     assert extra["iteration"] == 4
     assert extra["options"]["img_size"] == 32 and extra["options"]["device"] == "cpu"
     assert extra["optimizer_G"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    assert extra["software"] == software_versions()  # what made it: sargen's commit, torch, numpy, GDAL, ...
     assert torch.equal(torch.load(folder / "latest_net_ugatit.pth", weights_only=True)["genA2B"]["FC.0.weight"],
                        payload["genA2B"]["FC.0.weight"])
 
