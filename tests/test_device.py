@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.file_translation import app_main
 from options.train_options import TrainOptions
