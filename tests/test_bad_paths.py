@@ -17,11 +17,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from conftest import gatys_test_args, gatys_train_args
 from geotiff_helpers import write_geotiff
 from PIL import Image
-from ugatit_helpers import one_torch_thread, perturbed_generators, ugatit_args  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_checkpoint, ugatit_args  # noqa: F401  (autouse fixture)
 
 import evaluate as evaluate_script
 import test as test_script
@@ -40,9 +39,7 @@ APP_COMMON = ["--device", "cpu", "--img_size", "32", "--out_img_size", "32", "--
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A seeded light U-GAT-IT checkpoint (ngf 8, 1 block, 32 px, EO 3 -> SAR 1 channel), reference format."""
-    path = tmp_path_factory.mktemp("checkpoint") / "eo2sar.pt"
-    torch.save(perturbed_generators(ngf=8, n_blocks=1, img_size=32, input_nc=3, output_nc=1), path)
-    return path
+    return perturbed_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture

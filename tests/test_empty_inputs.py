@@ -3,9 +3,8 @@ the file, and counts them in its summary; the run goes on (the outputs of such i
 
 import numpy as np
 import pytest
-import torch
 from geotiff_helpers import write_geotiff
-from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_checkpoint  # noqa: F401  (autouse fixture)
 
 import evaluate as evaluate_script
 from data import create_dataset
@@ -17,9 +16,7 @@ from options.test_options import TestOptions
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A seeded light U-GAT-IT checkpoint, 1 -> 1 channel, 32 px (reference format)."""
-    path = tmp_path_factory.mktemp("checkpoint") / "sar.pt"
-    torch.save(perturbed_generators(ngf=8, n_blocks=1, img_size=32, input_nc=1, output_nc=1), path)
-    return path
+    return perturbed_checkpoint(tmp_path_factory, input_nc=1)
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from geotiff_helpers import write_geotiff
-from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_checkpoint  # noqa: F401  (autouse fixture)
 
 import evaluate as evaluate_script
 from data import create_dataset
@@ -32,9 +31,7 @@ def assert_names_only_options_of(message, parser):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A light U-GAT-IT checkpoint taking 3 channels (reference format: no radiometry record)."""
-    path = tmp_path_factory.mktemp("checkpoint") / "eo2sar.pt"
-    torch.save(perturbed_generators(ngf=8, n_blocks=1, img_size=32, input_nc=3, output_nc=1), path)
-    return path
+    return perturbed_checkpoint(tmp_path_factory)
 
 
 def app_error(checkpoint, tmp_path, *argv):

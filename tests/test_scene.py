@@ -6,7 +6,7 @@ import torch
 from geotiff_helpers import UTM_33N, georeferencing, image_structure, read_bands, write_geotiff
 from PIL import Image
 from test_app import smooth_texture
-from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_checkpoint  # noqa: F401  (autouse fixture)
 
 import data.image_io
 from data.image_io import read_image_with_info, tensor_to_uint8
@@ -22,9 +22,7 @@ TILED = ["--tile", "64", "--overlap", "16", "--precision", "float32", "--device"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A light EO (3 channels) -> SAR (1 channel) checkpoint whose every weight is perturbed by 0.02 x randn."""
-    path = tmp_path_factory.mktemp("ckpt") / "perturbed.pt"
-    torch.save(perturbed_generators(ngf=8, n_blocks=2, img_size=32, input_nc=3, output_nc=1), path)
-    return path
+    return perturbed_checkpoint(tmp_path_factory, n_blocks=2)
 
 
 def s2_scene(height, width, seed=0):
