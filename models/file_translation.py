@@ -46,7 +46,7 @@ from options.app_options import AppOptions
 from util.cli import progress
 from util.device import reuse_memory_on_cpu
 from util.errors import SargenError
-from util.fileio import check_output, remove_stale_temporary_files, same_file
+from util.fileio import FileSet, check_output, remove_stale_temporary_files, same_file
 from util.visuals import display_channel_count, display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
@@ -109,7 +109,7 @@ def inputs_and_outputs(args):
             raise SargenError(f"--img {args.img}: only earlier outputs of app.py (gen_sar_*) are there: give the "
                               f"input images")
     targets = output_paths(image_paths, args.out)
-    written = {}
+    inputs, written = FileSet(image_paths), {}
     for path, target in zip(image_paths, targets):
         for output in [target, heatmap_path(target)] if args.heatmap else [target]:
             key = output.resolve()
@@ -117,7 +117,7 @@ def inputs_and_outputs(args):
                 raise SargenError(f"--img {written[key]} and {path} would both be written to {output} (inputs of "
                                   f"the same name): translate them into different --out folders")
             written[key] = path
-            check_output(output, image_paths, args.overwrite, written_by_sargen, "--out")
+            check_output(output, inputs, args.overwrite, written_by_sargen, "--out")
     return list(zip(image_paths, targets))
 
 

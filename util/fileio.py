@@ -130,13 +130,15 @@ def file_system_state(path):
 
 
 def check_output(target, inputs=(), overwrite=False, written_by_sargen=None, option="--out"):
-    """Refuse to write `target` when it is one of `inputs` (always) or an existing file that sargen did not write
-    (`written_by_sargen(path)` says whether it did) unless `overwrite` (--overwrite): a one-line SargenError."""
+    """Refuse to write `target` when it is one of `inputs` (a FileSet or paths; always) or an existing file that
+    sargen did not write (`written_by_sargen(path)` says whether it did) unless `overwrite` (--overwrite): a
+    one-line SargenError."""
     target = Path(target)
-    for source in inputs:
-        if same_file(target, source):
-            raise SargenError(f"{option} {target} is the input {source}: it would be overwritten; write the output "
-                              f"elsewhere (another {option})")
+    inputs = inputs if isinstance(inputs, FileSet) else FileSet(inputs)
+    source = inputs.find(target)
+    if source is not None:
+        raise SargenError(f"{option} {target} is the input {source}: it would be overwritten; write the output "
+                          f"elsewhere (another {option})")
     if target.is_dir():
         raise SargenError(f"{option}: {target} is a folder, not a file name")
     if target.exists() and not overwrite and not (written_by_sargen is not None and written_by_sargen(target)):
@@ -144,13 +146,32 @@ def check_output(target, inputs=(), overwrite=False, written_by_sargen=None, opt
                           f"choose another {option}")
 
 
+class FileSet:
+    """Paths compared as files, through links and relative parts: by device and inode where they exist."""
+
+    def __init__(self, paths):
+        """Index `paths` by file identity (the first of several names of one file is kept)."""
+        self.members = {}
+        for path in paths:
+            self.members.setdefault(file_identity(path), Path(path))
+
+    def find(self, path):
+        """The member that is the same file as `path`, or None."""
+        return self.members.get(file_identity(path))
+
+
+def file_identity(path):
+    """(device, inode) of an existing file, else its resolved path."""
+    try:
+        stats = os.stat(path)
+    except OSError:
+        return Path(path).resolve()
+    return stats.st_dev, stats.st_ino
+
+
 def same_file(first, second):
     """Whether two paths name the same file (through links and relative parts), existing or not."""
-    first, second = Path(first), Path(second)
-    with contextlib.suppress(OSError):
-        if first.exists() and second.exists():
-            return os.path.samefile(first, second)
-    return first.resolve() == second.resolve()
+    return file_identity(first) == file_identity(second)
 
 
 def write_text_atomic(path, text):
