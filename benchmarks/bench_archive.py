@@ -106,8 +106,8 @@ def main():
             per_hour = args.scenes / wall * 3600
             sentinel2 = megapixels / translating / (SENTINEL2_SIDE ** 2 / 1e6) * 3600
             print(f"{count} process(es) x {max(1, args.threads // count)} thread(s): {wall:.1f} s in all, "
-                  f"{translating:.1f} s translating -> {per_hour:.1f} scenes an hour ({megapixels / translating:.3f} "
-                  f"MP/s while translating, {sentinel2:.2f} Sentinel-2 10,980 px scenes an hour); "
+                  f"{translating:.1f} s translating -> {per_hour:.1f} scenes an hour ({megapixels / translating:.3g} "
+                  f"MP/s while translating, {sentinel2:.3g} Sentinel-2 10,980 px scenes an hour); "
                   f"{baseline / wall:.2f}x the throughput of {counts[0]} process(es)", flush=True)
 
 
