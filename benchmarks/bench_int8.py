@@ -16,7 +16,7 @@ Speed is measured interleaved (float32, then each int8 variant, repeated) in one
 machine slows all alike; the per-repeat ratios and their median are printed. The criterion of the issue:
 offer --precision int8 only if it is >= 1.5x faster than float32 AND within 2 grey levels at p99.
 
-    python benchmarks/bench_int8.py                       # about a minute on 2 quiet cores
+    python benchmarks/bench_int8.py                       # about 2 minutes on 2 quiet cores
     python benchmarks/bench_int8.py --repeats 9 --threads 2
 """
 
