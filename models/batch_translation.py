@@ -48,7 +48,7 @@ class InputRecord:
     seconds: float = 0.0
 
 
-def rank_device(device, name):
+def app_device(device, name):
     """app.py's device for --device `name` (validated as `device`); under torchrun join the process group with
     each process of a machine on its own device: cuda:LOCAL_RANK, or the CPU."""
     if distributed.launched_processes() <= 1:

@@ -36,7 +36,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
-from models.batch_translation import rank_device, translate_batch
+from models.batch_translation import app_device, translate_batch
 from models.tiling import TilePlan, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
@@ -271,7 +271,7 @@ def app_main(argv=None):
     """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap); under
     torchrun the ranks share the images (models.batch_translation)."""
     args = AppOptions().parse(argv)
-    device = rank_device(choose_device(args.device), args.device)
+    device = app_device(choose_device(args.device), args.device)
     reuse_memory_on_cpu(device, args.system_allocator)
     image_paths = resolve_image_paths(args.img)
     targets = output_paths(image_paths, args.out)

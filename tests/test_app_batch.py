@@ -19,7 +19,7 @@ from test_app import smooth_texture
 from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
 
 from data.image_io import write_image
-from models.batch_translation import MANIFEST_FORMAT, rank_device
+from models.batch_translation import MANIFEST_FORMAT, app_device
 from models.file_translation import app_main
 from util.errors import SargenError
 from util.fileio import writer_id
@@ -231,6 +231,6 @@ def test_under_torchrun_each_local_process_needs_its_own_gpu(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(SargenError, match="--device cuda:1: under torchrun each of this machine's 4 processes"):
-        rank_device(torch.device("cuda:1"), "cuda:1")
+        app_device(torch.device("cuda:1"), "cuda:1")
     with pytest.raises(SargenError, match="has 2 CUDA device\\(s\\): give --nproc_per_node 2 or --device cpu"):
-        rank_device(torch.device("cuda"), "cuda")
+        app_device(torch.device("cuda"), "cuda")

@@ -164,7 +164,7 @@ def broadcast_object(value):
     if not is_distributed():
         return value
     holder = [value]
-    with collective("receiving rank 0's work list"):
+    with collective("receiving rank 0's data"):
         dist.broadcast_object_list(holder, src=0)
     return holder[0]
 
