@@ -40,6 +40,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
+from models.batch_translation import NO_VALID_PIXEL, app_device, translate_batch
 from models.tiling import TilePlan, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
@@ -301,14 +302,32 @@ def translate_scene(translator, path, target, args):
     return source.any_valid
 
 
+def translate_to_file(translator, path, target, args):
+    """Translate one input file into `target` (and its heatmap with --heatmap); return the note of its record in
+    manifest.json: NO_VALID_PIXEL for an input without a valid pixel (also a warning naming it), else ''."""
+    if args.tile:
+        any_valid = translate_scene(translator, path, target, args)
+    else:
+        output, heatmap, info = translate_raster(translator, path, args)
+        any_valid = has_valid_pixel(info.valid)
+        write_output(output, target, info, args)
+        if heatmap is not None:
+            write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+    if any_valid:
+        return ""
+    warn_no_valid_pixel(path, f"its output {target} is all no-data")
+    return NO_VALID_PIXEL
+
+
 def app_main(argv=None):
-    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap).
+    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap); under
+    torchrun the ranks share the images (models.batch_translation).
 
     Outputs never replace an input, nor (without --overwrite) a file sargen did not write; temporary files of
     earlier runs that were killed are removed first. Inputs without a valid pixel are named and counted.
     """
     args = AppOptions().parse(argv)
-    device = choose_device(args.device)
+    device = app_device(choose_device(args.device), args.device)
     reuse_memory_on_cpu(device, args.system_allocator)
     pairs = inputs_and_outputs(args)
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
@@ -319,29 +338,7 @@ def app_main(argv=None):
     resolve_output_settings(args)
     for folder in sorted({target.parent for _, target in pairs}):
         remove_stale_temporary_files(folder)  # of earlier runs that were killed mid-write
-    empty = []
-    for path, target in progress(pairs, desc="translating", unit="image"):
-        if args.tile:
-            any_valid = translate_scene(translator, path, target, args)
-        else:
-            output, heatmap, info = translate_raster(translator, path, args)
-            any_valid = has_valid_pixel(info.valid)
-            write_output(output, target, info, args)
-            if heatmap is not None:
-                write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
-        if not any_valid:
-            warn_no_valid_pixel(path, f"its output {target} is all no-data")
-            empty.append(path)
-        logger.info("wrote %s", target)
-    report_translations(pairs, empty)
+    heatmaps = args.heatmap and translator.has_heatmap
+    translate_batch(pairs, functools.partial(translate_to_file, translator, args=args), args,
+                    lambda target: [target, heatmap_path(target)] if heatmaps else [target])
     return [target for _, target in pairs]
-
-
-def report_translations(pairs, empty):
-    """The run's summary line: images translated, and those without a valid pixel."""
-    summary = f"translated {len(pairs)} image(s)"
-    if not empty:
-        logger.info("%s", summary)
-        return
-    names = ", ".join(str(path) for path in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-    logger.warning("%s; %d without a valid pixel (outputs all no-data): %s", summary, len(empty), names)

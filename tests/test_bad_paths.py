@@ -192,7 +192,7 @@ def test_app_run_into_its_input_folder_leaves_its_earlier_outputs_out(checkpoint
     assert run_tool(functools.partial(app_main, argv), capsys)[0] == 0
     first = sorted(path.name for path in inputs.iterdir())
     assert first == ["gen_sar_scene.png", "gen_sar_scene_geo.tif", "gen_sar_scene_geo_heatmap.png",
-                     "gen_sar_scene_heatmap.png", "scene.png", "scene_geo.tif"]
+                     "gen_sar_scene_heatmap.png", "manifest.json", "scene.png", "scene_geo.tif"]
     code, stderr = run_tool(functools.partial(app_main, argv), capsys)
     assert code == 0 and "left out 4 earlier output(s)" in stderr, stderr
     assert sorted(path.name for path in inputs.iterdir()) == first
@@ -396,5 +396,6 @@ def test_app_removes_the_temporaries_of_a_killed_run(checkpoint, inputs, tmp_pat
             "--tile", "32", "--overlap", "8", *APP_COMMON]
     assert run_tool(functools.partial(app_main, argv), capsys)[0] == 0
     assert not any(path.exists() for path in stale) and live.exists()
-    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == ["gen_sar_scene_geo.tif"]
+    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == ["gen_sar_scene_geo.tif",
+                                                                                             "manifest.json"]
     shutil.rmtree(out)

@@ -1,6 +1,9 @@
 """Inputs without a valid pixel (all NaN, all no-data): every tool that reads them says so, naming
 the file, and counts them in its summary; the run goes on (the outputs of such inputs are all no-data)."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 from geotiff_helpers import write_geotiff
@@ -33,7 +36,8 @@ def scenes(tmp_path):
 
 @pytest.mark.parametrize("tile", [[], ["--tile", "32", "--overlap", "8"]])
 def test_app_names_and_counts_inputs_without_a_valid_pixel(checkpoint, scenes, tmp_path, sargen_log, tile):
-    """Whole and tiled: a warning naming each empty input, the summary counting 3 of 4; every output written."""
+    """Whole and tiled: a warning naming each empty input, the totals line and manifest.json counting 3 of 4 (each
+    noted in the manifest); every output written."""
     written = app_main(["--model_path", str(checkpoint), "--img", str(scenes), "--out", str(tmp_path / "out"),
                         "--device", "cpu", "--intensity_scaling_A", "minmax", *tile])
     assert len(written) == 4 and all(path.is_file() for path in written)
@@ -42,13 +46,15 @@ def test_app_names_and_counts_inputs_without_a_valid_pixel(checkpoint, scenes, t
         assert sum(name in message and "all no-data" in message for message in warnings) == 1, (name, warnings)
     assert not any("valid.tif has" in message for message in warnings)
     summary = sargen_log.messages[-1][1]
-    assert summary.startswith("translated 4 image(s); 3 without a valid pixel") and "valid.tif" not in summary
+    assert re.match(r"4 inputs: 4 written in .*, 3 without a valid pixel \(outputs all no-data: .*all_nan.tif", summary)
+    assert "/valid.tif" not in summary
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["totals"]["without_valid_pixel"] == 3
+    assert sum(entry["reason"].startswith("no valid pixel") for entry in manifest["inputs"]) == 3
 
 
 def test_evaluate_names_and_counts_images_without_a_valid_pixel(tmp_path, sargen_log):
     """An all-NaN generated image: a warning naming it, and metrics.json lists it (its metrics are NaN)."""
-    import json
-
     fake, real = tmp_path / "fake", tmp_path / "real"
     rng = np.random.default_rng(1)
     for index in range(2):
