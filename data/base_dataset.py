@@ -20,9 +20,9 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, list_image_files, read_image_with_info
+from data.image_io import list_image_files, read_image_with_info, require_reading_rule
 from data.pairing import CO_REGISTERED, folder_pairing
-from data.radiometry import radiometry_for, require_known_radiometry
+from data.radiometry import radiometry_for
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -108,13 +108,14 @@ class BaseDataset(torch.utils.data.Dataset):
     def read_with_mask(self, path, domain):
         """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
 
-        At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
+        At test time a 16-bit or float raster needs a known reading rule: a model without a record and no option is
+        an error (8-bit rasters read as value / 255, like 8-bit PNGs).
         """
         if str(path) in self.bad_paths:
             return None, None
         try:
-            if not self.opt.is_train and is_tiff(path):
-                require_known_radiometry(self.opt, domain, path, "the model")
+            if not self.opt.is_train:
+                require_reading_rule(self.opt, domain, path, "the model")
             image, info = read_image_with_info(path, None, self.radiometry(domain))
             return image, info.valid
         except SargenError as error:
