@@ -10,6 +10,7 @@ from evaluation.perceptual import LPIPS_NETS
 from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
 from options.base_options import positive_int
+from util.cli import ArgumentParser
 
 
 def fraction(text):
@@ -76,7 +77,7 @@ def add_speckle_options(parser):
 
 def build_parser():
     """The parser of evaluate.py's options."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Metrics of generated images against real ones (writes metrics.json, metrics.csv and, when "
                     "the output folder has an index.html, its metrics section)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -4,6 +4,7 @@ import argparse
 
 from data.image_io import add_image_options, apply_image_limits
 from data.radiometry import parse_float_pair
+from util.cli import ArgumentParser
 from util.device import add_allocator_option
 from util.errors import SargenError
 
@@ -16,7 +17,7 @@ class AppOptions:
 
     def build_parser(self):
         """The parser of app.py's options."""
-        parser = argparse.ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
+        parser = ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
                                                      "U-GAT-IT checkpoint.",
                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         parser.add_argument("--model_path", required=True, help="U-GAT-IT checkpoint (eo2sar or sargen format)")

@@ -52,7 +52,7 @@ from models.vgg import (
     parse_layers,
 )
 from options.base_options import format_options, non_negative_int, positive_int, save_options, seed_everything
-from util.cli import progress
+from util.cli import ArgumentParser, progress
 from util.device import autocast_dtype, parse_gpu_ids, select_device
 from util.errors import SargenError
 from util.fileio import write_text_atomic
@@ -564,7 +564,7 @@ def add_options(parser, kind):
 
 def parse_options(kind, argv=None):
     """Parse and check a script's options; returns (opt, parser). Nothing is written yet."""
-    parser = add_options(argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter), kind)
+    parser = add_options(ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter), kind)
     opt = parser.parse_args(argv)
     opt.kind = kind
     opt.backbone = resolve_model(opt.model)
