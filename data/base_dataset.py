@@ -13,6 +13,7 @@ same way; the skips are counted, across DataLoader workers, and reported once at
 
 import argparse
 import logging
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +73,20 @@ def folder_evaluation_sets(source_dir, target_dir, aligned):
     return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
-class BaseDataset(torch.utils.data.Dataset):
-    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths."""
+class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
+    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths.
+
+    Every dataset mode provides the abstract methods; a class that leaves one unimplemented is a base class, never
+    offered as a --dataset_mode choice (util.registry).
+    """
+
+    @abstractmethod
+    def __len__(self):
+        """How many items the dataset holds."""
+
+    @abstractmethod
+    def __getitem__(self, index):
+        """The item at `index`: a dict of tensors in [-1, 1] and paths."""
 
     @staticmethod
     def modify_commandline_options(parser, is_train):

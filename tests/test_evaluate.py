@@ -360,7 +360,8 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
     out = tmp_path / "scores"
     code, _, stderr = run_script("evaluate.py", ["--fake_dir", tmp_path / "fake", "--real_dir", tmp_path / "real",
                                                  "--out", out, *evaluate_args()])
-    assert code == 0, stderr
+    assert code == 3, stderr  # FID, KID and LPIPS unavailable: the report is written, the exit code says so
+    assert stderr.strip().splitlines()[-1] == "some metrics are unavailable (exit code 3): fid, lpips, kid"
     report = read_report(out)
     assert list(report) == ["settings", "computed", "images", "summary", "domain"]
     rows = {row["name"]: row for row in report["images"]}
@@ -383,6 +384,37 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
     assert [row["name"] for row in table] == ["a", "b", "d", "summary:mean", "summary:std"]
     assert table[0]["psnr"] == "inf" and table[2]["psnr"] == ""
     assert not (out / "index.html").exists()  # no page there: json and csv only
+
+
+def test_a_metric_without_weights_is_unavailable_unless_requested(tmp_path, monkeypatch):
+    """One rule for the Gram distance, FID/KID and LPIPS: weights absent -> unavailable with where to put them, the
+    other metrics computed, exit code 3; all computed -> 0; a metric asked for that cannot run -> an error."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    for name in ("a", "b"):
+        save_png(random_image(ord(name), size=40), tmp_path / "fake" / f"{name}.png")
+        save_png(random_image(ord(name) + 5, size=40), tmp_path / "real" / f"{name}.png")
+    folders = ["--fake_dir", str(tmp_path / "fake"), "--real_dir", str(tmp_path / "real"), "--out", str(tmp_path),
+               "--vgg", "vgg16", "--style_layer", "0,1", "--gpu_ids", "-1"]
+    assert evaluate.main(folders) == 3  # no --vgg_weights and no ImageNet VGG16 in the cache
+    report = read_report(tmp_path)
+    gram = report["domain"]["gram_distance"]
+    assert gram.startswith("unavailable: ImageNet vgg16 weights are not in ") and "empty_cache" in gram
+    assert "vgg16-397923af.pth" in gram and "--vgg_weights random" in gram
+    assert all("gram_distance_real" not in row and math.isfinite(row["psnr"]) for row in report["images"])
+    assert any(line.startswith("Gram distance: unavailable") for line in report["computed"])
+    assert report["domain"]["histogram_js"] >= 0 and report["domain"]["fid"].startswith("unavailable")
+    assert evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--no_lpips"]) == 0
+    assert read_report(tmp_path)["domain"]["gram_distance"] >= 0
+    offline = mock.patch("torchvision.models._api.WeightsEnum.get_state_dict", side_effect=OSError("offline"))
+    with offline, pytest.raises(SargenError, match="^ImageNet vgg16 weights are not in .*could not be downloaded"):
+        evaluate.main([*folders, "--gram", "--no_fid", "--no_lpips"])
+    with pytest.raises(SargenError, match="^--lpips: the alexnet ImageNet weights of LPIPS are not in .*empty_cache"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--lpips"])
+    with mock.patch("torch.hub.download_url_to_file", side_effect=OSError("offline")), \
+            pytest.raises(SargenError, match="^pytorch-fid's Inception weights are not in .*could not be downloaded"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_lpips", "--fid"])
+    with pytest.raises(SargenError, match="^--lpips: LPIPS compares pairs"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--lpips", "--unpaired"])
 
 
 def test_no_common_names_gives_distribution_metrics_only_and_unpaired_forces_it(tmp_path):

@@ -88,13 +88,16 @@ def rank_label():
 
 
 def run_main(main):
-    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit.
+    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit; an int that `main`
+    returns is the exit code (evaluate.py: 3 when some metrics are unavailable).
 
     Under torchrun the process group is left at the end, also after an error.
     """
     setup_logging()
     try:
-        main()
+        status = main()
+        if isinstance(status, int) and not isinstance(status, bool) and status:
+            sys.exit(status)
     except SargenError as error:
         print(f"error: {rank_label()}{one_line_message(error)}", file=sys.stderr)
         sys.exit(2)
