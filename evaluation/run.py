@@ -187,7 +187,7 @@ def evaluate(opt):
                 **evaluator.settings(),
                 "skipped": generated_reader.skipped + real_reader.skipped, "device": str(device)}
     report = build_report(images.out_dir, rows, evaluator.domain_metrics(), settings, lines)
-    return report, write_report(report, images.out_dir)
+    return report, write_report(report, images.out_dir, evaluator.plot_series())
 
 
 def first_readable(reader, images):
