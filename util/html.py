@@ -52,6 +52,33 @@ class HTMLContent:
                                 tags.br()
                                 tags.span(caption)
 
+    def add_image_grid(self, rows, width=128, column_labels=None, row_labels=None):
+        """Add a table of labelled images: `rows` of cells, each a (path relative to the page, caption) pair or
+        None (an empty cell); a caption's lines are shown one under the other; optional labels head the columns
+        and start the rows."""
+        with self.container:
+            with tags.table(border=1, style="border-collapse: collapse; text-align: center;"):
+                if column_labels is not None:
+                    with tags.tr():
+                        if row_labels is not None:
+                            tags.th("")
+                        for label in column_labels:
+                            tags.th(label)
+                for index, cells in enumerate(rows):
+                    with tags.tr():
+                        if row_labels is not None:
+                            tags.th(row_labels[index])
+                        for cell in cells:
+                            with tags.td(valign="top", style=f"width:{width}px; font-size: small;"):
+                                if cell is None:
+                                    continue
+                                path, caption = cell
+                                with tags.a(href=file_url(path)):
+                                    tags.img(style=f"width:{width}px", src=file_url(path))
+                                for line in str(caption).split("\n"):
+                                    tags.br()
+                                    tags.span(line)
+
     def add_element(self, element):
         """Add a dominate element built elsewhere (e.g. util.curves' charts)."""
         self.container.add(element)
