@@ -13,7 +13,9 @@ SEN12MS_DEMO := --dataroot datasets/sen12ms --dataset_mode sen12ms --name sen12m
 # imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
 WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-.PHONY: demo demo-gatys demo-visualization demo-ugatit demo-sen12ms test lint venv gpu-check
+DEMO_TARGETS := demo-gatys demo-visualization demo-ugatit demo-sen12ms
+
+.PHONY: demo $(DEMO_TARGETS) test lint venv gpu-check
 
 venv: $(INSTALLED)
 
@@ -23,7 +25,15 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
 	touch $(INSTALLED)
 
-demo: demo-gatys demo-visualization demo-ugatit demo-sen12ms
+# Each demo target also runs alone; `make demo` runs them all (the install, made once, not again: -o) and prints
+# how long each took on one line, "demo timing: ...", which benchmarks/readme_times.py repeats under its table.
+demo: $(INSTALLED)
+	@set -e; total=0; timing=""; \
+	for target in $(DEMO_TARGETS); do \
+		start=$$(date +%s); $(MAKE) --no-print-directory -o $(INSTALLED) $$target; seconds=$$(( $$(date +%s) - start )); \
+		total=$$(( total + seconds )); timing="$$timing $$target $${seconds} s,"; \
+	done; \
+	echo "demo timing:$$timing total $${total} s"
 	@echo "Result pages:"
 	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html (metrics: metrics.json, metrics.csv)"
 	@echo "  feature visualization:  results/content_demo/VGG16/index.html, results/style_demo/VGG16/index.html"
