@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-# Small sizes so the demo ends in a few minutes on two CPU cores.
+# Small sizes and few steps so that every demo target together takes under 4 minutes on two CPU cores.
 GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1 \
 	--num_threads 0
 EO2SAR_DEMO := --dataroot datasets/eo2sar --name eo2sar_demo --gpu_ids -1 --num_threads 0
@@ -35,7 +35,7 @@ demo: $(INSTALLED)
 	done; \
 	echo "demo timing:$$timing total $${total} s"
 	@echo "Result pages:"
-	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html (metrics: metrics.json, metrics.csv)"
+	@echo "  cross-band (Gatys):     results/x2ka_demo/test_latest/index.html (metrics: metrics.json, metrics*.csv)"
 	@echo "  feature visualization:  results/content_demo/VGG16/index.html, results/style_demo/VGG16/index.html"
 	@echo "  EO to SAR (U-GAT-IT):   results/eo2sar_demo/test_latest/index.html, results/eo2sar_demo/app*/"
 	@echo "  Sentinel-2 to Sentinel-1 (SEN12MS layout): results/sen12ms_demo/test_latest/index.html (real_B beside"
@@ -46,22 +46,22 @@ demo-gatys: $(INSTALLED)
 	@set -e; weights=$(call WEIGHTS_FOR,vgg19); \
 	if [ "$$weights" = random ]; then echo "No ImageNet VGG19 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
 	$(PY) train.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights; \
-	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 2 --n_iter 150; \
+	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 4 --n_iter 60; \
 	$(PY) evaluate.py --results results/x2ka_demo/test_latest --vgg vgg19 --vgg_weights $$weights --gpu_ids -1 \
 		|| [ $$? -eq 3 ]   # 3: the report is written, some metrics unavailable (no FID/LPIPS weights offline)
 
 demo-visualization: $(INSTALLED)
 	@set -e; weights=$(call WEIGHTS_FOR,vgg16); \
 	if [ "$$weights" = random ]; then echo "No ImageNet VGG16 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
-	$(PY) visualization/ContentVisualization.py --model VGG16 --layers_ids 3,8,15 --n_channels 9 --n_iter 200 \
+	$(PY) visualization/ContentVisualization.py --model VGG16 --layers_ids 3,8,15 --n_channels 9 --n_iter 120 \
 		--im_size 48 --name content_demo --vgg_weights $$weights --gpu_ids -1; \
-	$(PY) visualization/StyleVisualization.py --model VGG16 --layers_ids 3,8 --n_channels 6 --n_iter 200 \
+	$(PY) visualization/StyleVisualization.py --model VGG16 --layers_ids 3,8 --n_channels 6 --n_iter 120 \
 		--name style_demo --vgg_weights $$weights --gpu_ids -1
 
 demo-ugatit: $(INSTALLED)
 	$(PY) datasets/make_dataset.py eo2sar --size 64
 	$(PY) train.py --model ugatit $(EO2SAR_DEMO) --light --ch 16 --n_res 2 --img_size 48 --n_dis 6 --output_nc 1 \
-		--iteration 300 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
+		--iteration 200 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
 	$(PY) test.py --model ugatit $(EO2SAR_DEMO) --num_test 6
 	$(PY) app.py --model_path checkpoints/eo2sar_demo/latest_net_ugatit.pth --img datasets/eo2sar/testA \
 		--out results/eo2sar_demo/app --heatmap --device cpu
@@ -74,7 +74,7 @@ demo-ugatit: $(INSTALLED)
 demo-sen12ms: $(INSTALLED)
 	$(PY) datasets/make_dataset.py sen12ms --size 48 --n_scenes 6
 	$(PY) train.py --model ugatit $(SEN12MS_DEMO) --light --ch 16 --n_res 2 --img_size 48 --n_dis 6 \
-		--iteration 200 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
+		--iteration 120 --print_freq 40 --save_freq 60 --update_html_freq 40 --display_id 0
 	$(PY) test.py --model ugatit $(SEN12MS_DEMO) --num_test 9
 	$(PY) app.py --model_path checkpoints/sen12ms_demo/latest_net_ugatit.pth \
 		--img 'datasets/sen12ms/ROIs1868_summer/s2_2/*.tif' --out results/sen12ms_demo/app --device cpu
