@@ -44,15 +44,15 @@ demo: $(INSTALLED)
 demo-gatys: $(INSTALLED)
 	$(PY) datasets/make_dataset.py x2ka
 	@set -e; weights=$(call WEIGHTS_FOR,vgg19); \
-	if [ "$$weights" = random ]; then echo "No ImageNet VGG19 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
+	if [ "$$weights" = random ]; then echo "No ImageNet VGG19 weights in the torch cache: using --vgg_weights random (see docs/cross_band.md#vgg-weights)"; fi; \
 	$(PY) train.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights; \
-	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 4 --n_iter 60; \
+	$(PY) test.py --model gatys $(GATYS_DEMO) --vgg_weights $$weights --num_test 4 --batch_size 4 --n_iter 50; \
 	$(PY) evaluate.py --results results/x2ka_demo/test_latest --vgg vgg19 --vgg_weights $$weights --gpu_ids -1 \
 		|| [ $$? -eq 3 ]   # 3: the report is written, some metrics unavailable (no FID/LPIPS weights offline)
 
 demo-visualization: $(INSTALLED)
 	@set -e; weights=$(call WEIGHTS_FOR,vgg16); \
-	if [ "$$weights" = random ]; then echo "No ImageNet VGG16 weights in the torch cache: using --vgg_weights random (see README)"; fi; \
+	if [ "$$weights" = random ]; then echo "No ImageNet VGG16 weights in the torch cache: using --vgg_weights random (see docs/cross_band.md#vgg-weights)"; fi; \
 	$(PY) visualization/ContentVisualization.py --model VGG16 --layers_ids 3,8,15 --n_channels 9 --n_iter 120 \
 		--im_size 48 --name content_demo --vgg_weights $$weights --gpu_ids -1; \
 	$(PY) visualization/StyleVisualization.py --model VGG16 --layers_ids 3,8 --n_channels 6 --n_iter 120 \
