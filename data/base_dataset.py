@@ -13,6 +13,7 @@ same way; the skips are counted, across DataLoader workers, and reported once at
 
 import argparse
 import logging
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,9 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, list_image_files, read_image_with_info
+from data.image_io import list_image_files, read_image_with_info, require_reading_rule
 from data.pairing import CO_REGISTERED, folder_pairing
-from data.radiometry import radiometry_for, require_known_radiometry
+from data.radiometry import radiometry_for
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -72,8 +73,20 @@ def folder_evaluation_sets(source_dir, target_dir, aligned):
     return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
-class BaseDataset(torch.utils.data.Dataset):
-    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths."""
+class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
+    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths.
+
+    Every dataset mode provides the abstract methods; a class that leaves one unimplemented is a base class, never
+    offered as a --dataset_mode choice (util.registry).
+    """
+
+    @abstractmethod
+    def __len__(self):
+        """How many items the dataset holds."""
+
+    @abstractmethod
+    def __getitem__(self, index):
+        """The item at `index`: a dict of tensors in [-1, 1] and paths."""
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -108,13 +121,14 @@ class BaseDataset(torch.utils.data.Dataset):
     def read_with_mask(self, path, domain):
         """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
 
-        At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
+        At test time a 16-bit or float raster needs a known reading rule: a model without a record and no option is
+        an error (8-bit rasters read as value / 255, like 8-bit PNGs).
         """
         if str(path) in self.bad_paths:
             return None, None
         try:
-            if not self.opt.is_train and is_tiff(path):
-                require_known_radiometry(self.opt, domain, path, "the model")
+            if not self.opt.is_train:
+                require_reading_rule(self.opt, domain, path, "the model")
             image, info = read_image_with_info(path, None, self.radiometry(domain))
             return image, info.valid
         except SargenError as error:

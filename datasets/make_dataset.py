@@ -48,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
 from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
 from data.pairing import write_pairing  # noqa: E402
+from util.cli import ArgumentParser  # noqa: E402
 from util.errors import SargenError  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
@@ -573,7 +574,7 @@ def _count(text, minimum=0):
 
 def build_parser():
     """The command-line parser: subcommands x2ka, eo2sar and sen12ms with their options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
     helps = {"x2ka": "paired X-band (A) / Ka-band (B) Pauli RGB PolSAR images, out/{train,test}/{A,B}",
              "eo2sar": "optical RGB (A) and grayscale SAR (B) images, out/{train,test}{A,B}: unpaired for "

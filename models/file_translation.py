@@ -22,6 +22,7 @@ from data.image_io import (
     is_tiff,
     read_image_resized,
     read_image_with_info,
+    require_reading_rule,
     tensor_to_uint8,
     write_image,
     write_raster,
@@ -30,7 +31,6 @@ from data.radiometry import (
     Radiometry,
     output_rule,
     radiometry_for,
-    require_known_radiometry,
     tensor_to_physical,
     translation_domains,
     use_radiometry_record,
@@ -95,10 +95,10 @@ def resize_image(image, size):
 
 def input_scaling(translator, path, args):
     """How app.py reads `path`: the source domain's rule (A for AtoB, B for BtoA) from the options and the
-    checkpoint's record; a raster nothing says how to read is refused."""
+    checkpoint's record; a 16-bit or float raster nothing says how to read is refused (8-bit reads as / 255)."""
     source_domain = translation_domains(args)[0]
-    if is_tiff(path) and not getattr(translator, "radiometry_record", None):
-        require_known_radiometry(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
+    if not getattr(translator, "radiometry_record", None):
+        require_reading_rule(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
     return radiometry_for(args, source_domain)
 
 

@@ -11,6 +11,7 @@ optimize_parameters(), get_current_visuals(), read_checkpoint() and, for --eval_
 import logging
 import math
 import time
+from abc import abstractmethod
 from collections import OrderedDict
 from pathlib import Path
 
@@ -114,10 +115,12 @@ class StepTrainedModel(BaseModel):
 
     # ---- what a subclass provides -----------------------------------------------------------------
 
+    @abstractmethod
     def read_checkpoint(self, path):
         """Load and check a checkpoint file of this model (weights_only)."""
         raise NotImplementedError
 
+    @abstractmethod
     def get_current_visuals(self):
         """{label: CxHxW tensor in [-1, 1]} of the last step, for visdom and the HTML page."""
         raise NotImplementedError
