@@ -46,6 +46,11 @@ NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.Instance
 HEATMAP_SCALE = BOTTLENECK_SCALE
 
 
+def size_multiple(generator):
+    """The multiple of which a generator's input sides must be: its `size_multiple` (a U-Net's 2**levels), else 4."""
+    return getattr(generator, "size_multiple", BOTTLENECK_SCALE)
+
+
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
     """Reflect-pad a CxHxW image at the bottom and right to a multiple of `multiple`; return it and (H, W)."""
     height, width = image.shape[-2:]
@@ -93,8 +98,9 @@ class TilePlan:
 
     def __init__(self, height, width, tile, overlap, generator):
         """Check the tile size against `overlap` and `generator`, and plan the tiles."""
-        if tile % BOTTLENECK_SCALE or tile <= 2 * overlap or overlap < 0:
-            raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
+        multiple = size_multiple(generator)
+        if tile % multiple or tile <= 2 * overlap or overlap < 0:
+            raise SargenError(f"--tile {tile} must be a multiple of {multiple} and more than twice "
                               f"--overlap {overlap} (>= 0)")
         if getattr(generator, "light", True) is False and tile != generator.img_size:
             raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
@@ -102,9 +108,9 @@ class TilePlan:
         self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
         # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
         # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
-        self.padded_height = max(-(-height // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
-        self.padded_width = max(-(-width // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
-        stride = max(BOTTLENECK_SCALE, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
+        self.padded_height = max(-(-height // multiple) * multiple, tile)
+        self.padded_width = max(-(-width // multiple) * multiple, tile)
+        stride = max(multiple, (tile - overlap) // multiple * multiple)
         self.row_starts = tile_starts(self.padded_height, tile, stride)
         self.column_starts = tile_starts(self.padded_width, tile, stride)
         self.row_cores = tile_cores(self.row_starts, tile, height)
@@ -224,8 +230,9 @@ class MemorySource:
 
 
 def translate_whole(translator, image):
-    """Translate one CxHxW image at its own size (padded to a multiple of 4); return (output, heatmap or None)."""
-    padded, (height, width) = pad_to_multiple(image)
+    """Translate one CxHxW image at its own size (padded to the generator's size multiple); return (output, heatmap
+    or None)."""
+    padded, (height, width) = pad_to_multiple(image, size_multiple(getattr(translator, "generator", None)))
     output, heatmap = output_and_heatmap(translator(padded[None]))
     return output[0, :, :height, :width], None if heatmap is None else heatmap[0]
 
