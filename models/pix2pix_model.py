@@ -10,8 +10,9 @@ layout (a patch and its twin of the other sensor; by file name unless pairing.js
 read with its own radiometry and channel count (e.g. 13 Sentinel-2 bands to VV+VH). It runs on
 models/step_trained_model.py: checkpoints with exact resume and the radiometry record of both domains, the loss
 log, visdom, the training HTML page, the NaN stop, --eval_freq scores with best_net, and torchrun
-(DistributedDataParallel: each rank normalizes by its own batch, as the original's multi-GPU runs do, and the
-batch-norm running statistics are averaged over the ranks after every step).
+(DistributedDataParallel: each rank normalizes by its own batch, as the original's multi-GPU runs do, the
+batch-norm running statistics are averaged over the ranks after every step, and each rank draws its own dropout
+masks, from a seed of the step and the rank).
 
 The step computes what the original's does, with less overhead: fused Adam updates, and the discriminator's fake
 and real passes batched into one call with batch normalization over each pass's own images (as two calls).
@@ -324,6 +325,7 @@ class Pix2PixModel(StepTrainedModel):
         """
         self.step += 1
         self.set_learning_rate()
+        self.seed_dropout()
         opt, real_A, real_B = self.opt, self.real_A, self.real_B
         fake_B = self.generator_forward(real_A)
 
@@ -349,6 +351,12 @@ class Pix2PixModel(StepTrainedModel):
         logged = {**logged_G, **logged_D}
         self.losses = {name: logged[name] for name in LOSS_NAMES}
         self.current_images = (real_A[0], fake_B[0].detach(), real_B[0])
+
+    def seed_dropout(self):
+        """Under torchrun: this step's dropout masks from a seed of (--seed, step, rank), so that ranks, which start
+        from one seed, draw different masks, and a resumed run draws the same ones as an uninterrupted run."""
+        if distributed.world_size() > 1:
+            torch.manual_seed((self.opt.seed * 1_000_003 + self.step) * 1009 + distributed.rank())
 
     def average_running_statistics(self):
         """Under torchrun: the networks' batch-norm running statistics averaged over the ranks (identical again)."""

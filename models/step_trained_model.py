@@ -229,8 +229,10 @@ class StepTrainedModel(BaseModel):
         """This rank's batches for the steps still to run (see TrainingSampler); `counts`: images per domain."""
         sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
                                   self.opt.serial_batches, distributed.rank(), distributed.world_size())
+        # Its own generator: starting the loader draws the workers' base seed from it, not from the global torch
+        # stream that the steps use (dropout), so a resumed run's steps draw what the uninterrupted run's did.
         return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
-                          collate_fn=BaseDataset.collate)
+                          collate_fn=BaseDataset.collate, generator=torch.Generator().manual_seed(self.opt.seed))
 
     def num_training_steps(self, dataset):
         """--iteration."""
