@@ -2,12 +2,14 @@
 bench_pix2pix's baseline and the tests' oracle.
 
 sargen's step (models/pix2pix_model.py) computes the same values with less overhead (the discriminator's fake and
-real passes batched into one call with per-pass batch normalization, fused Adam); this function keeps the
-original's way, so that the benchmark measures the difference and the tests check that the values agree.
+real passes batched into one call with per-pass batch normalization, fused Adam, small transposed convolutions as
+matrix products); these functions keep the original's way, so that the benchmark measures the difference and the
+tests check that the values agree.
 """
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models.pix2pix_model import gan_loss
 
@@ -16,6 +18,15 @@ def set_requires_grad(network, flag):
     """The original's BaseModel.set_requires_grad."""
     for parameter in network.parameters():
         parameter.requires_grad = flag
+
+
+def with_torch_transposed_convolutions(network):
+    """`network` with its transposed convolutions computed by torch's nn.ConvTranspose2d, as the original's are
+    (the same parameters: only the class changes); returns it."""
+    for module in network.modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            module.__class__ = nn.ConvTranspose2d
+    return network
 
 
 def original_training_step(model):

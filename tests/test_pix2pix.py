@@ -22,7 +22,7 @@ from ugatit_helpers import (
 import evaluate as evaluate_script
 import test as test_script
 import train as train_script
-from benchmarks.pix2pix_reference import original_training_step
+from benchmarks.pix2pix_reference import original_training_step, with_torch_transposed_convolutions
 from data import create_dataset
 from data.image_io import read_image_with_info
 from data.radiometry import Radiometry
@@ -37,7 +37,7 @@ from models.pix2pix_checkpoint import (
     read_pix2pix_checkpoint,
 )
 from models.pix2pix_model import masked_l1
-from models.pix2pix_networks import build_discriminator, build_generator, init_weights
+from models.pix2pix_networks import TransposedConvolution, build_discriminator, build_generator, init_weights
 from models.tiling import translate_whole
 from models.translators import load_translator
 from options.train_options import TrainOptions
@@ -101,13 +101,36 @@ def test_networks_are_the_originals():
     assert unet(torch.zeros(1, 2, 128, 256)).shape == (1, 1, 128, 256)
 
 
+@pytest.mark.parametrize("kernel, output_padding, side", [(4, 0, 1), (4, 0, 8), (3, 1, 4), (4, 0, 16)])
+def test_transposed_convolution_computes_torchs(kernel, output_padding, side):
+    """The generators' transposed convolution (a matrix product and col2im on maps up to 8x8, torch's beyond) gives
+    torch's outputs and gradients, with the U-Net's and the ResNet's settings."""
+    layers = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        layers.append(TransposedConvolution(16, 8, kernel, 2, 1, output_padding=output_padding))
+    with_torch_transposed_convolutions(layers[1])
+    inputs = [torch.randn(2, 16, side, side, generator=torch.Generator().manual_seed(1), requires_grad=True)
+              for _ in layers]
+    outputs = [layer(features) for layer, features in zip(layers, inputs)]
+    assert outputs[0].shape == outputs[1].shape == (2, 8, 2 * side, 2 * side)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for output in outputs:
+        (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
+    assert torch.allclose(inputs[0].grad, inputs[1].grad, atol=1e-5)
+    assert torch.allclose(layers[0].weight.grad, layers[1].weight.grad, atol=1e-4)
+    assert torch.allclose(layers[0].bias.grad, layers[1].bias.grad, atol=1e-4)
+
+
 def test_sargen_step_computes_the_original_step(mapping_root, tmp_path):
-    """One step of sargen (batched discriminator passes with per-pass batch norm, fused Adam replaced by SGD here)
-    and of the original's step, from the same weights, batch and dropout draws: the same losses, the same updates
-    (SGD: the weights move by lr x gradient) and the same batch-norm running statistics."""
+    """One step of sargen (batched discriminator passes with per-pass batch norm, small transposed convolutions as
+    matrix products; fused Adam replaced by SGD here) and of the original's step (torch's transposed convolutions),
+    from the same weights, batch and dropout draws: the same losses, the same updates (SGD: the weights move by
+    lr x gradient) and the same batch-norm running statistics."""
     args = pix2pix_args(mapping_root, tmp_path, "step", "--netG", "unet_128", "--ngf", "4", "--ndf", "4",
                         "--load_size", 128, "--crop_size", 128, "--batch_size", 2, "--iteration", 10)
     sargen, original = identical_models(TrainOptions().parse(args, save=False))
+    with_torch_transposed_convolutions(original.generator)
     torch.manual_seed(3)
     batch = {"A": torch.rand(2, 3, 128, 128) * 2 - 1, "B": torch.rand(2, 2, 128, 128) * 2 - 1}
     before = {name: {key: value.clone() for key, value in network.state_dict().items()}
