@@ -54,11 +54,19 @@ def generator_options(payload, path):
     return {name: options[name] for name in GENERATOR_OPTIONS}
 
 
+def generator_channels(options):
+    """(source, target) channel counts of the generator for options with input_nc (domain A), output_nc (domain B)
+    and direction (a dict or a namespace): B's channels in and A's out for BtoA."""
+    get = options.get if isinstance(options, dict) else lambda name: getattr(options, name)
+    channels = (get("input_nc"), get("output_nc"))
+    return channels[::-1] if get("direction") == "BtoA" else channels
+
+
 def generator_from_checkpoint(payload, path):
     """The checkpoint's generator, built as its options say and loaded (strict)."""
     options = generator_options(payload, path)
-    generator = build_generator(options["netG"], options["input_nc"], options["output_nc"], options["ngf"],
-                                options["norm"], not options["no_dropout"])
+    generator = build_generator(options["netG"], *generator_channels(options), options["ngf"], options["norm"],
+                                not options["no_dropout"])
     return load_state_dict_strict(generator, payload[GENERATOR], f"{path} '{GENERATOR}'")
 
 

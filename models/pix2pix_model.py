@@ -41,6 +41,7 @@ from models.pix2pix_checkpoint import (
     DISCRIMINATOR,
     GENERATOR,
     STATE_KEY,
+    generator_channels,
     generator_from_checkpoint,
     generator_options,
     generator_translator,
@@ -226,7 +227,7 @@ class Pix2PixModel(StepTrainedModel):
             return
         self.channels_last = self.device.type == "cuda"
         try:
-            generator = build_generator(opt.netG, opt.input_nc, opt.output_nc, opt.ngf, opt.norm, not opt.no_dropout)
+            generator = build_generator(opt.netG, *generator_channels(opt), opt.ngf, opt.norm, not opt.no_dropout)
             discriminator = build_discriminator(opt.netD, opt.input_nc + opt.output_nc, opt.ndf, opt.n_layers_D,
                                                 opt.norm)
         except ValueError as error:

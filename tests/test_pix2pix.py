@@ -351,6 +351,20 @@ def test_thirteen_bands_to_vv_vh(mapping_root, tmp_path, monkeypatch):
     assert len(list((tmp_path / "results" / "all" / "test_latest" / "images").glob("*_error_map.png"))) == 1
 
 
+def test_sar_to_optical_direction(mapping_root, tmp_path, monkeypatch):
+    """--direction BtoA: a 2 -> 3 channel generator from Sentinel-1 to Sentinel-2; the page shows real_B, fake_A,
+    real_A and the error map in 8-bit levels (Sentinel-2 has no dB window); app.py reads its input as domain B."""
+    run_entry_point(train_script, pix2pix_args(mapping_root, tmp_path, "s1s2", "--iteration", 1, "--direction",
+                                               "BtoA", "--no_html"), monkeypatch)
+    run_entry_point(test_script, pix2pix_args(mapping_root, tmp_path, "s1s2", "--num_test", 1, "--direction", "BtoA",
+                                              train=False), monkeypatch)
+    row = json.loads(next((tmp_path / "results" / "s1s2" / "test_latest" / "images").glob("*.row.json")).read_text())
+    assert [label for _, label in row["files"]] == ["real_B", "fake_A", "real_A", "error_map"]
+    assert "mean_abs_error_levels" in row["scalars"] and "_s1_" in row["sources"]["real_B"]
+    translator = load_translator(checkpoint_path(tmp_path, "s1s2"), direction="BtoA")
+    assert (translator.input_nc, translator.generator.output_nc) == (2, 3)
+
+
 def test_eval_freq_keeps_the_best_checkpoint(mapping_root, tmp_path, monkeypatch):
     """--eval_freq scores the generator on the co-registered test patches (PSNR among them) and saves best_net."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_cache"))  # no pytorch-fid weights: Gram and histograms
