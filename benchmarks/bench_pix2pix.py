@@ -23,7 +23,6 @@
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import case_runner
 import numpy as np
 import torch
 
-from benchmarks.bench_ugatit import peak_memory_mb, scene, seeded_generator, timed
+from benchmarks.bench_ugatit import scene, seeded_generator, timed
 from benchmarks.pix2pix_reference import original_training_step, with_torch_transposed_convolutions
 from data import create_dataset
 from datasets.make_dataset import main as make_dataset
@@ -56,7 +55,7 @@ def build_parser():
     """Benchmark settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="train,inference,learning", help="which cases to run")
-    parser.add_argument("--size", type=int, default=256, help="training and inference image side")
+    parser.add_argument("--size", type=int, default=256, help="training and inference image side (a multiple of 256)")
     parser.add_argument("--train_steps", type=int, default=3, help="timed training steps per case (after one)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every training case (medians reported)")
     parser.add_argument("--repeats", type=int, default=5, help="timed inference repetitions (after one)")
@@ -240,15 +239,10 @@ def report_learning(args):
 def main():
     """Run the chosen cases and print the figures."""
     args = build_parser().parse_args()
-    torch.set_num_threads(args.threads)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device}: CUDA is not available here")
-    if args.case:
-        case_args = json.loads(args.case_args)
-        result = {"train": case_train, "inference": case_inference, "learning": case_learning}[args.case](
-            args, **case_args)
-        result["peak_mb"] = peak_memory_mb(args.device)
-        print(json.dumps(result))
+    if args.size % 256:
+        raise SystemExit(f"--size {args.size}: the U-Net 256 takes sides that are multiples of 256")
+    case_runner.start(args)
+    if case_runner.answer_case(args, {"train": case_train, "inference": case_inference, "learning": case_learning}):
         return
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     cases = args.cases.split(",")

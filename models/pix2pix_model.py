@@ -278,13 +278,6 @@ class Pix2PixModel(StepTrainedModel):
         """The resume state, with the image pool."""
         return {**super().training_state(), "image_pool": self.pool.state()}
 
-    def setup(self):
-        """Resume (--continue_train) and start the display for training; load the generator for testing."""
-        if not self.is_train:
-            self.load_for_test()
-            return
-        super().setup()
-
     def wrap_for_distributed(self):
         """Under torchrun: the generator and the discriminator passes in DistributedDataParallel."""
         self.generator_forward = distributed.wrap(self.generator, self.device)

@@ -5,7 +5,8 @@ state for an exact resume (the step, options, optimizer and random states, under
 loss logging, the visdom display and the training HTML page at their frequencies, the stop on a NaN or
 infinite loss, and with --eval_freq the scores of test images over steps and best_net (evaluation.training).
 A subclass builds `self.networks` ({name: module}) and `self.optimizers` ({name: optimizer}), and implements
-optimize_parameters(), get_current_visuals(), read_checkpoint() and, for --eval_freq, translate_for_evaluation().
+optimize_parameters(), get_current_visuals(), read_checkpoint(), load_for_test() (test.py) and, for --eval_freq,
+translate_for_evaluation().
 """
 
 import logging
@@ -215,8 +216,16 @@ class StepTrainedModel(BaseModel):
 
     # ---- the training loop's hooks ----------------------------------------------------------------
 
+    def load_for_test(self):
+        """test.py: load the checkpoint the model translates with."""
+        raise NotImplementedError(f"--model {self.opt.model} has no test step")
+
     def setup(self):
-        """Resume (--continue_train), wrap for torchrun and start the display (rank 0)."""
+        """Training: resume (--continue_train), wrap for torchrun and start the display (rank 0); testing:
+        load_for_test()."""
+        if not self.is_train:
+            self.load_for_test()
+            return
         if self.opt.continue_train:
             self.resume()
         self.start_step = self.last_logged_step = self.step
