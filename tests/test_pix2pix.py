@@ -164,7 +164,7 @@ def test_masked_l1_counts_valid_pixels_only():
     valid[0, :, :, :3] = False
     loss = masked_l1(fake, real, valid)
     kept = valid.expand_as(fake)
-    assert float(loss.detach()) == pytest.approx(float((fake - real).abs()[kept].mean()), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float((fake.detach() - real).abs()[kept].mean()), rel=1e-6)
     loss.backward()
     assert float(fake.grad[~kept].abs().max()) == 0.0 and float(fake.grad[kept].abs().min()) > 0.0
     assert float(masked_l1(fake, real, None)) == pytest.approx(float((fake - real).abs().mean()), rel=1e-6)
