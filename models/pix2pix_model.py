@@ -93,22 +93,26 @@ def masked_l1(fake, real, valid=None):
     return ((fake - real).abs() * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def batch_valid(batch, keys, like):
-    """The pixels valid in every image of `keys` of a batch (B x 1 x H x W bool on `like`'s device), or None when
-    no file of the batch has no-data; items without a mask count as all valid."""
+def item_valid(batch, keys, index):
+    """The pixels of item `index` of a batch valid in its images of every one of `keys` (1 x H x W bool), or None
+    when none of them has a no-data mask."""
     valid = None
     for key in keys:
         masks = batch.get(f"{key}_valid")
-        if isinstance(masks, list):
-            if all(mask is None for mask in masks):
-                continue
-            masks = torch.stack([torch.ones(1, *like.shape[-2:], dtype=torch.bool) if mask is None else mask
-                                 for mask in masks])
-        if masks is None:
-            continue
-        masks = masks.to(like.device)
-        valid = masks if valid is None else valid & masks
+        mask = None if masks is None else masks[index]
+        if mask is not None:
+            valid = mask if valid is None else valid & mask
     return valid
+
+
+def batch_valid(batch, keys, like):
+    """item_valid of every item of a training batch, stacked (B x 1 x H x W on `like`'s device; items without a mask
+    all valid), or None when no item has one."""
+    masks = [item_valid(batch, keys, index) for index in range(like.shape[0])]
+    if all(mask is None for mask in masks):
+        return None
+    everywhere = torch.ones(1, *like.shape[-2:], dtype=torch.bool)
+    return torch.stack([everywhere if mask is None else mask for mask in masks]).to(like.device)
 
 
 class ImagePool:
@@ -293,7 +297,7 @@ class Pix2PixModel(StepTrainedModel):
         if not self.is_train:
             self.real_A, self.real_B = batch[source], batch.get(target)
             self.image_paths, self.target_paths = batch[f"{source}_paths"], batch.get(f"{target}_paths")
-            self.target_valid = batch.get(f"{target}_valid")
+            self.valid = [item_valid(batch, (source, target), index) for index in range(len(self.image_paths))]
             return
         self.real_A, self.real_B = self.to_device(batch[source]), self.to_device(batch[target])
         self.valid = batch_valid(batch, (source, target), self.real_A)
@@ -437,8 +441,7 @@ class Pix2PixModel(StepTrainedModel):
             if real_B is not None:
                 visuals[f"real_{y}"] = self.shown(real_B, y)
                 if real_B.shape == fake_B.shape:
-                    valid = self.target_valid[index] if self.target_valid is not None else None
-                    valid = None if valid is None else valid[0].cpu().numpy()
+                    valid = None if self.valid[index] is None else self.valid[index][0].cpu().numpy()
                     difference, unit, full_scale = physical_error(fake_B, real_B, radiometry)
                     error = torch.from_numpy(np.abs(difference).mean(axis=0))
                     visuals["error_map"] = error_map(error, full_scale,

@@ -122,6 +122,12 @@ class TilePlan:
                 for left, column_core in zip(self.column_starts, self.column_cores)]
 
 
+def pooled_layers(generator):
+    """The normalization layers of `generator` whose statistics depend on the image (those the tiler pools)."""
+    return [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
+            and not getattr(module, "track_running_stats", False)]
+
+
 class SharedNormStatistics:
     """Forward hooks that let every normalization layer use statistics pooled over all tiles of one image.
 
@@ -133,8 +139,7 @@ class SharedNormStatistics:
 
     def __init__(self, generator, tile):
         """Prepare hooks for the normalization layers of `generator` run on `tile`-pixel tiles."""
-        self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
-                       and not getattr(module, "track_running_stats", False)]
+        self.layers = pooled_layers(generator)
         self.tile = tile
         self.sums, self.shared, self.cores, self.masks, self.handles = {}, None, [], [], []
         self.collecting = True
@@ -204,6 +209,12 @@ class SharedNormStatistics:
         return scaled_and_shifted(features, scale, shift, module.gamma, module.beta)
 
 
+def pooling_passes(generator, passes):
+    """The passes a tiled translation makes: `passes`, or 1 when `generator` has no layer whose statistics the first
+    passes would pool (batch normalization at eval is per-pixel: a tile is already normalized as the image)."""
+    return passes if pooled_layers(generator) else 1
+
+
 def default_tile_batch(device):
     """Tiles per call: batches pay off on GPUs; on CPUs single tiles stay in cache and run faster."""
     return 4 if torch.device(device).type == "cuda" else 1
@@ -268,7 +279,7 @@ def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_
     tile_batch = tile_batch or default_tile_batch(translator.device)
     statistics = SharedNormStatistics(translator.generator, tile)
     with statistics:
-        for _ in range(passes - 1):
+        for _ in range(pooling_passes(translator.generator, passes) - 1):
             for row in range(len(plan.row_starts)):
                 band, band_valid = read_band(source, plan, row)
                 for batch in tile_batches(plan, row, band, band_valid, tile_batch):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import run_torchrun
 from geotiff_helpers import read_bands
+from PIL import Image
 from raster_helpers import read_raster_file, write_raster
 from ugatit_helpers import (
     identical_models,
@@ -38,7 +39,7 @@ from models.pix2pix_checkpoint import (
 )
 from models.pix2pix_model import masked_l1
 from models.pix2pix_networks import TransposedConvolution, build_discriminator, build_generator, init_weights
-from models.tiling import translate_whole
+from models.tiling import pooling_passes, translate_whole
 from models.translators import load_translator
 from options.train_options import TrainOptions
 from util.errors import SargenError
@@ -418,6 +419,8 @@ def test_eval_batch_norm_normalizes_a_tile_as_the_whole_image():
     generator = perturbed_generator("batch").eval()
     with torch.no_grad():
         assert torch.allclose(fold_batch_norm(generator)(image[None]), generator(image[None]), atol=1e-5)
+    # nothing to pool with batch norm: the tiler makes one pass whatever --tile_passes says; instance norm pools
+    assert pooling_passes(generator, 2) == 1 and pooling_passes(perturbed_generator("instance"), 2) == 2
 
 
 def test_no_data_is_left_out_of_the_l1(tmp_path):
@@ -437,3 +440,27 @@ def test_no_data_is_left_out_of_the_l1(tmp_path):
     _, fake, real = (image[None] for image in model.current_images)
     assert float(model.losses["G_L1"]) == pytest.approx(100 * float(masked_l1(fake, real, valid[None])), rel=1e-5)
     assert float(model.losses["G_L1"]) != pytest.approx(100 * float(masked_l1(fake, real)), rel=1e-3)
+
+
+def test_error_map_leaves_no_data_out(tmp_path, monkeypatch):
+    """On a test patch whose Sentinel-1 twin has a no-data corner, the error map is black there and the page's mean
+    dB error is the mean over the valid pixels of the GeoTIFF result against the real file."""
+    root = ramp_tree(tmp_path / "ramps", nodata_corner=True)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["ROIs1868_summer_2"], "test": ["ROIs1158_spring_1"]}))
+    common = ("--split_file", split, "--max_nodata", 1)
+    run_entry_point(train_script, pix2pix_args(root, tmp_path, "holes", *common, "--iteration", 1, "--no_html"),
+                    monkeypatch)
+    run_entry_point(test_script, pix2pix_args(root, tmp_path, "holes", "--split_file", split, train=False),
+                    monkeypatch)
+    images = tmp_path / "results" / "holes" / "test_latest" / "images"
+    row = json.loads((images / "ROIs1158_spring_s2_1_p1.row.json").read_text())
+    translated = read_bands(images.parent / row["rasters"][0][0]).transpose(2, 0, 1)
+    real = s1_db(row["sources"]["real_B"])
+    valid = ~np.isnan(read_bands(row["sources"]["real_B"]).transpose(2, 0, 1)[0])
+    assert valid.shape == (40, 40) and not valid[:10, :10].any() and valid[10:].all()
+    expected = float(np.abs(translated - real)[:, valid].mean())
+    assert row["scalars"]["mean_abs_error_db"] == pytest.approx(expected, abs=1e-3)
+    with Image.open(images / "ROIs1158_spring_s2_1_p1_error_map.png") as error_map:
+        pixels = np.asarray(error_map)
+    assert pixels.shape == (40, 40, 3) and pixels[:10, :10].max() == 0 and pixels[10:].max() > 0
