@@ -36,6 +36,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
+from models.batch_translation import app_device, translate_batch
 from models.tiling import TilePlan, pooling_passes, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
@@ -256,10 +257,21 @@ def translate_scene(translator, path, target, args):
             write_image(heatmap_overlay(heatmap, preview), heatmap_path(target), value_range=(-1.0, 1.0))
 
 
+def translate_to_file(translator, path, target, args):
+    """Translate one input file into `target` (and its heatmap with --heatmap)."""
+    if args.tile:
+        return translate_scene(translator, path, target, args)
+    output, heatmap, info = translate_raster(translator, path, args)
+    write_output(output, target, info, args)
+    if heatmap is not None:
+        write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+
+
 def app_main(argv=None):
-    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap)."""
+    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap); under
+    torchrun the ranks share the images (models.batch_translation)."""
     args = AppOptions().parse(argv)
-    device = choose_device(args.device)
+    device = app_device(choose_device(args.device), args.device)
     reuse_memory_on_cpu(device, args.system_allocator)
     image_paths = resolve_image_paths(args.img)
     targets = output_paths(image_paths, args.out)
@@ -269,13 +281,7 @@ def app_main(argv=None):
         logger.warning("--heatmap: %s gives no attention heatmap; only the translations are written", args.model_path)
     use_radiometry_record(args, translator.radiometry_record, args.model_path, translation_domains(args)[:1])
     resolve_output_settings(args)
-    for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
-        if args.tile:
-            translate_scene(translator, path, target, args)
-        else:
-            output, heatmap, info = translate_raster(translator, path, args)
-            write_output(output, target, info, args)
-            if heatmap is not None:
-                write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
-        logger.info("wrote %s", target)
+    heatmaps = args.heatmap and translator.has_heatmap
+    translate_batch(list(zip(image_paths, targets)), functools.partial(translate_to_file, translator, args=args),
+                    args, lambda target: [target, heatmap_path(target)] if heatmaps else [target])
     return targets

@@ -23,7 +23,9 @@ class AppOptions:
                             help="generator checkpoint: U-GAT-IT (eo2sar or sargen format), --model gatys_feedforward "
                                  "or --model pix2pix (told apart by what the file holds)")
         parser.add_argument("--img", required=True, help="an image file, a folder or a glob pattern")
-        parser.add_argument("--device", default=None, help="cpu or cuda[:N]; default: cuda when present, else cpu")
+        parser.add_argument("--device", default=None,
+                            help="cpu or cuda[:N]; default: cuda when present, else cpu; under torchrun each process "
+                                 "of a machine takes cuda:LOCAL_RANK (give cuda or cpu)")
         parser.add_argument("--out_img_size", type=int, default=256,
                             help="side of the written image when not tiling (0: the input's size)")
         parser.add_argument("--out", default=".", help="output folder, or a file name for a single input")
@@ -52,6 +54,12 @@ class AppOptions:
                             help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs) "
                                  "(default: the training's window of the target domain from the checkpoint's "
                                  "record, else -25,0)")
+        parser.add_argument("--skip_bad", action="store_true",
+                            help="log an input that cannot be translated (unreadable, wrong band count, over "
+                                 "--max_pixels) once, list it as failed in manifest.json and go on (default: stop)")
+        parser.add_argument("--skip_existing", action="store_true",
+                            help="leave inputs whose output (and heatmap) an earlier run completed; half-written "
+                                 "outputs of a killed run are never taken for complete ones")
         add_image_options(parser)  # how input images are read: --bands, --intensity_scaling, --nodata, ...
         add_allocator_option(parser)
         return parser

@@ -105,7 +105,7 @@ def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):
         assert (pixels[..., 0] - pixels[..., 2]).std() > 10  # a colour map, not grey
     app_main(["--model_path", str(checkpoint), "--img", str(inputs / "r*.png"), "--out", str(tmp_path / "glob"),
               "--out_img_size", "0"])
-    assert [path.name for path in (tmp_path / "glob").iterdir()] == ["gen_sar_rgb.png"]
+    assert sorted(path.name for path in (tmp_path / "glob").iterdir()) == ["gen_sar_rgb.png", "manifest.json"]
     with Image.open(tmp_path / "glob" / "gen_sar_rgb.png") as image:
         assert image.size == (24, 24)
 

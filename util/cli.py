@@ -44,8 +44,8 @@ def one_line_message(error):
 
 
 def rank_label():
-    """'' on rank 0 (or without torchrun), '[rank N] ' on the other ranks, to tell their messages apart."""
-    return "" if distributed.is_main() else f"[rank {distributed.rank()}] "
+    """'[rank N] ' under torchrun with several ranks, to tell their messages apart; '' in a single process."""
+    return f"[rank {distributed.rank()}] " if distributed.world_size() > 1 else ""
 
 
 def run_main(main):
