@@ -168,7 +168,8 @@ def test_masked_l1_counts_valid_pixels_only():
     assert float(loss.detach()) == pytest.approx(float((fake.detach() - real).abs()[kept].mean()), rel=1e-6)
     loss.backward()
     assert float(fake.grad[~kept].abs().max()) == 0.0 and float(fake.grad[kept].abs().min()) > 0.0
-    assert float(masked_l1(fake, real, None)) == pytest.approx(float((fake - real).abs().mean()), rel=1e-6)
+    assert float(masked_l1(fake, real, None).detach()) == pytest.approx(float((fake.detach() - real).abs().mean()),
+                                                                        rel=1e-6)
 
 
 def ramp_tree(root, nodata_corner=False):
