@@ -17,7 +17,7 @@ class AppOptions:
     def build_parser(self):
         """The parser of app.py's options."""
         parser = argparse.ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
-                                                     "U-GAT-IT checkpoint.",
+                                                     "U-GAT-IT, pix2pix or feed-forward generator checkpoint.",
                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         parser.add_argument("--model_path", required=True,
                             help="generator checkpoint: U-GAT-IT (eo2sar or sargen format), --model gatys_feedforward "
