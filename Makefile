@@ -10,10 +10,11 @@ GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 
 	--num_threads 0
 EO2SAR_DEMO := --dataroot datasets/eo2sar --name eo2sar_demo --gpu_ids -1 --num_threads 0
 SEN12MS_DEMO := --dataroot datasets/sen12ms --dataset_mode sen12ms --name sen12ms_demo --gpu_ids -1 --num_threads 0
+PIX2PIX_DEMO := --dataroot datasets/sen12ms --dataset_mode sen12ms --name pix2pix_demo --gpu_ids -1 --num_threads 0
 # imagenet when torchvision's cache has the VGG file, else the seeded random weights (said once).
 WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; print('imagenet' if p('$(1)').is_file() else 'random')")
 
-DEMO_TARGETS := demo-gatys demo-visualization demo-ugatit demo-sen12ms
+DEMO_TARGETS := demo-gatys demo-visualization demo-ugatit demo-sen12ms demo-pix2pix
 
 .PHONY: demo $(DEMO_TARGETS) test lint venv gpu-check
 
@@ -40,6 +41,8 @@ demo: $(INSTALLED)
 	@echo "  EO to SAR (U-GAT-IT):   results/eo2sar_demo/test_latest/index.html, results/eo2sar_demo/app*/"
 	@echo "  Sentinel-2 to Sentinel-1 (SEN12MS layout): results/sen12ms_demo/test_latest/index.html (real_B beside"
 	@echo "                          fake_A2B), results/sen12ms_demo/app/*.tif (VV/VH dB GeoTIFFs)"
+	@echo "  paired (pix2pix), the same tree: results/pix2pix_demo/test_latest/index.html (real_A, fake_B, real_B,"
+	@echo "                          dB error map), results/pix2pix_demo/app/*.tif (VV/VH dB GeoTIFFs)"
 
 demo-gatys: $(INSTALLED)
 	$(PY) datasets/make_dataset.py x2ka
@@ -78,6 +81,16 @@ demo-sen12ms: $(INSTALLED)
 	$(PY) test.py --model ugatit $(SEN12MS_DEMO) --num_test 9
 	$(PY) app.py --model_path checkpoints/sen12ms_demo/latest_net_ugatit.pth \
 		--img 'datasets/sen12ms/ROIs1868_summer/s2_2/*.tif' --out results/sen12ms_demo/app --device cpu
+
+# The same tree, paired: pix2pix learns each Sentinel-2 patch's co-registered Sentinel-1 twin (a small ResNet
+# generator for 48 px patches); the test page adds a per-pixel dB error map.
+demo-pix2pix: $(INSTALLED)
+	$(PY) datasets/make_dataset.py sen12ms --size 48 --n_scenes 6
+	$(PY) train.py --model pix2pix $(PIX2PIX_DEMO) --netG resnet_6blocks --ngf 16 --ndf 16 --load_size 48 \
+		--crop_size 48 --iteration 200 --print_freq 50 --save_freq 100 --update_html_freq 50 --display_id 0
+	$(PY) test.py --model pix2pix $(PIX2PIX_DEMO) --num_test 9
+	$(PY) app.py --model_path checkpoints/pix2pix_demo/latest_net_pix2pix.pth \
+		--img 'datasets/sen12ms/ROIs1868_summer/s2_2/*.tif' --out results/pix2pix_demo/app --device cpu
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -37,7 +37,7 @@ from data.radiometry import (
 )
 from data.single_dataset import resolve_image_paths
 from models.batch_translation import app_device, translate_batch
-from models.tiling import TilePlan, translate_rows, translate_tiled, translate_whole
+from models.tiling import TilePlan, pooling_passes, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -246,7 +246,7 @@ def translate_scene(translator, path, target, args):
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator)
-        total = len(plan.row_starts) * args.tile_passes
+        total = len(plan.row_starts) * pooling_passes(translator.generator, args.tile_passes)
         with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             heatmap = translate_rows(translator, ModelRangeRows(scene, bar), args.tile, args.overlap,

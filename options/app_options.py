@@ -18,9 +18,11 @@ class AppOptions:
     def build_parser(self):
         """The parser of app.py's options."""
         parser = ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
-                                                     "U-GAT-IT checkpoint.",
-                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        parser.add_argument("--model_path", required=True, help="U-GAT-IT checkpoint (eo2sar or sargen format)")
+                                            "U-GAT-IT, pix2pix or feed-forward generator checkpoint.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser.add_argument("--model_path", required=True,
+                            help="generator checkpoint: U-GAT-IT (eo2sar or sargen format), --model gatys_feedforward "
+                                 "or --model pix2pix (told apart by what the file holds)")
         parser.add_argument("--img", required=True, help="an image file, a folder or a glob pattern")
         parser.add_argument("--device", default=None,
                             help="cpu or cuda[:N]; default: cuda when present, else cpu; under torchrun each process "

@@ -255,7 +255,8 @@ def test_unaligned_test_items_are_resized_source_images(eo2sar_root, tmp_path):
     dataset = create_dataset(opt)
     assert len(dataset) == 2
     item = dataset[0]
-    assert set(item) == {"B", "B_paths", "A", "A_paths", "category"} and item["B"].shape == (1, 32, 32)
+    assert set(item) == {"B", "B_paths", "B_valid", "A", "A_paths", "A_valid", "category"}
+    assert item["B"].shape == (1, 32, 32) and item["A_valid"] is None and item["B_valid"] is None  # no no-data
     assert item["A"].shape == (3, 32, 32) and Path(item["A_paths"]).name == Path(item["B_paths"]).name
     assert Path(item["A_paths"]).parent.name == "testA"
 
