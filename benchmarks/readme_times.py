@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_OPTIONS = ("--dataroot", "--img", "--model_path", "--checkpoint", "--results", "--real_dir")
 SERVERS = ("visdom.server",)  # commands that serve until stopped
 OPTIONAL_PART = re.compile(r"\s*\[[^\]]*\]")  # `[--direction BtoA]`: an optional part, left out
+SUMMARY_LINE = re.compile(r"^demo timing:.*$", re.MULTILINE)  # what `make demo` prints of its targets' times
 DOCS_LINK = re.compile(r"\]\((docs/[^)#\s]+\.md)(?:#[^)]*)?\)")  # a README link to a docs/ page
 VGG_BACKBONES = ("vgg16", "vgg19")
 
@@ -280,6 +281,7 @@ def main(argv=None):
     probe, random_vgg = HelpProbe(repo, args.python), not imagenet_vgg_cached()
     rows = [markdown_row("where", "command as run", "changes", "exit", "seconds"), markdown_row(*["---"] * 5)]
     print(rows[0] + "\n" + rows[1], flush=True)
+    summaries = []
     for number, command in enumerate(documented_commands(readme), 1):
         replace_text(command, args.replacements)
         if (args.only and not re.search(args.only, command.text)) or (args.skip and re.search(args.skip, command.text)):
@@ -294,11 +296,15 @@ def main(argv=None):
             log_path = log_dir / f"{number:02d}_{Path(command.source).stem}_line{command.line}.log"
             code, seconds = run_command(command, repo, log_path, args.timeout)
             seconds = f"{seconds:.1f}"
+            summaries += [f"{command.source}:{command.line} {line}" for line in
+                          SUMMARY_LINE.findall(log_path.read_text(encoding="utf-8", errors="replace"))]
         rows.append(markdown_row(f"{command.source}:{command.line}", f"`{command.text}`", ", ".join(command.changes),
                                  code, seconds))
         print(rows[-1], flush=True)
     if not args.list:
-        print(f"\noutputs: {log_dir}")
+        for line in summaries:
+            print(f"\n{line}", end="")
+        print(f"\n\noutputs: {log_dir}")
     return 0
 
 

@@ -24,6 +24,7 @@ from data.image_io import (
     is_tiff,
     read_image_resized,
     read_image_with_info,
+    require_reading_rule,
     tensor_to_uint8,
     warn_no_valid_pixel,
     write_image,
@@ -34,14 +35,13 @@ from data.radiometry import (
     Radiometry,
     output_rule,
     radiometry_for,
-    require_known_radiometry,
     tensor_to_physical,
     translation_domains,
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
 from models.batch_translation import NO_VALID_PIXEL, app_device, translate_batch
-from models.tiling import TilePlan, translate_rows, translate_tiled, translate_whole
+from models.tiling import TilePlan, pooling_passes, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -137,10 +137,10 @@ def resize_image(image, size):
 
 def input_scaling(translator, path, args):
     """How app.py reads `path`: the source domain's rule (A for AtoB, B for BtoA) from the options and the
-    checkpoint's record; a raster nothing says how to read is refused."""
+    checkpoint's record; a 16-bit or float raster nothing says how to read is refused (8-bit reads as / 255)."""
     source_domain = translation_domains(args)[0]
-    if is_tiff(path) and not getattr(translator, "radiometry_record", None):
-        require_known_radiometry(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
+    if not getattr(translator, "radiometry_record", None):
+        require_reading_rule(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
     return radiometry_for(args, source_domain)
 
 
@@ -290,7 +290,7 @@ def translate_scene(translator, path, target, args):
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator)
-        total = len(plan.row_starts) * args.tile_passes
+        total = len(plan.row_starts) * pooling_passes(translator.generator, args.tile_passes)
         with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             source = ModelRangeRows(scene, bar)

@@ -114,7 +114,7 @@ class GatysFeedforwardModel(StepTrainedModel):
                                 help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
             parser.add_argument("--tile_passes", type=integer(1, 64), default=1,
                                 help="1: each tile normalized on its own; P > 1: each further pass normalizes "
-                                     "with the image-wide statistics the previous pass pooled (see README: on a "
+                                     "with the image-wide statistics the previous pass pooled (docs/scenes.md: on a "
                                      "deep generator 2 passes measured farther from the untiled output than 1)")
         return parser
 

@@ -12,6 +12,7 @@ from options.number_types import (
     non_negative_int,
     parse_float_pair,
 )
+from util.cli import ArgumentParser
 from util.device import add_allocator_option
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -23,10 +24,12 @@ class AppOptions:
 
     def build_parser(self):
         """The parser of app.py's options."""
-        parser = argparse.ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
-                                                     "U-GAT-IT checkpoint.",
-                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        parser.add_argument("--model_path", required=True, help="U-GAT-IT checkpoint (eo2sar or sargen format)")
+        parser = ArgumentParser(description="Translate optical (EO) images into SAR-like images with a "
+                                            "U-GAT-IT, pix2pix or feed-forward generator checkpoint.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser.add_argument("--model_path", required=True,
+                            help="generator checkpoint: U-GAT-IT (eo2sar or sargen format), --model gatys_feedforward "
+                                 "or --model pix2pix (told apart by what the file holds)")
         parser.add_argument("--img", required=True, help="an image file, a folder or a glob pattern")
         parser.add_argument("--device", default=None,
                             help="cpu or cuda[:N]; default: cuda when present, else cpu; under torchrun each process "
@@ -57,7 +60,8 @@ class AppOptions:
         parser.add_argument("--out_unit", default=None, choices=OUT_UNITS,
                             help="value unit of .tif outputs: float32 dB or linear power through --out_db_window "
                                  "(no-data: NaN), or uint8 grey levels as in PNG outputs (no-data: 0) (default: the "
-                                 "training's, from the checkpoint's record; db for checkpoints without one)")
+                                 "training's, from the checkpoint's record; without one, uint8 when nothing says how "
+                                 "the input is read, db once an image option or --out_db_window is given)")
         parser.add_argument("--out_db_window", type=parse_float_pair, default=None, metavar="LOW,HIGH",
                             help="LOW,HIGH dB that the model's output range -1..1 stands for (.tif outputs) "
                                  "(default: the training's window of the target domain from the checkpoint's "

@@ -102,3 +102,11 @@ def test_docs_pages_are_read_in_the_order_of_the_readme_docs_map(tmp_path):
 def test_every_docs_page_is_on_the_readme_docs_map():
     pages = readme_times.documented_pages(REPO_ROOT / "README.md")
     assert sorted(page.name for page in pages[1:]) == sorted(page.name for page in (REPO_ROOT / "docs").glob("*.md"))
+
+
+def test_make_demo_timing_lines_are_repeated_under_the_table(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("```bash\nprintf 'x\\ndemo timing: demo-a 3 s, total 3 s\\n'\n```\n")
+    assert readme_times.main(["--repo", str(tmp_path), "--log_dir", str(tmp_path / "logs")]) == 0
+    output = capsys.readouterr().out
+    assert "| README.md:2 | `printf" in output and "\nREADME.md:2 demo timing: demo-a 3 s, total 3 s\n" in output
