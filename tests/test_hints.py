@@ -43,7 +43,7 @@ def app_error(checkpoint, tmp_path, *argv):
 
 def test_app_hints_name_app_options(checkpoint, tmp_path):
     """A 5-band image for a 3-channel checkpoint (no --input_nc to set: pick bands), an empty or missing --img,
-    a GeoTIFF nothing says how to read: each hint names app.py's own options."""
+    a float GeoTIFF nothing says how to read: each hint names app.py's own options."""
     parser = AppOptions().build_parser()
     write_geotiff(tmp_path / "five.tif", np.random.default_rng(0).integers(0, 255, (32, 32, 5), dtype=np.uint8))
     message = app_error(checkpoint, tmp_path, "--img", str(tmp_path / "five.tif"), "--intensity_scaling_A", "minmax")
@@ -54,7 +54,9 @@ def test_app_hints_name_app_options(checkpoint, tmp_path):
     assert "--img" in assert_names_only_options_of(message, parser) and "--dataroot" not in message
     message = app_error(checkpoint, tmp_path, "--img", str(tmp_path / "missing" / "*.png"))
     assert "--img" in assert_names_only_options_of(message, parser)
-    message = app_error(checkpoint, tmp_path, "--img", str(tmp_path / "five.tif"))
+    # 8-bit rasters read as / 255 by default; a float GeoTIFF has no such default
+    write_geotiff(tmp_path / "float.tif", np.random.default_rng(0).uniform(-20, 0, (32, 32, 3)).astype(np.float32))
+    message = app_error(checkpoint, tmp_path, "--img", str(tmp_path / "float.tif"))
     assert "records no radiometry" in message
     assert_names_only_options_of(message, parser)
 
