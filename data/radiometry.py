@@ -26,7 +26,6 @@ darkened nor brightened; the tiler fills each tile from its own valid pixels and
 its shared normalization statistics.
 """
 
-import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from options.number_types import finite_number, parse_band_list, parse_float_pair, parse_percentiles
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -88,6 +88,7 @@ class Radiometry:
     domain: str | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
     given: frozenset = field(default=frozenset(), compare=False, repr=False)
+    channel_options: bool = field(default=True, compare=False, repr=False)  # the tool has --input_nc/--output_nc
 
     @classmethod
     def from_options(cls, opt, domain=None):
@@ -95,9 +96,11 @@ class Radiometry:
         return radiometry_for(opt, domain)
 
     def option(self, name):
-        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use."""
+        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use; None
+        for 'channels' where the running tool has no such option (app.py, evaluate.py: a checkpoint or the files
+        fix the channels)."""
         if name == "channels":
-            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc")
+            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc") if self.channel_options else None
         domain_flag = f"--{name}_{self.domain}" if self.domain else f"--{name}"
         return f"--{name}" if f"--{name}" in self.given and domain_flag not in self.given else domain_flag
 
@@ -256,7 +259,8 @@ def radiometry_for(opt, domain=None):
     given = given_options(opt, domain)
     channels = network_channels(opt, domain) or base.channels
     return dataclasses.replace(base, **{FIELDS_BY_OPTION[name]: value for name, (_, value) in given.items()},
-                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()))
+                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()),
+                               channel_options=hasattr(opt, "input_nc"))
 
 
 def radiometry_is_known(opt, domain):
@@ -266,11 +270,13 @@ def radiometry_is_known(opt, domain):
                 or given_options(opt, domain))
 
 
-def require_known_radiometry(opt, domain, path, what):
-    """Refuse to read the raster `path` for `what` (a checkpoint without a record) when nothing set the rule."""
-    if radiometry_is_known(opt, domain):
+def require_known_radiometry(opt, domain, path, what, pixel_type):
+    """Refuse to read the raster `path` of `pixel_type` for `what` (a model without a record) when nothing set the
+    rule and its values are ambiguous: 8-bit files read as value / 255, like 8-bit PNGs; 16-bit and float do not."""
+    if radiometry_is_known(opt, domain) or np.dtype(pixel_type) == np.uint8:
         return
-    raise SargenError(f"{what} records no radiometry and no option says how to read {path}: pass its bands and "
+    raise SargenError(f"{what} records no radiometry and no option says how to read {path} ({pixel_type} pixels; "
+                      f"only 8-bit files read without one, as value / 255): pass its bands and "
                       f"scaling, e.g. --bands_{domain} 4,3,2 --intensity_scaling_{domain} percentile for Sentinel-2 "
                       f"or --intensity_scaling_{domain} db --input_unit_{domain} db for Sentinel-1 dB, and for "
                       f"GeoTIFF outputs --out_db_window LOW,HIGH (the dB window of the SAR training images)")
@@ -311,15 +317,21 @@ def output_rule(opt):
     """(rule, unit) that turn the model's output back into file values: the inverse of the target domain's reading.
 
     The dB window and unit are --out_db_window / --out_unit when given (app.py), else the record's target domain
-    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0
-    and db (files without a record). Differences from the record are logged.
+    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window). Without a
+    record: dB in -25,0 when an option chose how the input is read or gave --out_db_window, else 8-bit levels (an
+    8-bit input read by default comes out as 8-bit levels). Differences from the record are logged.
     """
-    target = translation_domains(opt)[1]
+    source, target = translation_domains(opt)
     recorded = (getattr(opt, "radiometry_record", None) or {}).get(target)
     physical = recorded is not None and recorded.mode == "db"
     out_db_window, out_unit = getattr(opt, "out_db_window", None), getattr(opt, "out_unit", None)
     window = out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
-    unit = out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
+    if out_unit or physical:
+        unit = out_unit or recorded.input_unit
+    elif out_db_window or (recorded is None and radiometry_is_known(opt, source)):
+        unit = "db"
+    else:
+        unit = "uint8"
     rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
     if recorded is not None:
         trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")
@@ -332,36 +344,6 @@ def output_rule(opt):
             logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
                         "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
     return rule, unit
-
-
-def parse_float_pair(text):
-    """Parse 'LOW,HIGH' into two floats with LOW < HIGH (an argparse type)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
-    return low, high
-
-
-def parse_percentiles(text):
-    """Parse 'LOW,HIGH' percentiles with 0 <= LOW < HIGH <= 100 (an argparse type)."""
-    low, high = parse_float_pair(text)
-    if low < 0 or high > 100:
-        raise argparse.ArgumentTypeError(f"percentiles lie in 0..100, got '{text}'")
-    return low, high
-
-
-def parse_band_list(text):
-    """Parse '1' or '3,2,1' into a tuple of 1-based band numbers (an argparse type)."""
-    try:
-        bands = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
-    if min(bands) < 1:
-        raise argparse.ArgumentTypeError(f"band numbers start at 1, got '{text}'")
-    return bands
 
 
 def select_bands(array, bands, path="image", radiometry=None):
@@ -571,11 +553,15 @@ def convert_channels(array, channels, path="image", radiometry=None):
         return (array @ LUMINANCE_WEIGHTS)[:, :, None]
     if bands == 1:
         return np.repeat(array, channels, axis=2)
-    radiometry = radiometry or Radiometry()
+    radiometry = radiometry or Radiometry(channel_options=False)  # no rule given: no channel option to name
     example = ",".join(str(band) for band in range(1, channels + 1))
+    channel_option = radiometry.option("channels")
+    pick = (f"pick {channels} band(s) with {radiometry.option('bands')} (e.g. {radiometry.option('bands')} "
+            f"{example})")
+    if channel_option is None:
+        raise SargenError(f"{path} has {bands} band(s) (after --bands) but {channels} channel(s) are needed: {pick}")
     raise SargenError(f"{path} has {bands} band(s) (after --bands) but the network takes {channels} channel(s) "
-                      f"({radiometry.option('channels')}): pick {channels} band(s) with {radiometry.option('bands')} "
-                      f"(e.g. {radiometry.option('bands')} {example}) or set {radiometry.option('channels')} {bands}")
+                      f"({channel_option}): {pick} or set {channel_option} {bands}")
 
 
 def grey(images):
@@ -629,7 +615,7 @@ def add_radiometry_options(parser):
         "db_window": ({"type": parse_float_pair, "metavar": "LOW,HIGH"},
                       "dB window of the db rule, mapped to the model range (default: -25,0)"),
         "input_unit": ({"choices": INPUT_UNITS}, "unit of float SAR pixels for the db rule (default: linear)"),
-        "nodata": ({"type": float, "metavar": "VALUE"},
+        "nodata": ({"type": finite_number, "metavar": "VALUE"},
                    "raw pixel value that marks no-data, replacing the file's own no-data value (NaN pixels are "
                    "always no-data) (default: the file's)"),
     }

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from data.image_io import read_image_with_info
+from data.image_io import has_valid_pixel, read_image_with_info, warn_no_valid_pixel
 from data.radiometry import convert_channels
 from evaluation import metrics, speckle, texture
 from evaluation.features import network_views
@@ -27,6 +27,7 @@ NO_REAL = "unavailable: no real images (pass --real_dir, or --real_label for a r
 PAIR_RESIZE_RULE = ("a real image of another size is resized to its generated twin's size (antialiased bilinear; "
                     "mask nearest) for the paired metrics")
 SPECKLE_KEYS = ("enl", "intensity_cv", "mean_db", "clipped_fraction")
+PLOT_BIN_DB = 0.5  # bins of the dB histograms drawn on the page (coarser than the metric's, for a smooth line)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ImageReader:
         self.labelled_by = labelled_by or scaling
         self.skip_bad = skip_bad
         self.skipped = []
+        self.without_valid_pixel = []  # files read whose pixels are all no-data (their metrics are NaN)
 
     def read(self, named):
         """The EvaluationImage of a NamedImage, or None for an unreadable file with --skip_bad."""
@@ -72,6 +74,9 @@ class ImageReader:
             return None
         valid = getattr(info, "valid", None)  # no-data mask of the reader, where it has one
         valid = None if valid is None else np.asarray(valid, dtype=bool)
+        if not has_valid_pixel(valid) and str(named.path) not in self.without_valid_pixel:
+            warn_no_valid_pixel(named.path, "its metrics are NaN")
+            self.without_valid_pixel.append(str(named.path))
         scale = physical_scale(self.scaling, info.window, info.dtype, self.intensity_unit, self.db_window)
         return EvaluationImage(named.name, values, scale, band_labels(self.labelled_by, values.shape[0]), valid,
                                named.path)
@@ -382,10 +387,49 @@ class Evaluator:
                 scores[key] = {"value": float(np.mean(values)) if values else float("nan"), "bands": "mean over bands"}
         return scores
 
+    def plot_series(self):
+        """{title: {'generated': [(x, y)], 'real': [(x, y)]}} for the page's small plots, per band: each set's dB
+        histogram (share of valid pixels per PLOT_BIN_DB) and its per-image ENL and intensity CV, sorted."""
+        plots = {}
+        low, high = self.suite.db_range
+        for band, suffix in enumerate(self.suffixes):
+            label = f" {suffix[1:]}" if suffix else ""
+            histograms = {name: statistics.histograms[band] for name, statistics in self.sets()
+                          if statistics.histograms is not None}
+            plots[f"dB histogram{label}"] = {name: histogram_points(counts, low, high)
+                                             for name, counts in histograms.items()}
+            for key, title in (("enl", "ENL per image"), ("intensity_cv", "intensity CV per image")):
+                values = {name: finite_sorted(row.get(f"{key}{suffix}") for row in statistics.values.values())
+                          for name, statistics in self.sets()}
+                if any(values.values()):
+                    plots[f"{title}{label}"] = {name: list(enumerate(sorted_values, 1))
+                                                for name, sorted_values in values.items()}
+        return plots
+
+    def sets(self):
+        """(name, SetStatistics) of the generated and, when there are any, the real images."""
+        return [("generated", self.generated)] + ([("real", self.real)] if self.real.count else [])
+
     def settings(self):
         """How the metrics were computed, for metrics.json."""
         return {**self.suite.settings(), "bands": self.labels, "pair_resize": PAIR_RESIZE_RULE,
                 "resized_pairs": len(self.resized_pairs)}
+
+
+def finite_sorted(values):
+    """The finite numbers among `values` (None left out), sorted."""
+    return sorted(value for value in values if value is not None and np.isfinite(value))
+
+
+def histogram_points(counts, low, high):
+    """(dB, share of pixels per PLOT_BIN_DB) points of a HISTOGRAM_BIN_DB histogram over low..high dB."""
+    group = max(1, int(round(PLOT_BIN_DB / metrics.HISTOGRAM_BIN_DB)))
+    usable = len(counts) // group * group
+    grouped = np.asarray(counts[:usable], dtype=np.float64).reshape(-1, group).sum(axis=1)
+    total = grouped.sum()
+    width = (high - low) / len(grouped)
+    shares = grouped / total if total else grouped
+    return [(low + width * (index + 0.5), float(share)) for index, share in enumerate(shares)]
 
 
 def ratio(numerator, denominator):

@@ -9,15 +9,10 @@ from evaluation.inception import FID_DIMS
 from evaluation.perceptual import LPIPS_NETS
 from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
-from options.base_options import positive_int
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, real
+from util.cli import ArgumentParser
 
-
-def fraction(text):
-    """An argparse type: a number in (0, 1]."""
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
+EXIT_SOME_UNAVAILABLE = 3  # evaluate.py's exit code when the report is written but some metrics could not run
 
 
 def image_radiometry(opt, role):
@@ -57,7 +52,7 @@ def add_fid_options(parser):
     parser.add_argument("--inception_weights", default=None,
                         help="pytorch-fid's Inception weights file pt_inception-2015-12-05-6726825d.pth (default: "
                              "where pytorch-fid looks, $TORCH_HOME/hub/checkpoints)")
-    parser.add_argument("--fid_dims", type=int, default=2048, choices=FID_DIMS,
+    parser.add_argument("--fid_dims", type=integer(), default=2048, choices=FID_DIMS,
                         help="Inception features for FID and KID (2048: the pool features papers use)")
     return parser
 
@@ -68,17 +63,30 @@ def add_speckle_options(parser):
                         help="what 8-bit renderings (and, under rules other than db, file values) stand for: db "
                              "(8-bit: 0..255 spans --db_window), amplitude or intensity; auto: db for 8-bit files, "
                              "--input_unit for others")
-    parser.add_argument("--enl_window", type=positive_int, default=15, help="side of the ENL windows in pixels")
-    parser.add_argument("--enl_fraction", type=fraction, default=0.1,
+    parser.add_argument("--enl_window", type=integer(1, MAX_NETWORK_SIDE), default=15,
+                        help="side of the ENL windows in pixels")
+    parser.add_argument("--enl_fraction", type=real(above=0.0, maximum=1.0), default=0.1,
                         help="fraction of the most homogeneous windows the ENL is measured on")
     return parser
 
 
+def add_metric_switch(parser, name, metric, weights):
+    """--NAME (the metric is required: an error if it cannot run) and --no_NAME (skipped); default 'auto': computed
+    when its weights are there, else reported unavailable with where to put them."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=name, action="store_const", const="required", default="auto",
+                       help=f"require {metric}, with {weights}, or fail; default: compute it when the weights are "
+                            f"on disk, else report it unavailable (exit code {EXIT_SOME_UNAVAILABLE})")
+    group.add_argument(f"--no_{name}", dest=name, action="store_const", const="off", help=f"skip {metric}")
+
+
 def build_parser():
     """The parser of evaluate.py's options."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Metrics of generated images against real ones (writes metrics.json, metrics.csv and, when "
-                    "the output folder has an index.html, its metrics section)",
+                    "the output folder has an index.html, its metrics section). Exit codes: 0 every metric computed, "
+                    f"{EXIT_SOME_UNAVAILABLE} report written but some metrics unavailable (weights absent, too few "
+                    "images), 2 an error (nothing written).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--fake_dir", default=None, help="folder of generated images (any tool's; PNG, JPEG, TIFF)")
     parser.add_argument("--real_dir", default=None,
@@ -87,6 +95,8 @@ def build_parser():
     parser.add_argument("--fake_prefix", default="gen_sar_",
                         help="prefix stripped from generated file names before pairing (app.py writes "
                              "gen_sar_NAME); '' to strip nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a metrics.json or metrics.csv in the --out folder that evaluate.py did not write")
     parser.add_argument("--out", default=None, help="folder for metrics.json and metrics.csv (default: the "
                                                     "generated images' folder, or --results)")
     parser.add_argument("--results", default=None,
@@ -104,19 +114,20 @@ def build_parser():
     add_image_options(parser)
     add_speckle_options(parser)
     add_vgg_options(parser, "Gram distance")
-    parser.add_argument("--no_gram", action="store_true", help="skip the Gram (style) distance and VGG")
+    parser.set_defaults(vgg_weights=None)  # unset: ImageNet from the cache, else the Gram distance is unavailable
+    for action in parser._actions:
+        if action.dest == "vgg_weights":
+            action.help += ("; unset: ImageNet from torchvision's cache when it is there, else the Gram distance is "
+                            "reported unavailable")
+    add_metric_switch(parser, "gram", "the Gram (style) distance", "VGG's ImageNet weights (downloaded if needed)")
     add_fid_options(parser)
-    parser.add_argument("--batch_size", type=positive_int, default=50, help="images per Inception batch")
-    fid = parser.add_mutually_exclusive_group()
-    fid.add_argument("--fid", dest="fid", action="store_const", const="required", default="auto",
-                     help="compute FID and KID, downloading pytorch-fid's weights if needed, or fail; default: "
-                          "compute them when the weights are on disk, else record them as unavailable")
-    fid.add_argument("--no_fid", dest="fid", action="store_const", const="off", help="skip FID and KID")
+    parser.add_argument("--batch_size", type=batch_count, default=50, help="images per Inception batch")
+    add_metric_switch(parser, "fid", "FID and KID", "pytorch-fid's Inception weights (downloaded if needed)")
     parser.add_argument("--lpips_net", default="alex", choices=tuple(LPIPS_NETS),
                         help="LPIPS backbone (lpips package, v0.1)")
     parser.add_argument("--lpips_weights", default=None,
                         help="the backbone's torchvision ImageNet file (default: torchvision's cache)")
-    parser.add_argument("--no_lpips", action="store_true", help="skip LPIPS")
+    add_metric_switch(parser, "lpips", "LPIPS", "the backbone's ImageNet weights")
     parser.add_argument("--gpu_ids", default="0", help="GPU ids, e.g. 0; -1 for the CPU")
     return parser
 

@@ -54,7 +54,7 @@ from models.losses import total_variation
 from models.step_trained_model import StepTrainedModel
 from models.ugatit_model import str2bool
 from models.vgg import add_vgg_options, fill_vgg_options
-from options.base_options import non_negative_int, positive_int
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, rate, step_count, weight
 from options.train_options import add_iterative_training_options
 from util import distributed
 from util.cli import progress
@@ -95,15 +95,15 @@ class GatysFeedforwardModel(StepTrainedModel):
             parser.add_argument("--gram_file", default=None,
                                 help=f"Gram file of the target band (default CHECKPOINTS_DIR/NAME/{GRAM_FILE_NAME}, "
                                      f"computed as train.py --model gatys would when missing)")
-            parser.add_argument("--ngf", type=positive_int, default=DEFAULT_NGF,
+            parser.add_argument("--ngf", type=integer(1, 4096), default=DEFAULT_NGF,
                                 help="channels of the generator's convolutions")
-            parser.add_argument("--n_layers", type=positive_int, default=DEFAULT_LAYERS,
+            parser.add_argument("--n_layers", type=integer(1, 256), default=DEFAULT_LAYERS,
                                 help="3x3 convolutions of the generator's body (half before its image-wide "
                                      "normalization)")
-            parser.add_argument("--lambda_tv", type=float, default=0.0,
+            parser.add_argument("--lambda_tv", type=weight, default=0.0,
                                 help="weight of the total-variation loss (mean absolute neighbour difference)")
-            parser.add_argument("--iteration", type=positive_int, default=DEFAULT_STEPS, help="training steps")
-            parser.add_argument("--lr", type=float, default=DEFAULT_LR,
+            parser.add_argument("--iteration", type=step_count, default=DEFAULT_STEPS, help="training steps")
+            parser.add_argument("--lr", type=rate, default=DEFAULT_LR,
                                 help=f"Adam learning rate of the body (the output head and grain: {HEAD_LR_SCALE:g}x)")
             parser.add_argument("--decay_flag", type=str2bool, default=True,
                                 help="decay the learning rate to 0 along a half cosine over the steps")
@@ -113,14 +113,14 @@ class GatysFeedforwardModel(StepTrainedModel):
                                 help="losses against the image's category Gram (default: as in training)")
             parser.add_argument("--checkpoint", default=None,
                                 help=f"generator checkpoint (default CHECKPOINTS_DIR/NAME/EPOCH{CHECKPOINT_SUFFIX})")
-            parser.add_argument("--tile", type=non_negative_int, default=0,
+            parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0,
                                 help="translate each image tile by tile with tiles of this many pixels (a multiple "
                                      "of 4), for images of any size; 0: the whole image at once")
-            parser.add_argument("--overlap", type=non_negative_int, default=32,
+            parser.add_argument("--overlap", type=integer(0, MAX_NETWORK_SIDE), default=32,
                                 help="pixels shared by neighbouring tiles (--tile)")
-            parser.add_argument("--tile_batch", type=positive_int, default=None,
+            parser.add_argument("--tile_batch", type=batch_count, default=None,
                                 help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-            parser.add_argument("--tile_passes", type=positive_int, default=2,
+            parser.add_argument("--tile_passes", type=integer(1, 64), default=2,
                                 help="1: each tile normalized on its own; 2 (the generator's two normalization "
                                      "layers read the source through local layers only): a first pass pools their "
                                      "statistics over the image, so tiles match the whole-image translation")

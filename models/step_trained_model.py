@@ -5,12 +5,14 @@ state for an exact resume (the step, options, optimizer and random states, under
 loss logging, the visdom display and the training HTML page at their frequencies, the stop on a NaN or
 infinite loss, and with --eval_freq the scores of test images over steps and best_net (evaluation.training).
 A subclass builds `self.networks` ({name: module}) and `self.optimizers` ({name: optimizer}), and implements
-optimize_parameters(), get_current_visuals(), read_checkpoint() and, for --eval_freq, translate_for_evaluation().
+optimize_parameters(), get_current_visuals(), read_checkpoint(), load_for_test() (test.py) and, for --eval_freq,
+translate_for_evaluation().
 """
 
 import logging
 import math
 import time
+from abc import abstractmethod
 from collections import OrderedDict
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from util.checkpoint import (
     state_dicts_on_cpu,
 )
 from util.errors import SargenError
+from util.versions import software_versions
 from util.visualizer import Visualizer
 from util.visuals import display_image
 
@@ -114,10 +117,12 @@ class StepTrainedModel(BaseModel):
 
     # ---- what a subclass provides -----------------------------------------------------------------
 
+    @abstractmethod
     def read_checkpoint(self, path):
         """Load and check a checkpoint file of this model (weights_only)."""
         raise NotImplementedError
 
+    @abstractmethod
     def get_current_visuals(self):
         """{label: CxHxW tensor in [-1, 1]} of the last step, for visdom and the HTML page."""
         raise NotImplementedError
@@ -148,13 +153,15 @@ class StepTrainedModel(BaseModel):
     # ---- checkpoints ------------------------------------------------------------------------------
 
     def training_state(self):
-        """sargen's resume state: the step, options, optimizer states, learning rate and random states, and the
-        radiometry record of both domains (how their images were read: test.py reads them the same way)."""
+        """sargen's resume state: the step, options, optimizer states, learning rate and random states, the
+        radiometry record of both domains (how their images were read: test.py reads them the same way) and the
+        software versions."""
         state = {"iteration": self.step, "options": plain_options(self.opt)}
         state.update({f"optimizer_{name}": optimizer.state_dict() for name, optimizer in self.optimizers.items()})
         state.update({"learning_rate": self.learning_rate(self.step), "rng": rng_state()})
         state["evaluation"] = self.best.state()
         state["radiometry"] = radiometry_record(self.opt)
+        state["software"] = software_versions()  # what made it (util.versions)
         return state
 
     def use_radiometry_record(self, state, path):
@@ -179,13 +186,24 @@ class StepTrainedModel(BaseModel):
         payload = state_dicts_on_cpu(self.networks)
         payload[self.state_key] = self.training_state()
         latest = self.checkpoint_path("latest")
-        if step_label is None:
-            saved = save_checkpoint(payload, latest)
-        else:
-            saved = save_checkpoint(payload, self.checkpoint_path(step_label))
-            alias_checkpoint(saved, latest)
+        try:
+            if step_label is None:
+                saved = save_checkpoint(payload, latest)
+            else:
+                saved = save_checkpoint(payload, self.checkpoint_path(step_label))
+                alias_checkpoint(saved, latest)
+        except SargenError as error:  # e.g. a full disk: the earlier files are kept, loadable
+            raise SargenError(f"{error} ({self.kept_checkpoint_text()}; free space, then resume with "
+                              f"--continue_train)") from None
         self.last_checkpoint = (latest, self.step)
         return saved
+
+    def kept_checkpoint_text(self):
+        """Which checkpoint a stopped run leaves to resume from, in words."""
+        if self.last_checkpoint is None:
+            return "no checkpoint had been saved yet"
+        path, iteration = self.last_checkpoint
+        return f"the last good checkpoint {path} (iteration {iteration}) is kept"
 
     def resume(self):
         """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
@@ -215,8 +233,16 @@ class StepTrainedModel(BaseModel):
 
     # ---- the training loop's hooks ----------------------------------------------------------------
 
+    def load_for_test(self):
+        """test.py: load the checkpoint the model translates with."""
+        raise NotImplementedError(f"--model {self.opt.model} has no test step")
+
     def setup(self):
-        """Resume (--continue_train), wrap for torchrun and start the display (rank 0)."""
+        """Training: resume (--continue_train), wrap for torchrun and start the display (rank 0); testing:
+        load_for_test()."""
+        if not self.is_train:
+            self.load_for_test()
+            return
         if self.opt.continue_train:
             self.resume()
         self.start_step = self.last_logged_step = self.step
@@ -229,8 +255,10 @@ class StepTrainedModel(BaseModel):
         """This rank's batches for the steps still to run (see TrainingSampler); `counts`: images per domain."""
         sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
                                   self.opt.serial_batches, distributed.rank(), distributed.world_size())
+        # Its own generator: starting the loader draws the workers' base seed from it, not from the global torch
+        # stream that the steps use (dropout), so a resumed run's steps draw what the uninterrupted run's did.
         return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
-                          collate_fn=BaseDataset.collate)
+                          collate_fn=BaseDataset.collate, generator=torch.Generator().manual_seed(self.opt.seed))
 
     def num_training_steps(self, dataset):
         """--iteration."""
@@ -249,12 +277,8 @@ class StepTrainedModel(BaseModel):
         if torch.isfinite(torch.stack(list(averaged.values()))).all():
             return averaged
         name, value = next((name, float(value)) for name, value in averaged.items() if not math.isfinite(value))
-        kept = "no checkpoint had been saved yet"
-        if self.last_checkpoint is not None:
-            path, iteration = self.last_checkpoint
-            kept = f"the last good checkpoint {path} (iteration {iteration}) is kept"
-        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; {kept} "
-                          f"(lower --lr or check the data)")
+        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; "
+                          f"{self.kept_checkpoint_text()} (lower --lr or check the data)")
 
     def get_current_losses(self):
         """The last step's losses as {name: float}."""

@@ -46,6 +46,11 @@ NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.Instance
 HEATMAP_SCALE = BOTTLENECK_SCALE
 
 
+def size_multiple(generator):
+    """The multiple of which a generator's input sides must be: its `size_multiple` (a U-Net's 2**levels), else 4."""
+    return getattr(generator, "size_multiple", BOTTLENECK_SCALE)
+
+
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
     """Reflect-pad a CxHxW image at the bottom and right to a multiple of `multiple`; return it and (H, W)."""
     height, width = image.shape[-2:]
@@ -93,8 +98,9 @@ class TilePlan:
 
     def __init__(self, height, width, tile, overlap, generator):
         """Check the tile size against `overlap` and `generator`, and plan the tiles."""
-        if tile % BOTTLENECK_SCALE or tile <= 2 * overlap or overlap < 0:
-            raise SargenError(f"--tile {tile} must be a multiple of {BOTTLENECK_SCALE} and more than twice "
+        multiple = size_multiple(generator)
+        if tile % multiple or tile <= 2 * overlap or overlap < 0:
+            raise SargenError(f"--tile {tile} must be a multiple of {multiple} and more than twice "
                               f"--overlap {overlap} (>= 0)")
         if getattr(generator, "light", True) is False and tile != generator.img_size:
             raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
@@ -102,9 +108,9 @@ class TilePlan:
         self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
         # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
         # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
-        self.padded_height = max(-(-height // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
-        self.padded_width = max(-(-width // BOTTLENECK_SCALE) * BOTTLENECK_SCALE, tile)
-        stride = max(BOTTLENECK_SCALE, (tile - overlap) // BOTTLENECK_SCALE * BOTTLENECK_SCALE)
+        self.padded_height = max(-(-height // multiple) * multiple, tile)
+        self.padded_width = max(-(-width // multiple) * multiple, tile)
+        stride = max(multiple, (tile - overlap) // multiple * multiple)
         self.row_starts = tile_starts(self.padded_height, tile, stride)
         self.column_starts = tile_starts(self.padded_width, tile, stride)
         self.row_cores = tile_cores(self.row_starts, tile, height)
@@ -114,6 +120,12 @@ class TilePlan:
         """(left, (core top, bottom, left, right)) of each tile of tile row `row`, left to right."""
         return [(left, self.row_cores[row] + column_core)
                 for left, column_core in zip(self.column_starts, self.column_cores)]
+
+
+def pooled_layers(generator):
+    """The normalization layers of `generator` whose statistics depend on the image (those the tiler pools)."""
+    return [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
+            and not getattr(module, "track_running_stats", False)]
 
 
 class SharedNormStatistics:
@@ -127,8 +139,7 @@ class SharedNormStatistics:
 
     def __init__(self, generator, tile):
         """Prepare hooks for the normalization layers of `generator` run on `tile`-pixel tiles."""
-        self.layers = [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
-                       and not getattr(module, "track_running_stats", False)]
+        self.layers = pooled_layers(generator)
         self.tile = tile
         self.sums, self.shared, self.cores, self.masks, self.handles = {}, None, [], [], []
         self.collecting = True
@@ -198,6 +209,12 @@ class SharedNormStatistics:
         return scaled_and_shifted(features, scale, shift, module.gamma, module.beta)
 
 
+def pooling_passes(generator, passes):
+    """The passes a tiled translation makes: `passes`, or 1 when `generator` has no layer whose statistics the first
+    passes would pool (batch normalization at eval is per-pixel: a tile is already normalized as the image)."""
+    return passes if pooled_layers(generator) else 1
+
+
 def default_tile_batch(device):
     """Tiles per call: batches pay off on GPUs; on CPUs single tiles stay in cache and run faster."""
     return 4 if torch.device(device).type == "cuda" else 1
@@ -224,8 +241,9 @@ class MemorySource:
 
 
 def translate_whole(translator, image):
-    """Translate one CxHxW image at its own size (padded to a multiple of 4); return (output, heatmap or None)."""
-    padded, (height, width) = pad_to_multiple(image)
+    """Translate one CxHxW image at its own size (padded to the generator's size multiple); return (output, heatmap
+    or None)."""
+    padded, (height, width) = pad_to_multiple(image, size_multiple(getattr(translator, "generator", None)))
     output, heatmap = output_and_heatmap(translator(padded[None]))
     return output[0, :, :height, :width], None if heatmap is None else heatmap[0]
 
@@ -261,7 +279,7 @@ def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_
     tile_batch = tile_batch or default_tile_batch(translator.device)
     statistics = SharedNormStatistics(translator.generator, tile)
     with statistics:
-        for _ in range(passes - 1):
+        for _ in range(pooling_passes(translator.generator, passes) - 1):
             for row in range(len(plan.row_starts)):
                 band, band_valid = read_band(source, plan, row)
                 for batch in tile_batches(plan, row, band, band_valid, tile_batch):

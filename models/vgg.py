@@ -19,6 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
+from options.number_types import seed
 from util.checkpoint import load_checkpoint
 from util.errors import SargenError
 
@@ -106,7 +107,7 @@ def add_vgg_weight_options(parser, recorded_in=None):
     parser.add_argument("--vgg_weights", default=None if recorded else FALLBACK_OPTIONS["vgg_weights"],
                         help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH"
                              + default_help(FALLBACK_OPTIONS["vgg_weights"], recorded_in))
-    parser.add_argument("--vgg_seed", type=int, default=None if recorded else FALLBACK_OPTIONS["vgg_seed"],
+    parser.add_argument("--vgg_seed", type=seed, default=None if recorded else FALLBACK_OPTIONS["vgg_seed"],
                         help="seed of --vgg_weights random" + default_help(FALLBACK_OPTIONS["vgg_seed"], recorded_in))
     return parser
 
@@ -294,10 +295,14 @@ class VGGFeatures(nn.Module):
         return outputs
 
 
+def imagenet_weights_url(backbone):
+    """Where torchvision downloads the ImageNet weights of `backbone` from."""
+    return torchvision.models.get_model_weights(backbone).IMAGENET1K_V1.url
+
+
 def imagenet_cache_path(backbone):
     """Where torchvision's cache keeps the ImageNet weights file of `backbone` (TORCH_HOME aware)."""
-    weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet_weights_url(backbone)).name
 
 
 def vgg_input(images):

@@ -68,6 +68,7 @@ def test_app_output_equals_the_network_forward_bit_for_bit(checkpoint, eo_image,
     assert np.array_equal(written, tensor_to_uint8(expected, (-1.0, 1.0)))
 
 
+@pytest.mark.numerics
 def test_cpu_default_is_float32_and_mixed_bfloat16_stays_close(tmp_path):
     """On the CPU --precision auto is float32; the mixed bfloat16 path (asked for) stays near it on a checkpoint
     whose every weight is perturbed by 0.02 x randn, keeping the early encoder and attention in float32."""
@@ -105,7 +106,7 @@ def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):
         assert (pixels[..., 0] - pixels[..., 2]).std() > 10  # a colour map, not grey
     app_main(["--model_path", str(checkpoint), "--img", str(inputs / "r*.png"), "--out", str(tmp_path / "glob"),
               "--out_img_size", "0"])
-    assert [path.name for path in (tmp_path / "glob").iterdir()] == ["gen_sar_rgb.png"]
+    assert sorted(path.name for path in (tmp_path / "glob").iterdir()) == ["gen_sar_rgb.png", "manifest.json"]
     with Image.open(tmp_path / "glob" / "gen_sar_rgb.png") as image:
         assert image.size == (24, 24)
 
@@ -129,6 +130,7 @@ def test_tiled_output_matches_untiled_and_has_no_seam_lines(checkpoint):
         assert steps.max() < 2.0 * np.median(steps) + 1.0
 
 
+@pytest.mark.numerics
 def test_one_tile_with_shared_statistics_equals_the_whole_image(checkpoint):
     """When one tile covers the image, the pooled statistics are the image's own: same output as untiled."""
     translator = load_translator(checkpoint, precision="float32")
@@ -208,7 +210,7 @@ def test_wrong_checkpoint_names_the_key_and_shapes(checkpoint, eo_image, tmp_pat
 
 def test_bad_inputs_are_one_line_errors(checkpoint, eo_image, tmp_path):
     """Missing images, unavailable devices and ambiguous --out are SargenErrors naming the option or file."""
-    with pytest.raises(SargenError, match="no image file, folder or glob match: .*missing"):
+    with pytest.raises(SargenError, match="--img .*missing.*: no image file, folder or glob match"):
         app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "missing*.png")])
     if not torch.cuda.is_available():
         with pytest.raises(SargenError, match="--device cuda"):
@@ -254,6 +256,31 @@ def test_geotiff_in_tiled_cog_out_with_the_same_georeferencing(checkpoint, s2_ge
     assert levels.dtype == np.uint8 and np.abs(levels - expected_levels).max() <= 1
     assert georeferencing(tmp_path / "levels.tif")[2] == 0
     assert np.allclose(read_bands(tmp_path / "power.tif")[:, :, 0], 10 ** (db / 10.0), rtol=1e-5)
+
+
+def test_uint8_geotiff_reads_like_its_png_and_comes_out_as_georeferenced_levels(checkpoint, tmp_path):
+    """A checkpoint without a record (the published eo2sar file) on a 3-band uint8 GeoTIFF needs no flag: read as
+    the same pixels saved as PNG (value / 255), written as 8-bit levels on the input's grid. 16-bit is refused."""
+    pixels = tensor_to_uint8(smooth_texture(32, 32, seed=4))
+    Image.fromarray(pixels).save(tmp_path / "rgb.png")
+    write_geotiff(tmp_path / "rgb.tif", pixels)
+    common = ["--model_path", str(checkpoint), "--img_size", "32", "--out_img_size", "32", "--precision", "float32",
+              "--device", "cpu"]
+    app_main([*common, "--img", str(tmp_path / "rgb.png"), "--out", str(tmp_path / "out")])
+    app_main([*common, "--img", str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "out")])
+    png_levels = np.asarray(Image.open(tmp_path / "out" / "gen_sar_rgb.png")).astype(int)
+    written = tmp_path / "out" / "gen_sar_rgb.tif"
+    levels = read_bands(written)[:, :, 0]
+    assert levels.dtype == np.uint8 and levels.shape == (32, 32)
+    assert np.array_equal(levels, np.maximum(png_levels, 1))  # 0 marks no-data in uint8 GeoTIFFs
+    crs, transform, nodata, _ = georeferencing(written)
+    assert crs == UTM_33N and transform == UTM_TRANSFORM and nodata == 0
+    assert image_structure(written)[0]["LAYOUT"] == "COG"
+    write_geotiff(tmp_path / "rgb16.tif", pixels.astype(np.uint16) * 257)
+    code, _, stderr = run_script("app.py", [*common, "--img", tmp_path / "rgb16.tif", "--out", tmp_path / "out"])
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("error: checkpoint ")
+    assert "uint16 pixels" in stderr and "--intensity_scaling_A" in stderr
+    assert not (tmp_path / "out" / "gen_sar_rgb16.tif").exists()
 
 
 def test_geotiff_output_values_follow_the_network_and_out_db_window(checkpoint, s2_geotiff, tmp_path):
