@@ -146,7 +146,8 @@ class GatysFeedforwardModel(StepTrainedModel):
         head = self.generator.head_parameters()
         body = [parameter for parameter in self.generator.parameters() if all(parameter is not p for p in head)]
         self.optimizer = torch.optim.Adam([{"params": body, "lr": opt.lr},
-                                           {"params": head, "lr": opt.lr * HEAD_LR_SCALE, "lr_scale": HEAD_LR_SCALE}])
+                                           {"params": head, "lr": opt.lr * HEAD_LR_SCALE, "lr_scale": HEAD_LR_SCALE}],
+                                          lr=opt.lr)
         self.content_cache = ContentTargetCache(opt)
         self.optimizers = OrderedDict({NETWORK_NAME: self.optimizer})
         self.generator_forward = self.generator  # wrapped for torchrun in setup()
