@@ -36,7 +36,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
-from models.tiling import TilePlan, translate_rows, translate_tiled, translate_whole
+from models.tiling import TilePlan, band_reads, tiling_arguments, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -126,8 +126,8 @@ def translate_source(translator, path, args):
     if args.tile:
         source, info = read_image_with_info(path, translator.input_nc, scaling)
         source = source * 2.0 - 1.0
-        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch,
-                                          args.tile_passes, valid=info.valid)
+        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, valid=info.valid,
+                                          **tiling_arguments(args))
         return output, heatmap, source, info
     size = getattr(translator.generator, "img_size", None) or args.img_size  # None: a fully convolutional network
     if size is None:
@@ -179,7 +179,8 @@ def output_tags(args):
     """Metadata recorded in .tif outputs: how they were made."""
     return {"SARGEN_MODEL": str(getattr(args, "model_path", "")), "SARGEN_DIRECTION": getattr(args, "direction", ""),
             "SARGEN_OUT_UNIT": args.out_unit, "SARGEN_OUT_DB_WINDOW": ",".join(map(str, args.out_db_window)),
-            "SARGEN_TILE": f"{args.tile} overlap {args.overlap} passes {args.tile_passes}" if args.tile else "none"}
+            "SARGEN_TILE": (f"{args.tile} overlap {args.overlap} context {args.tile_context} passes {args.tile_passes}"
+                            if args.tile else "none")}
 
 
 def target_radiometry(args):
@@ -244,13 +245,14 @@ def translate_scene(translator, path, target, args):
     resolution, a quarter of the scene's.
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
-        plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator)
-        total = len(plan.row_starts) * args.tile_passes
+        tiling = tiling_arguments(args)
+        plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator, tiling["context"])
+        total = band_reads(plan, tiling["passes"], tiling["statistics_pixels"])
         with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             heatmap = translate_rows(translator, ModelRangeRows(scene, bar), args.tile, args.overlap,
-                                     args.tile_batch, args.tile_passes, functools.partial(write_output_rows, writer,
-                                                                                          args), args.heatmap)
+                                     write_rows=functools.partial(write_output_rows, writer, args),
+                                     with_heatmap=args.heatmap, **tiling)
         if args.heatmap and heatmap is not None:
             preview = scene.reduced(*heatmap.shape[-2:]) * 2.0 - 1.0
             write_image(heatmap_overlay(heatmap, preview), heatmap_path(target), value_range=(-1.0, 1.0))

@@ -4,8 +4,8 @@ import argparse
 
 from data.image_io import add_image_options, apply_image_limits
 from data.radiometry import parse_float_pair
+from models.tiling import add_tiling_options, tiling_arguments
 from util.device import add_allocator_option
-from util.errors import SargenError
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 OUT_UNITS = ("db", "linear", "uint8")
@@ -26,15 +26,8 @@ class AppOptions:
                             help="side of the written image when not tiling (0: the input's size)")
         parser.add_argument("--out", default=".", help="output folder, or a file name for a single input")
         parser.add_argument("--heatmap", action="store_true", help="also save the CAM heatmap over the input")
-        parser.add_argument("--tile", type=int, default=0,
-                            help="translate at the input's own size, tile by tile, with tiles of this many pixels; "
-                                 "rasters are read and written a band of tile rows at a time")
-        parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (--tile)")
-        parser.add_argument("--tile_batch", type=int, default=None,
-                            help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-        parser.add_argument("--tile_passes", type=int, default=2,
-                            help="1: each tile normalized on its own; 2: a first pass pools the normalization "
-                                 "statistics of the whole image, so tiles agree (twice the work)")
+        add_tiling_options(parser, "translate at the input's own size, tile by tile, with tiles of this many "
+                                   "pixels; rasters are read and written a band of tile rows at a time")
         parser.add_argument("--img_size", type=int, default=None,
                             help="translation size without tiling; default: the checkpoint's (256 for plain files)")
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
@@ -58,8 +51,7 @@ class AppOptions:
         """Parse and check the command line; apply --max_pixels."""
         self.parser = self.build_parser()
         opt = self.parser.parse_args(argv)
-        if opt.tile and (opt.overlap < 0 or (opt.tile_batch or 1) < 1 or opt.tile_passes < 1):
-            raise SargenError(f"--overlap {opt.overlap} must be >= 0, --tile_batch {opt.tile_batch} and "
-                              f"--tile_passes {opt.tile_passes} >= 1")
+        if opt.tile:
+            tiling_arguments(opt)  # checks them
         apply_image_limits(opt)
         return opt
