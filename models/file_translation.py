@@ -36,7 +36,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
-from models.tiling import TilePlan, band_reads, tiling_arguments, translate_rows, translate_tiled, translate_whole
+from models.tiling import TilePlan, tile_reads, tiling_arguments, translate_rows, translate_tiled, translate_whole
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -203,18 +203,18 @@ def output_values(output, unit, db_window):
 
 
 class ModelRangeRows:
-    """A SceneReader's bands of rows in the model range [-1, 1], counted on a progress bar (translate_rows' source)."""
+    """A SceneReader's windows in the model range [-1, 1], counted on a progress bar (translate_rows' source)."""
 
     def __init__(self, scene, bar):
-        """Wrap `scene`; `bar` advances once per band read."""
+        """Wrap `scene`; `bar` advances once per window read (a tile)."""
         self.scene, self.bar = scene, bar
         self.height, self.width = scene.height, scene.width
 
-    def rows(self, top, bottom):
-        """Rows [top, bottom) in [-1, 1] and their valid mask."""
-        image, valid = self.scene.rows(top, bottom)
+    def rows(self, top, bottom, left=0, right=None):
+        """Rows [top, bottom) of columns [left, right) in [-1, 1] and their valid mask."""
+        image, valid = self.scene.rows(top, bottom, left, right)
         self.bar.update(1)
-        return image.mul_(2.0).sub_(1.0), valid  # in place: the band is fresh, and a scene band is large
+        return image.mul_(2.0).sub_(1.0), valid  # in place: the window is fresh
 
 
 def open_output(target, info, band_count, args):
@@ -240,15 +240,15 @@ def write_output_rows(writer, args, top, rows, valid):
 def translate_scene(translator, path, target, args):
     """--tile: translate one image a band of tile rows at a time, writing each finished band to `target`.
 
-    The scene is read window by window (its scaling window measured in a streamed pass first), so memory is
-    bounded by the tile rows in flight. With --heatmap the heatmap overlay is written at the heatmap's own
-    resolution, a quarter of the scene's.
+    The scene is read tile by tile (its scaling window measured in a streamed pass first), so memory is bounded
+    by the tiles in flight and one tile row of output. With --heatmap the heatmap overlay is written at the
+    heatmap's own resolution, a quarter of the scene's.
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         tiling = tiling_arguments(args)
         plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator, tiling["context"])
-        total = band_reads(plan, tiling["passes"], tiling["statistics_pixels"])
-        with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
+        total = tile_reads(plan, tiling["passes"], tiling["statistics_pixels"])
+        with progress(total=total, desc=Path(path).name, unit="tile", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             heatmap = translate_rows(translator, ModelRangeRows(scene, bar), args.tile, args.overlap,
                                      write_rows=functools.partial(write_output_rows, writer, args),

@@ -4,8 +4,9 @@ A generator's output at a pixel depends on the whole image through its data-depe
 layers (nn.InstanceNorm2d without running statistics, with or without affine, and U-GAT-IT's AdaLIN and LIN)
 normalize with statistics over all pixels, and global pooling modules (models.ugatit_networks.GridAveragePool:
 the light generator's gamma/beta MLP input, a full generator's grid of cell means, the attention's average;
-GlobalMaxPool: the attention's maximum) feed image-wide values on. Forward hooks on those layers (found by type)
-replace each tile's own statistics with the image's.
+GlobalMaxPool: the attention's maximum) feed image-wide values on. While the tiler runs, those layers (found by
+type) compute their output with the image's statistics instead of the tile's own (their forward is replaced, so
+the tile's own normalization is neither computed nor held).
 
 The image's statistics of layer k depend on those of the layers before it, so they cannot be gathered layer by
 layer in passes over tiles that each normalize with the previous pass's values: that is a fixed-point iteration
@@ -293,36 +294,35 @@ class SynchronizedGroup:
 
 
 class PooledStatistics:
-    """Forward hooks that make every pooled layer of a generator use the whole image's statistics (module docstring).
+    """Makes every pooled layer of a generator use the whole image's statistics (module docstring) while entered.
 
     Values are kept by call order within one forward (the k-th pooled-layer call), so a layer called twice in a
     forward gets each call's own. Each forward is told its tiles' regions (use_regions) in its own thread.
     """
 
     def __init__(self, generator, plan):
-        """Prepare hooks for the pooled layers of `generator` on the tiles of TilePlan `plan`."""
+        """Prepare the pooled layers of `generator` for the tiles of TilePlan `plan`."""
         self.layers = [module for module in generator.modules() if is_pooled_layer(module)]
         self.plan = plan
         self.stored, self.sums, self.group = [], [], None
         self.local = threading.local()
-        self.handles = []
 
     def __enter__(self):
-        """Install the hooks."""
-        self.handles = [layer.register_forward_hook(functools.partial(self.hook, statistic_of(layer)))
-                        for layer in self.layers]
+        """Replace the pooled layers' forward (an instance attribute over the class's method)."""
+        for layer in self.layers:
+            layer.forward = functools.partial(self.pooled_forward, statistic_of(layer), layer)
         return self
 
     def __exit__(self, *exc_info):
-        """Remove the hooks."""
-        for handle in self.handles:
-            handle.remove()
+        """Give the pooled layers their own forward back."""
+        for layer in self.layers:
+            del layer.forward
 
     def use_regions(self, regions, party=0):
         """The regions of the tiles of the next forward in this thread (and its party in a synchronized group)."""
         self.local.regions, self.local.calls, self.local.party = regions, 0, party
 
-    def hook(self, kind, module, inputs, output):
+    def pooled_forward(self, kind, module, *inputs):
         """In a group's forward, pool this call's statistics over the group; return the output with the stored ones."""
         call = self.local.calls
         self.local.calls += 1

@@ -5,10 +5,10 @@ One implementation (tile plan, shared normalization statistics, no-data, blendin
 - ``translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None)``: a CxHxW tensor
   in memory; returns (output CxHxW, heatmap 1 x H/4 x W/4, or None when the translator gives none);
 - ``translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap)``: a scene
-  read a band of rows at a time (``source.height``, ``source.width``, ``source.rows(top, bottom)`` ->
-  (CxhxW tensor, hxW bool tensor of valid pixels or None)). Each band of output rows is handed to
-  ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by one band of
-  tile rows, not by the scene. Returns the heatmap (or None).
+  read a tile at a time (``source.height``, ``source.width``, ``source.rows(top, bottom, left, right)`` ->
+  (Cxhxw tensor, hxw bool tensor of valid pixels or None)). Each band of output rows is handed to
+  ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by the tiles in
+  flight and one tile row of output, not by the scene. Returns the heatmap (or None).
 
 The translator protocol: a callable on a CPU B x C x T x T batch in the model range ([-1, 1]; T is the tile
 side; the translator moves it to its device) returning the B x output_nc x T x T output (on any device), or a
@@ -50,6 +50,7 @@ STATISTICS_PIXELS = 1_500_000
 # Pixels of context each tile is translated with beyond its own part on every side it shares with a neighbour:
 # they weigh nothing in the output. 32 keeps the border effect of a published-shape U-GAT-IT under a grey level.
 TILE_CONTEXT = 32
+EMIT_ROWS = 64  # output rows handed to write_rows at once
 
 
 def add_tiling_options(parser, tile_help):
@@ -216,16 +217,17 @@ def output_and_heatmap(result):
 
 
 class MemorySource:
-    """A CxHxW tensor (and its HxW valid mask) read a band of rows at a time, as translate_rows reads scenes."""
+    """A CxHxW tensor (and its HxW valid mask) read a window at a time, as translate_rows reads scenes."""
 
     def __init__(self, image, valid=None):
         """Wrap `image` and `valid` (None: every pixel valid)."""
         self.image, self.valid = image, None if valid is None else torch.as_tensor(valid, dtype=torch.bool)
         self.height, self.width = image.shape[-2:]
 
-    def rows(self, top, bottom):
-        """Rows [top, bottom): (image rows, valid rows or None)."""
-        return self.image[:, top:bottom], None if self.valid is None else self.valid[top:bottom]
+    def rows(self, top, bottom, left=0, right=None):
+        """Rows [top, bottom) of columns [left, right): (image window, valid window or None)."""
+        return (self.image[:, top:bottom, left:right],
+                None if self.valid is None else self.valid[top:bottom, left:right])
 
 
 def translate_whole(translator, image):
@@ -268,14 +270,14 @@ def statistics_groups(plan, passes, statistics_pixels):
         statistics_pixels))
 
 
-def band_reads(plan, passes, statistics_pixels=STATISTICS_PIXELS):
-    """How many bands of tile rows translate_rows reads (rows of the statistics pass(es) when every tile row holds
-    a valid pixel, then every row for the output), for progress bars."""
-    rows, groups = len(plan.row_starts), statistics_groups(plan, passes, statistics_pixels)
+def tile_reads(plan, passes, statistics_pixels=STATISTICS_PIXELS):
+    """How many tiles translate_rows reads (those of the statistics pass(es) when every tile row holds a valid
+    pixel, then every tile for the output), for progress bars."""
+    tiles, groups = len(plan.row_starts) * len(plan.column_starts), statistics_groups(plan, passes, statistics_pixels)
     if groups == 1:
         order, per_row, total = plan.statistics_sample(statistics_pixels)
-        return min(rows, -(-total // per_row)) + rows
-    return rows * (groups + 1)
+        return min(len(plan.row_starts), -(-total // per_row)) * len(plan.column_starts) + tiles
+    return tiles * (groups and 2 or 1)
 
 
 def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap=True,
@@ -308,18 +310,17 @@ def sampled_tiles(source, plan, pixels):
     for row in order:
         if len(tiles) >= total:
             break
-        candidates = row_tiles(plan, row, *read_band(source, plan, row))
+        candidates = [tile for tile in row_tiles(source, plan, row) if tile[1] is not None]
         tiles += [candidates[index] for index in spread(len(candidates), min(per_row, total - len(tiles)))]
-    return tiles
+    return [(region, image) for region, image, _ in tiles]
 
 
 def grouped_tiles(source, plan, group, groups):
     """The tiles of group `group` of `groups`: every groups-th tile in raster order, spread over the scene."""
     columns, tiles = len(plan.column_starts), []
     for row in range(len(plan.row_starts)):
-        wanted = {left for column, left in enumerate(plan.column_starts) if (row * columns + column) % groups == group}
-        if wanted:
-            tiles += [tile for tile in row_tiles(plan, row, *read_band(source, plan, row)) if tile[0].left in wanted]
+        wanted = [column for column in range(columns) if (row * columns + column) % groups == group]
+        tiles += [(region, image) for region, image, _ in row_tiles(source, plan, row, wanted) if image is not None]
     return tiles
 
 
@@ -347,10 +348,12 @@ def output_pass(translator, statistics, source, plan, tile_batch, write_rows, wi
     """Translate every tile (but those in `translated`, reused) and blend them into rows handed to `write_rows`."""
     blender = Blender(plan, translator.generator.output_nc, write_rows, with_heatmap)
     for row in range(len(plan.row_starts)):
-        band, band_valid = read_band(source, plan, row)
-        blender.start_row(row, band_valid)
+        blender.start_row(row)
         remaining = []
-        for region, image in row_tiles(plan, row, band, band_valid):
+        for region, image, valid in row_tiles(source, plan, row):
+            blender.add_valid(region.left, valid)
+            if image is None:
+                continue
             done = translated.pop((region.top, region.left), None)
             if done is None:
                 remaining.append((region, image))
@@ -363,33 +366,38 @@ def output_pass(translator, statistics, source, plan, tile_batch, write_rows, wi
     return blender.finish()
 
 
-def read_band(source, plan, row):
-    """The rows of tile row `row` (tile rows x padded width), padded at the bottom and right edges of the image."""
-    top = plan.row_starts[row]
-    band, valid = source.rows(top, min(top + plan.tile_height, source.height))
-    pad_bottom, pad_right = plan.tile_height - band.shape[-2], plan.padded_width - band.shape[-1]
+def read_tile(source, plan, top, left):
+    """The tile at (top, left) as (C x tile_height x tile_width float tensor, its valid mask or None), mirrored
+    past the bottom and right edges of the image as pad_to_multiple pads the whole image."""
+    bottom, right = min(top + plan.tile_height, source.height), min(left + plan.tile_width, source.width)
+    image, valid = source.rows(top, bottom, left, right)
+    pad_bottom, pad_right = top + plan.tile_height - bottom, left + plan.tile_width - right
     if pad_bottom or pad_right:
         # mirrored as the networks pad their borders (and pad_to_multiple the whole image), repeated when too small
-        mode = "reflect" if pad_bottom < band.shape[-2] and pad_right < band.shape[-1] else "replicate"
-        band = F.pad(band[None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0]
+        mode = "reflect" if pad_bottom < image.shape[-2] and pad_right < image.shape[-1] else "replicate"
+        image = F.pad(image[None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0]
         if valid is not None:
             valid = F.pad(valid[None, None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0, 0].bool()
-    return band.float(), valid
+    return image.float(), valid
 
 
-def row_tiles(plan, row, band, band_valid):
-    """(TileRegion, tile image filled where masked) of each tile of tile row `row` with a valid pixel."""
+def row_tiles(source, plan, row, columns=None):
+    """(TileRegion, tile image filled where masked or None without a valid pixel, valid mask or None) of each tile
+    of tile row `row` (or of its tiles at the indexes `columns`), read from `source`."""
     tiles = []
     top = plan.row_starts[row]
-    for left, core, _ in plan.row_tiles(row):
-        image = band[:, :, left: left + plan.tile_width]
-        valid = None if band_valid is None else band_valid[:, left: left + plan.tile_width]
+    for column, (left, core, _) in enumerate(plan.row_tiles(row)):
+        if columns is not None and column not in columns:
+            continue
+        image, valid = read_tile(source, plan, top, left)
         if valid is not None:
-            if not bool(valid.any()):
-                continue
-            image = fill_masked(image, valid.numpy())
-            valid = None if bool(valid.all()) else valid
-        tiles.append((TileRegion(top, left, core, valid, plan.tile_width), image))
+            if bool(valid.all()):
+                valid = None
+            elif bool(valid.any()):
+                image = fill_masked(image, valid.numpy())
+            else:
+                image = None
+        tiles.append((TileRegion(top, left, core, valid, plan.tile_width), image, valid))
     return tiles
 
 
@@ -405,6 +413,18 @@ def run_batch(translator, statistics, batch):
     return output_and_heatmap(translator(torch.stack([image for _, image in batch])))
 
 
+def shift_up(canvas, shift, empty):
+    """Move the rows of a (... x rows x columns) canvas `shift` rows up in place, filling the freed rows with
+    `empty` (in blocks of `shift` rows, which never overlap: no second canvas)."""
+    rows = canvas.shape[-2]
+    if shift <= 0:
+        return
+    for first in range(0, rows - shift, shift):
+        stop = min(first + shift, rows - shift)
+        canvas[..., first:stop, :] = canvas[..., first + shift: stop + shift, :]
+    canvas[..., max(rows - shift, 0):, :] = empty
+
+
 class Blender:
     """Cross-fades translated tiles into a band of output rows and hands finished rows on, in order."""
 
@@ -413,19 +433,23 @@ class Blender:
         self.plan, self.write_rows = plan, write_rows
         self.output = torch.zeros(output_nc, plan.tile_height, plan.padded_width)
         self.weights = torch.zeros(1, plan.tile_height, plan.padded_width)
-        self.top, self.written, self.valid, self.row_ramp = 0, 0, None, None
+        self.valid = torch.ones(plan.tile_height, plan.padded_width, dtype=torch.bool)
+        self.top, self.written, self.row_ramp = 0, 0, None
         self.column_ramps = dict(zip(plan.column_starts, plan.column_ramps))
         self.with_heatmap, self.heatmap, self.heat_weights = with_heatmap, None, None
 
-    def start_row(self, row, valid):
+    def start_row(self, row):
         """Hand on the rows no tile of row `row` or later overlaps, and move the canvases down to its top."""
         top = self.plan.row_starts[row]
         self.emit(top)
-        shift = top - self.top
-        if shift:
-            self.output = torch.cat([self.output[:, shift:], torch.zeros_like(self.output[:, :shift])], dim=1)
-            self.weights = torch.cat([self.weights[:, shift:], torch.zeros_like(self.weights[:, :shift])], dim=1)
-        self.top, self.valid, self.row_ramp = top, valid, self.plan.row_ramps[row]
+        for canvas, empty in ((self.output, 0), (self.weights, 0), (self.valid, True)):
+            shift_up(canvas, top - self.top, empty)
+        self.top, self.row_ramp = top, self.plan.row_ramps[row]
+
+    def add_valid(self, left, valid):
+        """Record the valid mask (None: all valid) of the current row's tile starting at column `left`."""
+        if valid is not None or not bool(self.valid[:, left: left + self.plan.tile_width].all()):
+            self.valid[:, left: left + self.plan.tile_width] = True if valid is None else valid
 
     def add_tile(self, left, output, heatmap):
         """Add a translated tile of the current row starting at column `left`, weighted by its blend window."""
@@ -449,16 +473,16 @@ class Blender:
         self.heat_weights[:, heat_top: heat_top + height, heat_left: heat_left + width] += heat_window
 
     def emit(self, stop):
-        """Hand on the finished rows [written, stop) of the image (the canvas starts at self.top)."""
-        stop = min(stop, self.plan.height)
-        if stop <= self.written:
-            return
-        first, last = self.written - self.top, stop - self.top
-        width = self.plan.width
-        rows = self.output[:, first:last, :width] / self.weights[:, first:last, :width].clamp_min(1e-12)
-        valid = None if self.valid is None else self.valid[first:last, :width]
-        self.write_rows(self.written, rows, valid)
-        self.written = stop
+        """Hand on the finished rows [written, stop) of the image (the canvas starts at self.top), EMIT_ROWS at a
+        time (what the writer converts at once stays small, however wide the scene)."""
+        stop, width = min(stop, self.plan.height), self.plan.width
+        while self.written < stop:
+            first = self.written - self.top
+            last = min(stop, self.written + EMIT_ROWS) - self.top
+            rows = self.output[:, first:last, :width] / self.weights[:, first:last, :width].clamp_min(1e-12)
+            valid = self.valid[first:last, :width]
+            self.write_rows(self.written, rows, None if bool(valid.all()) else valid)
+            self.written = last + self.top
 
     def finish(self):
         """Hand on the last rows; return the heatmap (cropped to the image) or None."""

@@ -40,16 +40,16 @@ def to_db(output, window=(-25.0, 0.0)):
 
 
 def test_streamed_output_equals_the_whole_scene_translation(checkpoint, tmp_path, monkeypatch):
-    """--tile reads bands of at most one tile's rows, writes rows before the scene is read to the end, and gives
-    the in-memory whole-scene tiled translation (percentile window measured over the streamed scene)."""
+    """--tile reads windows of at most one tile with its context, writes rows before the scene is read to the end,
+    and gives the in-memory whole-scene tiled translation (percentile window measured over the streamed scene)."""
     scene = s2_scene(300, 200)
     path = write_geotiff(tmp_path / "s2.tif", scene, tiled=True, compress="deflate")
     events = []
     original_rows, original_write = data.image_io.SceneReader.rows, data.image_io.RasterWriter.write_rows
 
-    def recorded_rows(self, top, bottom):
-        events.append(("read", top, bottom))
-        return original_rows(self, top, bottom)
+    def recorded_rows(self, top, bottom, left=0, right=None):
+        events.append(("read", top, bottom, left, self.width if right is None else right))
+        return original_rows(self, top, bottom, left, right)
 
     def recorded_write(self, top, rows, valid=None):
         events.append(("write", top, top + len(rows)))
@@ -62,7 +62,7 @@ def test_streamed_output_equals_the_whole_scene_translation(checkpoint, tmp_path
               "--bands", "3,2,1", *TILED])
     reads = [event for event in events if event[0] == "read"]
     writes = [event for event in events if event[0] == "write"]
-    assert max(bottom - top for _, top, bottom in reads) <= 64 + 2 * 32  # a tile and its context
+    assert max(max(bottom - top, right - left) for _, top, bottom, left, right in reads) <= 64 + 2 * 32
     last_read = max(position for position, event in enumerate(events) if event[0] == "read")
     assert events.index(writes[0]) < last_read  # rows are written while the scene is still being read
     assert [top for _, top, _ in writes] == [0, *[stop for _, _, stop in writes[:-1]]] and writes[-1][2] == 300
@@ -96,8 +96,8 @@ def test_a_no_data_edge_neither_darkens_nor_brightens_the_valid_half(checkpoint,
     """The valid half of a half-no-data scene, away from the edge, matches that half translated alone.
 
     Tolerance, more than 48 px (the context and the overlap) from the edge, on a checkpoint with every weight
-    perturbed: with --tile_passes 1 identical; with the default pooled statistics within 3 grey levels on average and 20 at most
-    (the statistics of the pixels near the edge still differ a little). Used as data, the no-data half shifts
+    perturbed: with --tile_passes 1 identical; with the default pooled statistics within 3 grey levels on average
+    and 20 at most (the statistics of the pixels near the edge still differ a little). Used as data, the no-data half shifts
     the whole valid half by tens of grey levels, which this test would catch.
     """
     height, width, half = 96, 448, 224  # tile columns of the half alone (0, 48, 96) are those of the scene
@@ -165,11 +165,11 @@ def test_a_failure_midway_leaves_no_output_and_no_temporaries(checkpoint, tmp_pa
     path = write_geotiff(tmp_path / "in" / "scene.tif", s2_scene(300, 100)[:, :, :3])
     original_rows, calls = data.image_io.SceneReader.rows, []
 
-    def failing_rows(self, top, bottom):
+    def failing_rows(self, top, bottom, left=0, right=None):
         calls.append(top)
-        if len(calls) > 8:  # 5 tile rows: the statistics pass reads them, then the output pass fails at its 4th
+        if len(calls) > 8:  # 5 tiles (one per row): the statistics pass reads them, the output pass fails at its 4th
             raise SargenError(f"cannot read image {self.path}: simulated failure")
-        return original_rows(self, top, bottom)
+        return original_rows(self, top, bottom, left, right)
 
     monkeypatch.setattr(data.image_io.SceneReader, "rows", failing_rows)
     out = tmp_path / "out"
