@@ -133,6 +133,14 @@ def edge_ramp(length, overlap, context, leading, trailing):
     return ramp
 
 
+def summed_ramps(starts, ramps, length):
+    """The blend ramps of tiles starting at `starts`, added up along an axis of `length` pixels."""
+    total = torch.zeros(length)
+    for start, ramp in zip(starts, ramps):
+        total[start: start + len(ramp)] += ramp
+    return total
+
+
 def spread(count, wanted):
     """`wanted` of the indices 0 .. count - 1, evenly spread (all of them when wanted >= count)."""
     if wanted >= count:
@@ -177,6 +185,10 @@ class TilePlan:
         self.column_ramps = [edge_ramp(self.tile_width, overlap, context, column > 0,
                                        column < len(self.column_starts) - 1)
                              for column in range(len(self.column_starts))]
+        # The weights add up separably: a valid pixel's tiles are all translated (only tiles without a valid pixel
+        # are left out), so its total weight is (rows' ramps summed) x (columns' ramps summed).
+        self.row_weights = summed_ramps(self.row_starts, self.row_ramps, self.padded_height)
+        self.column_weights = summed_ramps(self.column_starts, self.column_ramps, self.padded_width)
 
     def row_tiles(self, row):
         """(left, (core top, bottom, left, right), column ramp) of each tile of tile row `row`, left to right."""
@@ -429,10 +441,9 @@ class Blender:
     """Cross-fades translated tiles into a band of output rows and hands finished rows on, in order."""
 
     def __init__(self, plan, output_nc, write_rows, with_heatmap):
-        """Output and weight canvases one tile row high; the heatmap canvas for the whole (quarter-size) image."""
+        """Output and valid-mask canvases one tile row high; the heatmap canvas for the whole (quarter-size) image."""
         self.plan, self.write_rows = plan, write_rows
         self.output = torch.zeros(output_nc, plan.tile_height, plan.padded_width)
-        self.weights = torch.zeros(1, plan.tile_height, plan.padded_width)
         self.valid = torch.ones(plan.tile_height, plan.padded_width, dtype=torch.bool)
         self.top, self.written, self.row_ramp = 0, 0, None
         self.column_ramps = dict(zip(plan.column_starts, plan.column_ramps))
@@ -442,7 +453,7 @@ class Blender:
         """Hand on the rows no tile of row `row` or later overlaps, and move the canvases down to its top."""
         top = self.plan.row_starts[row]
         self.emit(top)
-        for canvas, empty in ((self.output, 0), (self.weights, 0), (self.valid, True)):
+        for canvas, empty in ((self.output, 0), (self.valid, True)):
             shift_up(canvas, top - self.top, empty)
         self.top, self.row_ramp = top, self.plan.row_ramps[row]
 
@@ -456,7 +467,6 @@ class Blender:
         window = self.row_ramp[:, None] * self.column_ramps[left][None, :]
         width = self.plan.tile_width
         self.output[:, :, left: left + width] += output.float().cpu() * window
-        self.weights[:, :, left: left + width] += window
         if self.with_heatmap and heatmap is not None:
             self.add_heatmap(left, heatmap.float().cpu(), window)
 
@@ -479,7 +489,8 @@ class Blender:
         while self.written < stop:
             first = self.written - self.top
             last = min(stop, self.written + EMIT_ROWS) - self.top
-            rows = self.output[:, first:last, :width] / self.weights[:, first:last, :width].clamp_min(1e-12)
+            weights = self.plan.row_weights[self.written: last + self.top, None] * self.plan.column_weights[:width]
+            rows = self.output[:, first:last, :width] / weights.clamp_min(1e-12)
             valid = self.valid[first:last, :width]
             self.write_rows(self.written, rows, None if bool(valid.all()) else valid)
             self.written = last + self.top
