@@ -109,11 +109,17 @@ class Moments:
         count, total, squares = 0, 0.0, 0.0
         scale = regions[0].scale(features)
         for sample, region in enumerate(regions):
-            core, valid, _ = region.core_features(features[sample], scale)
-            core = core.flatten(1) if valid is None else core[:, valid.to(core.device)]
-            count += core.shape[1]
-            total = total + core.sum(dim=1, dtype=torch.float64)
-            squares = squares + torch.linalg.vector_norm(core, dim=1, dtype=torch.float64).square()
+            core, valid, _ = region.core_features(features[sample].float(), scale)
+            if valid is not None:
+                core = core[:, valid.to(core.device)][:, :, None]
+            pixels = core.shape[1] * core.shape[2]
+            if not pixels:
+                continue
+            # per-channel variance and mean reduced over the view (no copy of the core), then sums in float64
+            variance, mean = torch.var_mean(core, dim=(1, 2), correction=0)
+            count += pixels
+            total = total + mean.double() * pixels
+            squares = squares + (variance.double() + mean.double().square()) * pixels
         return count, total, squares
 
     @staticmethod
@@ -165,13 +171,12 @@ class CellMeans:
         counts = torch.zeros(grid, grid, dtype=torch.float64, device=device)
         sums = torch.zeros(features.shape[1], grid, grid, dtype=torch.float64, device=device)
         for sample, region in enumerate(regions):
-            core, valid, (row, column) = region.core_features(features[sample].double(), scale)
+            core, valid, (row, column) = region.core_features(features[sample].float(), scale)
             rows = cell_matrix(grid, height, row, core.shape[1]).to(device)
             columns = cell_matrix(grid, width, column, core.shape[2]).to(device)
-            weight = torch.ones(core.shape[1:], dtype=torch.float64, device=device) if valid is None \
-                else valid.to(device).double()
-            counts += rows @ weight @ columns.T
-            sums += torch.einsum("gh,chw,kw->cgk", rows, core * weight, columns)
+            weight = torch.ones(core.shape[1:], device=device) if valid is None else valid.to(device).float()
+            counts += (rows @ weight.double() @ columns.T)
+            sums += torch.einsum("gh,chw,kw->cgk", rows.float(), core * weight, columns.float()).double()
         return counts, sums
 
     combine = Moments.combine

@@ -46,7 +46,7 @@ from util.errors import SargenError
 HEATMAP_SCALE = BOTTLENECK_SCALE
 # Pixels of tiles the statistics pass runs together: images up to this size get the whole image's statistics
 # exactly; larger ones a stratified sample of this size. Memory grows with it (see docs: scenes and tiling).
-STATISTICS_PIXELS = 1_500_000
+STATISTICS_PIXELS = 1_000_000
 # Pixels of context each tile is translated with beyond its own part on every side it shares with a neighbour:
 # they weigh nothing in the output. 32 keeps the border effect of a published-shape U-GAT-IT under a grey level.
 TILE_CONTEXT = 32
@@ -327,12 +327,25 @@ def sampled_tiles(source, plan, pixels):
     return [(region, image) for region, image, _ in tiles]
 
 
+def z_order(row, column):
+    """The position of (row, column) along the Z-order curve (bits interleaved): near positions, near tiles."""
+    position = 0
+    for bit in range(16):
+        position |= ((row >> bit) & 1) << (2 * bit + 1) | ((column >> bit) & 1) << (2 * bit)
+    return position
+
+
 def grouped_tiles(source, plan, group, groups):
-    """The tiles of group `group` of `groups`: every groups-th tile in raster order, spread over the scene."""
-    columns, tiles = len(plan.column_starts), []
-    for row in range(len(plan.row_starts)):
-        wanted = [column for column in range(columns) if (row * columns + column) % groups == group]
-        tiles += [(region, image) for region, image, _ in row_tiles(source, plan, row, wanted) if image is not None]
+    """The tiles of group `group` of `groups`: the tiles dealt in turn to the groups along the Z-order curve, so
+    each group is spread evenly over the scene."""
+    rows, columns = len(plan.row_starts), len(plan.column_starts)
+    order = sorted(((row, column) for row in range(rows) for column in range(columns)), key=lambda tile: z_order(*tile))
+    mine = {tile for rank, tile in enumerate(order) if rank % groups == group}
+    tiles = []
+    for row in range(rows):
+        wanted = [column for column in range(columns) if (row, column) in mine]
+        if wanted:
+            tiles += [(region, image) for region, image, _ in row_tiles(source, plan, row, wanted) if image is not None]
     return tiles
 
 

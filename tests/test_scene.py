@@ -97,8 +97,8 @@ def test_a_no_data_edge_neither_darkens_nor_brightens_the_valid_half(checkpoint,
 
     Tolerance, more than 48 px (the context and the overlap) from the edge, on a checkpoint with every weight
     perturbed: with --tile_passes 1 identical; with the default pooled statistics within 3 grey levels on average
-    and 20 at most (the statistics of the pixels near the edge still differ a little). Used as data, the no-data half shifts
-    the whole valid half by tens of grey levels, which this test would catch.
+    and 20 at most (the statistics of the pixels near the edge still differ a little). Used as data, the no-data
+    half shifts the whole valid half by tens of grey levels, which this test would catch.
     """
     height, width, half = 96, 448, 224  # tile columns of the half alone (0, 48, 96) are those of the scene
     rgb = (smooth_texture(height, width, seed=3).numpy().transpose(1, 2, 0) * 254 + 1).astype(np.uint8)
