@@ -20,8 +20,6 @@
 """
 
 import argparse
-import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -98,13 +96,6 @@ def timed(function, repeats):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), result
-
-
-def peak_memory_mb(device):
-    """Peak memory of this process: torch's CUDA peak allocation, else the peak resident set."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def case_inference(args, variant):
@@ -198,14 +189,8 @@ def grey_level_difference(first, second):
 def main():
     """Run every case and print the table of ratios."""
     args = build_parser().parse_args()
-    torch.set_num_threads(args.threads)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device}: CUDA is not available here")
-    if args.case:
-        case_args = json.loads(args.case_args)
-        result = {"inference": case_inference, "tiled": case_tiled, "train": case_train}[args.case](args, **case_args)
-        result["peak_mb"] = peak_memory_mb(args.device)
-        print(json.dumps(result))
+    case_runner.start(args)
+    if case_runner.answer_case(args, {"inference": case_inference, "tiled": case_tiled, "train": case_train}):
         return
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}; generator: light, "
           f"ngf {args.ch}, {args.n_res} residual blocks")

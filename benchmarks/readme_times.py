@@ -1,8 +1,9 @@
-"""Run the README's bash commands as a new user would, offline on the CPU, and time each one.
+"""Run the documented bash commands as a new user would, offline on the CPU, and time each one.
 
-Each ```bash block of README.md is split into commands (continuation lines joined, comments and optional
+The documentation is README.md and the docs/ pages it links, read in the order it links them. Each ```bash
+block is split into commands (continuation lines joined, comments and optional
 [--bracketed] parts dropped) and run in order from the repository root, so later commands find what earlier
-ones made (example data, checkpoints, results). Adjusted as the README says offline runs need: a script whose
+ones made (example data, checkpoints, results). Adjusted as the docs say offline runs need: a script whose
 --help offers --gpu_ids gets --gpu_ids -1, one that offers --vgg_weights gets --vgg_weights random when it
 does not choose weights and torchvision's cache lacks the ImageNet VGG files. Skipped, with the reason: commands
 for several machines (torchrun --nnodes > 1), servers (visdom), and commands whose input (--dataroot, --img,
@@ -30,15 +31,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_OPTIONS = ("--dataroot", "--img", "--model_path", "--checkpoint", "--results", "--real_dir")
 SERVERS = ("visdom.server",)  # commands that serve until stopped
 OPTIONAL_PART = re.compile(r"\s*\[[^\]]*\]")  # `[--direction BtoA]`: an optional part, left out
+SUMMARY_LINE = re.compile(r"^demo timing:.*$", re.MULTILINE)  # what `make demo` prints of its targets' times
+DOCS_LINK = re.compile(r"\]\((docs/[^)#\s]+\.md)(?:#[^)]*)?\)")  # a README link to a docs/ page
 VGG_BACKBONES = ("vgg16", "vgg19")
 
 
 @dataclass
 class ReadmeCommand:
-    """One command of a README block: where it is, its words as written, and what was changed or why it is skipped."""
+    """One command of a documented block: where it is, its words as written, and what was changed or why skipped."""
 
     line: int
     tokens: list
+    source: str = ""
     changes: list = field(default_factory=list)
     skip: str = ""
 
@@ -79,9 +83,37 @@ def block_commands(start, lines):
 
 
 def readme_commands(readme):
-    """Every command of every bash block of README file `readme`, in order."""
+    """Every command of every bash block of markdown file `readme`, in order."""
     return [command for start, lines in bash_blocks(Path(readme).read_text(encoding="utf-8"))
             for command in block_commands(start, lines)]
+
+
+def documentation_section(text):
+    """The README's `## Documentation` section (its map of the docs), or '' when it has none."""
+    match = re.search(r"^## Documentation\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def documented_pages(readme):
+    """README file `readme`, then the docs/ pages it links: in its docs map's order, then any others it links."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    pages = [readme]
+    for link in DOCS_LINK.findall(documentation_section(text)) + DOCS_LINK.findall(text):
+        page = readme.parent / link
+        if page not in pages and page.is_file():
+            pages.append(page)
+    return pages
+
+
+def documented_commands(readme):
+    """Every command of the README and of the docs/ pages it links, in reading order, each with its page."""
+    commands = []
+    for page in documented_pages(readme):
+        for command in readme_commands(page):
+            command.source = page.relative_to(Path(readme).parent).as_posix()
+            commands.append(command)
+    return commands
 
 
 def option_value(tokens, option):
@@ -143,7 +175,7 @@ def imagenet_vgg_cached():
 
 
 def adjust(command, probe, random_vgg):
-    """Set --gpu_ids -1 and, where needed, --vgg_weights random, as the README says offline CPU runs need."""
+    """Set --gpu_ids -1 and, where needed, --vgg_weights random, as the docs say offline CPU runs need."""
     if "--help" in command.tokens or "-h" in command.tokens:
         return
     offered = probe.options(command.tokens)
@@ -221,7 +253,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repo", type=Path, default=REPO_ROOT, help="repository to run in (e.g. a fresh clone)")
-    parser.add_argument("--readme", type=Path, default=None, help="README to read (default: REPO/README.md)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README to read, with the docs/ pages it links (default: REPO/README.md)")
     parser.add_argument("--only", default=None, help="run only commands matching this regular expression")
     parser.add_argument("--skip", default=None, help="leave out commands matching this regular expression")
     parser.add_argument("--replace", action="append", default=[], metavar="OLD=NEW",
@@ -240,15 +273,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Run (or list) the README's commands and print the table."""
+    """Run (or list) the documented commands and print the table."""
     args = parse_args(argv)
     repo = args.repo.resolve()
     readme = args.readme or repo / "README.md"
     log_dir = args.log_dir or repo / "results" / "readme_times"
     probe, random_vgg = HelpProbe(repo, args.python), not imagenet_vgg_cached()
-    rows = [markdown_row("line", "command as run", "changes", "exit", "seconds"), markdown_row(*["---"] * 5)]
+    rows = [markdown_row("where", "command as run", "changes", "exit", "seconds"), markdown_row(*["---"] * 5)]
     print(rows[0] + "\n" + rows[1], flush=True)
-    for number, command in enumerate(readme_commands(readme), 1):
+    summaries = []
+    for number, command in enumerate(documented_commands(readme), 1):
         replace_text(command, args.replacements)
         if (args.only and not re.search(args.only, command.text)) or (args.skip and re.search(args.skip, command.text)):
             continue
@@ -259,12 +293,18 @@ def main(argv=None):
         elif args.list:
             code, seconds = "not run (--list)", ""
         else:
-            code, seconds = run_command(command, repo, log_dir / f"{number:02d}_line{command.line}.log", args.timeout)
+            log_path = log_dir / f"{number:02d}_{Path(command.source).stem}_line{command.line}.log"
+            code, seconds = run_command(command, repo, log_path, args.timeout)
             seconds = f"{seconds:.1f}"
-        rows.append(markdown_row(command.line, f"`{command.text}`", ", ".join(command.changes), code, seconds))
+            summaries += [f"{command.source}:{command.line} {line}" for line in
+                          SUMMARY_LINE.findall(log_path.read_text(encoding="utf-8", errors="replace"))]
+        rows.append(markdown_row(f"{command.source}:{command.line}", f"`{command.text}`", ", ".join(command.changes),
+                                 code, seconds))
         print(rows[-1], flush=True)
     if not args.list:
-        print(f"\noutputs: {log_dir}")
+        for line in summaries:
+            print(f"\n{line}", end="")
+        print(f"\n\noutputs: {log_dir}")
     return 0
 
 

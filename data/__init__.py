@@ -12,7 +12,7 @@ from util.registry import available_names, find_class
 
 def available_dataset_modes():
     """Names accepted by --dataset_mode."""
-    return available_names("data", "_dataset")
+    return available_names("data", "_dataset", BaseDataset)
 
 
 def find_dataset_class(name):

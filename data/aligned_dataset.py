@@ -4,7 +4,7 @@ import random
 from pathlib import Path
 
 from data import transforms
-from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets, patch_valid
 from data.image_io import list_image_files
 from data.radiometry import translation_domains
 from util.errors import SargenError
@@ -20,6 +20,11 @@ class AlignedDataset(BaseDataset):
                             help="sides to read; the first side's files make the items, the second is paired "
                                  "by file name when present")
         return parser
+
+    @classmethod
+    def item_keys(cls, opt):
+        """Items hold the source side (the folder of --direction's source domain) as A and its partner as B."""
+        return "A", "B"
 
     @classmethod
     def evaluation_sets(cls, opt):
@@ -47,6 +52,16 @@ class AlignedDataset(BaseDataset):
         other_folder = self.folders.get(self.other)
         other_files = list_image_files(other_folder) if other_folder and _has_images(other_folder) else []
         self.other_by_stem = {path.stem: path for path in other_files}
+        self.paired_training = opt.is_train and getattr(opt, "paired_training", False) and self.other is not None
+        if self.paired_training:
+            self.pairs = [{side: (path, self.domains[side]) for side, path in
+                           ((self.primary, path), (self.other, self.other_by_stem[path.stem]))}
+                          for path in self.paths if path.stem in self.other_by_stem]
+            if not self.pairs:
+                raise SargenError(f"--model {opt.model} trains on co-registered pairs, but no file of "
+                                  f"{self.folders[self.primary]} has a partner of the same name in "
+                                  f"{self.folders[self.other]}")
+            self.paths = [files[self.primary][0] for files in self.pairs]
 
     def __len__(self):
         """Number of items."""
@@ -61,6 +76,8 @@ class AlignedDataset(BaseDataset):
         if isinstance(index, (tuple, list)):
             index, seed = index
             rng = random.Random(seed)
+        if self.paired_training:
+            return self.first_usable_pair(self.pairs, index, self.opt, rng)
         path = self.paths[index]
         primary_image, primary_valid = self.read_with_mask(path, self.domains[self.primary])
         if primary_image is None:
@@ -68,8 +85,8 @@ class AlignedDataset(BaseDataset):
         params = transforms.sample_params(self.opt, *primary_image.shape[-2:], generator=rng)
         if self.too_much_nodata(primary_valid, self.opt, params):
             return None
-        item = {self.primary: self.preprocess(primary_image, params),
-                f"{self.primary}_paths": str(path), "category": category_of(path)}
+        item = {self.primary: self.preprocess(primary_image, params), f"{self.primary}_paths": str(path),
+                f"{self.primary}_valid": patch_valid(primary_valid, self.opt, params), "category": category_of(path)}
         if self.other is None:
             return item
         paired = self.other_by_stem.get(path.stem)
@@ -79,6 +96,7 @@ class AlignedDataset(BaseDataset):
             return None
         item[self.other] = None if paired is None else self.preprocess(paired_image, params)
         item[f"{self.other}_paths"] = None if paired is None else str(paired)
+        item[f"{self.other}_valid"] = patch_valid(paired_valid, self.opt, params)
         return item
 
 

@@ -9,10 +9,17 @@ images and, where the data is co-registered, each source image's partner.
 Images are read with their domain's image options (--nodata_A for domain A files, ...). In training, a patch
 (the image after resizing and cropping) whose masked (no-data) fraction is over --max_nodata is skipped the
 same way; the skips are counted, across DataLoader workers, and reported once at the end of training.
+Items carry each image's valid-pixel mask after the same resize, crop and flip (KEY_valid: 1xHxW bool, True =
+made only of valid pixels; None when the file has no no-data), so a loss can leave masked pixels out.
+
+A model that learns from co-registered pairs (pix2pix) sets the hidden default ``paired_training``: the training
+items of every mode are then source images with their co-registered partner, resized, cropped and flipped alike
+(see BaseDataset.read_pair), and a pair that is skipped is replaced by the next usable one.
 """
 
 import argparse
 import logging
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +27,15 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import is_tiff, list_image_files, read_image_with_info
+from data.image_io import list_image_files, read_image_with_info, require_reading_rule
 from data.pairing import CO_REGISTERED, folder_pairing
-from data.radiometry import radiometry_for, require_known_radiometry
+from data.radiometry import radiometry_for, translation_domains
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
 
 CATEGORIES = ("building", "farmland", "road", "vegetation", "water")
+VALID_SHARE = 0.999  # a resampled pixel is valid when (nearly) all the pixels it is made of are
 
 
 def category_of(path):
@@ -72,8 +80,31 @@ def folder_evaluation_sets(source_dir, target_dir, aligned):
     return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
-class BaseDataset(torch.utils.data.Dataset):
-    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths."""
+def patch_mask(valid, opt, params):
+    """A HxW valid-pixel mask (numpy bool) after opt's resize, crop and flip with `params`: 1xhxw floats in [0, 1]."""
+    return transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
+
+
+def patch_valid(valid, opt, params):
+    """The pixels of the resized, cropped and flipped patch made only of valid ones (1xhxw bool), or None when
+    `valid` is None (every pixel valid)."""
+    return None if valid is None else patch_mask(valid, opt, params) >= VALID_SHARE
+
+
+class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
+    """A dataset of image files under opt.dataroot, returning dicts of tensors in [-1, 1] and paths.
+
+    Every dataset mode provides the abstract methods; a class that leaves one unimplemented is a base class, never
+    offered as a --dataset_mode choice (util.registry).
+    """
+
+    @abstractmethod
+    def __len__(self):
+        """How many items the dataset holds."""
+
+    @abstractmethod
+    def __getitem__(self, index):
+        """The item at `index`: a dict of tensors in [-1, 1] and paths."""
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -93,6 +124,11 @@ class BaseDataset(torch.utils.data.Dataset):
         self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
 
     @classmethod
+    def item_keys(cls, opt):
+        """The keys of the source and the target image in this mode's items: the domains of --direction."""
+        return translation_domains(opt)
+
+    @classmethod
     def evaluation_sets(cls, opt):
         """The EvaluationSets of the test split of `opt`'s data (--eval_freq); a mode without one says so."""
         raise SargenError(f"--eval_freq: --dataset_mode {opt.dataset_mode} has no test split to score")
@@ -108,13 +144,14 @@ class BaseDataset(torch.utils.data.Dataset):
     def read_with_mask(self, path, domain):
         """(image, HxW valid-pixel mask or None) of one file of `domain`; (None, None) if skipped (--skip_bad).
 
-        At test time a raster (TIFF) needs a known reading rule: a model without a record and no option is an error.
+        At test time a 16-bit or float raster needs a known reading rule: a model without a record and no option is
+        an error (8-bit rasters read as value / 255, like 8-bit PNGs).
         """
         if str(path) in self.bad_paths:
             return None, None
         try:
-            if not self.opt.is_train and is_tiff(path):
-                require_known_radiometry(self.opt, domain, path, "the model")
+            if not self.opt.is_train:
+                require_reading_rule(self.opt, domain, path, "the model")
             image, info = read_image_with_info(path, None, self.radiometry(domain))
             return image, info.valid
         except SargenError as error:
@@ -129,8 +166,7 @@ class BaseDataset(torch.utils.data.Dataset):
         --max_nodata allows; counts the skip."""
         if self.max_nodata is None or valid is None:
             return False
-        patch = transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
-        if 1.0 - float(patch.mean()) <= self.max_nodata:
+        if 1.0 - float(patch_mask(valid, opt, params).mean()) <= self.max_nodata:
             return False
         worker = torch.utils.data.get_worker_info()
         slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
@@ -144,6 +180,37 @@ class BaseDataset(torch.utils.data.Dataset):
             logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
                            "replaced or left out)", self.max_nodata, skipped)
         return skipped
+
+    def read_pair(self, files, opt, rng):
+        """A training item of co-registered files ({key: (path, domain)}): each image read with its domain's rule,
+        all resized, cropped and flipped alike (parameters drawn from `rng` on the first image), with their paths
+        and valid masks; None when one is skipped (--skip_bad, or a patch over --max_nodata)."""
+        read = {}
+        for key, (path, domain) in files.items():
+            image, valid = self.read_with_mask(path, domain)
+            if image is None:
+                return None
+            read[key] = (path, image, valid)
+        first_image = next(iter(read.values()))[1]
+        params = transforms.sample_params(opt, *first_image.shape[-2:], generator=rng)
+        item = {}
+        for key, (path, image, valid) in read.items():
+            if self.too_much_nodata(valid, opt, params):
+                return None
+            item.update({key: transforms.apply_preprocess(image, opt, params), f"{key}_paths": str(path),
+                         f"{key}_valid": patch_valid(valid, opt, params)})
+        item["category"] = category_of(files[next(iter(files))][0])
+        return item
+
+    def first_usable_pair(self, pairs, index, opt, rng):
+        """read_pair of pair `index` of `pairs` ([{key: (path, domain)}]), else of the next one that can be used
+        (the same one whatever the run's history, so a resumed run reads the same data)."""
+        for offset in range(len(pairs)):
+            item = self.read_pair(pairs[(index + offset) % len(pairs)], opt, rng)
+            if item is not None:
+                return item
+        raise SargenError(f"none of the {len(pairs)} co-registered training pairs can be used: the files cannot be "
+                          f"read (--skip_bad) or hold more no-data than --max_nodata {self.max_nodata:g} allows")
 
     def preprocess(self, image, params=None):
         """Resize, crop and flip a [0, 1] image to the model range; new random parameters unless given."""

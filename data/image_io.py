@@ -34,6 +34,8 @@ from data.radiometry import (
     convert_channels,
     fill_masked,
     map_to_unit_range,
+    radiometry_is_known,
+    require_known_radiometry,
     scale_to_unit_range,
     streamed_window,
 )
@@ -366,6 +368,19 @@ def palette_lookup(colormap, dtype):
             table[index] = colour[:3]
     grey = bool((table[:, :1] == table).all())
     return table[:, :1] if grey else table
+
+
+def raster_pixel_type(path):
+    """The pixel type of a GeoTIFF, JPEG2000 or VRT file from its header (e.g. uint8, int16, float32)."""
+    with RasterReader(path) as reader:
+        return reader.info.dtype
+
+
+def require_reading_rule(opt, domain, path, what):
+    """Refuse a raster `path` of `domain` that `what` (a model without a record) and no option say how to read,
+    unless it is 8-bit (read as value / 255); see data.radiometry.require_known_radiometry."""
+    if is_gdal_raster(path) and not radiometry_is_known(opt, domain):
+        require_known_radiometry(opt, domain, path, what, raster_pixel_type(path))
 
 
 def read_raster(path, nodata=None):

@@ -266,11 +266,13 @@ def radiometry_is_known(opt, domain):
                 or given_options(opt, domain))
 
 
-def require_known_radiometry(opt, domain, path, what):
-    """Refuse to read the raster `path` for `what` (a checkpoint without a record) when nothing set the rule."""
-    if radiometry_is_known(opt, domain):
+def require_known_radiometry(opt, domain, path, what, pixel_type):
+    """Refuse to read the raster `path` of `pixel_type` for `what` (a model without a record) when nothing set the
+    rule and its values are ambiguous: 8-bit files read as value / 255, like 8-bit PNGs; 16-bit and float do not."""
+    if radiometry_is_known(opt, domain) or np.dtype(pixel_type) == np.uint8:
         return
-    raise SargenError(f"{what} records no radiometry and no option says how to read {path}: pass its bands and "
+    raise SargenError(f"{what} records no radiometry and no option says how to read {path} ({pixel_type} pixels; "
+                      f"only 8-bit files read without one, as value / 255): pass its bands and "
                       f"scaling, e.g. --bands_{domain} 4,3,2 --intensity_scaling_{domain} percentile for Sentinel-2 "
                       f"or --intensity_scaling_{domain} db --input_unit_{domain} db for Sentinel-1 dB, and for "
                       f"GeoTIFF outputs --out_db_window LOW,HIGH (the dB window of the SAR training images)")
@@ -311,15 +313,21 @@ def output_rule(opt):
     """(rule, unit) that turn the model's output back into file values: the inverse of the target domain's reading.
 
     The dB window and unit are --out_db_window / --out_unit when given (app.py), else the record's target domain
-    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window), else -25,0
-    and db (files without a record). Differences from the record are logged.
+    (its db rule's window and --input_unit; 8-bit levels for other rules, which keep no fixed window). Without a
+    record: dB in -25,0 when an option chose how the input is read or gave --out_db_window, else 8-bit levels (an
+    8-bit input read by default comes out as 8-bit levels). Differences from the record are logged.
     """
-    target = translation_domains(opt)[1]
+    source, target = translation_domains(opt)
     recorded = (getattr(opt, "radiometry_record", None) or {}).get(target)
     physical = recorded is not None and recorded.mode == "db"
     out_db_window, out_unit = getattr(opt, "out_db_window", None), getattr(opt, "out_unit", None)
     window = out_db_window or (recorded.db_window if physical else DEFAULT_SCALING.db_window)
-    unit = out_unit or (recorded.input_unit if physical else "uint8" if recorded is not None else "db")
+    if out_unit or physical:
+        unit = out_unit or recorded.input_unit
+    elif out_db_window or (recorded is None and radiometry_is_known(opt, source)):
+        unit = "db"
+    else:
+        unit = "uint8"
     rule = Radiometry("db", db_window=tuple(window), input_unit="db", domain=target)
     if recorded is not None:
         trained = (recorded.db_window if physical else None, recorded.input_unit if physical else "uint8")

@@ -7,8 +7,9 @@ SEN12MS-CR keeps the same names under ROIs<id>_<season>_s1/ and ROIs<id>_<season
 (s2_cloudy_<scene>) and land-cover (lc_<scene>) folders are left out.
 
 A scene is ROIs<id>_<season>_<scene>. The train/test split is by scene (data/scene_split.py). Training items are
-unpaired (an S2 patch and an independently drawn S1 patch, as U-GAT-IT trains); test items hold the source
-patch and its co-registered partner of the other sensor, for the paired test page and metrics.
+unpaired (an S2 patch and an independently drawn S1 patch, as U-GAT-IT trains), or co-registered pairs for a
+model that learns from pairs (pix2pix); test items hold the source patch and its co-registered partner of the
+other sensor, for the paired test page and metrics.
 
 Defaults (printed at start; every --NAME / --NAME_A / --NAME_B option overrides them): domain A = Sentinel-2
 RGB from bands 4,3,2 (B4 red, B3 green, B2 blue) with a per-image 2..98 percentile stretch, 3 channels;
@@ -123,6 +124,10 @@ class SEN12MSDataset(UnalignedDataset):
         if any(PATCH_NAME.match(path.name) and path.suffix.lower() in suffixes for path in others):
             found += f" (a --dataset_mode {mode} tree?)"
         return f"--dataset_mode {self.mode} expects {self.root}/{self.layout()}: {found}"
+
+    def pairing_rule(self):
+        """How partners are found, for messages."""
+        return "the other sensor's patch of the same scene and patch number"
 
     def find_partners(self):
         """{source patch: the other sensor's patch of the same scene and patch number}."""

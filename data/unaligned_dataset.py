@@ -5,6 +5,9 @@ and --output_nc channels; the folders may hold any number of images of any size.
 image with an independently chosen B image; test items hold the source domain of --direction and, when the
 target folder holds a file of the same name (a co-registered partner), that image too.
 
+With ``paired_training`` (a model that learns from pairs, see data/base_dataset.py) training items are instead
+each source image with its co-registered partner (as test items find it), read alike.
+
 With --load_size/--crop_size 0 (the U-GAT-IT model's default) images are resized to img_size + 30
 and randomly cropped to img_size for training, as in U-GAT-IT, and resized to img_size for testing.
 """
@@ -14,7 +17,7 @@ import random
 from pathlib import Path
 
 from data import transforms
-from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets
+from data.base_dataset import BaseDataset, category_of, folder_evaluation_sets, patch_valid
 from data.image_io import is_image_file, list_image_files
 from data.pairing import UNPAIRED, folder_pairing
 from data.radiometry import translation_domains
@@ -44,7 +47,15 @@ class UnalignedDataset(BaseDataset):
         super().__init__(opt)
         self.source, self.target = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.paths = self.list_domains(("A", "B") if opt.is_train else (self.source,))
-        self.partners = {} if opt.is_train else self.find_partners()
+        self.paired_training = opt.is_train and getattr(opt, "paired_training", False)
+        self.partners = self.find_partners() if self.paired_training or not opt.is_train else {}
+        if self.paired_training:
+            self.pairs = [{self.source: (path, self.source), self.target: (self.partners[path], self.target)}
+                          for path in self.paths[self.source] if path in self.partners]
+            if not self.pairs:
+                raise SargenError(f"--model {opt.model} trains on co-registered pairs, but none of the "
+                                  f"{len(self.paths[self.source])} domain {self.source} training images has a "
+                                  f"partner under {self.root} ({self.pairing_rule()})")
 
     @classmethod
     def evaluation_sets(cls, opt):
@@ -67,6 +78,11 @@ class UnalignedDataset(BaseDataset):
                                          f"domain {domain} images")
                 for domain in domains}
 
+    def pairing_rule(self):
+        """How partners are found, for messages."""
+        return (f"a file of the same name in {self.opt.phase}{self.target}, unless pairing.json records the folders "
+                f"as unpaired")
+
     def find_partners(self):
         """{source path: target path} of the test images whose target folder holds a file of the same name, unless
         the dataset's pairing.json records the two folders as unpaired."""
@@ -85,11 +101,14 @@ class UnalignedDataset(BaseDataset):
         return Path(next(iter(self.paths.values()))[index]).stem
 
     def __len__(self):
-        """Training: the larger domain's image count (pix2pix); testing: the source domain's."""
+        """Training: the larger domain's image count (pix2pix), or the pairs'; testing: the source domain's."""
+        if self.paired_training:
+            return len(self.pairs)
         return max(len(paths) for paths in self.paths.values())
 
     def load_domain_image(self, domain, index, rng):
-        """Read one image of `domain`, then resize, crop and flip it with parameters from `rng`; (image, path).
+        """Read one image of `domain`, then resize, crop and flip it with parameters from `rng`; (image, path,
+        valid mask or None).
 
         In training a skipped file (--skip_bad, or a patch over --max_nodata) is replaced by the next readable
         one; the replacement depends only on the index, the files and `rng`, so a resumed run reads the same
@@ -108,7 +127,7 @@ class UnalignedDataset(BaseDataset):
             if self.too_much_nodata(valid, opt, params):
                 masked += 1
                 continue
-            return self.preprocess_domain_image(image, params), str(path)
+            return self.preprocess_domain_image(image, params), str(path), patch_valid(valid, opt, params)
         if self.opt.is_train and masked:
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be used: "
                               f"{masked} hold more no-data than --max_nodata {self.max_nodata:g} allows in their "
@@ -116,14 +135,18 @@ class UnalignedDataset(BaseDataset):
         if self.opt.is_train:
             raise SargenError(f"none of the {len(paths)} domain {domain} images in {path.parent} can be read "
                               f"(--skip_bad skipped them all)")
-        return None, str(path)
+        return None, str(path), None
 
     def preprocess_domain_image(self, image, params):
         """Resize, crop and flip an image read in [0, 1] with `params` (U-GAT-IT's sizes; see preprocess_options)."""
         return transforms.apply_preprocess(image, preprocess_options(self.opt), params)
 
     def __getitem__(self, index):
-        """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler."""
+        """An item (None if skipped); `index` is an int, or (a_index, b_index, seed) from the training sampler
+        ((index, seed) with paired_training)."""
+        if self.paired_training:
+            index, seed = index
+            return self.first_usable_pair(self.pairs, index, preprocess_options(self.opt), random.Random(seed))
         if isinstance(index, (tuple, list)):
             a_index, b_index, seed = index
             rng = random.Random(seed)
@@ -137,11 +160,10 @@ class UnalignedDataset(BaseDataset):
                 position = b_index
             else:
                 position = a_index
-            image, path = self.load_domain_image(domain, position, rng)
+            image, path, valid = self.load_domain_image(domain, position, rng)
             if image is None:
                 return None
-            item[domain] = image
-            item[f"{domain}_paths"] = path
+            item.update({domain: image, f"{domain}_paths": path, f"{domain}_valid": valid})
         item["category"] = category_of(item[f"{next(iter(self.paths))}_paths"])
         if self.partners and not self.add_partner(item, Path(item[f"{self.source}_paths"])):
             return None
@@ -150,12 +172,14 @@ class UnalignedDataset(BaseDataset):
     def add_partner(self, item, source_path):
         """Add the target-domain partner of a test item's source image (None if it has none); False if it is skipped."""
         partner = self.partners.get(source_path)
-        image = None if partner is None else self.read(partner, self.target)
+        image, valid = (None, None) if partner is None else self.read_with_mask(partner, self.target)
         if partner is not None and image is None:
             return False
         if image is not None:
-            params = transforms.sample_params(preprocess_options(self.opt), *image.shape[-2:])
-            image = self.preprocess_domain_image(image, params)
+            opt = preprocess_options(self.opt)
+            params = transforms.sample_params(opt, *image.shape[-2:])
+            image, valid = self.preprocess_domain_image(image, params), patch_valid(valid, opt, params)
         item[self.target] = image
         item[f"{self.target}_paths"] = None if partner is None else str(partner)
+        item[f"{self.target}_valid"] = valid
         return True

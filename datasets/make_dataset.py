@@ -18,6 +18,11 @@ Physical model (one scene = one land-cover map, rendered by every sensor):
   class colours (blue water, textured green vegetation, crop tones with rows, grey roofs with cast shadows, asphalt)
   shaded by the sun over a random terrain height field.
 
+``sen12ms --known_mapping`` writes the same tree for learning checks of paired models, with a mapping known
+exactly: each pixel is a mixture of vegetation, urban and water (abundances from smooth random fields);
+Sentinel-2 is the abundance-weighted class spectra, Sentinel-1 VV/VH the abundance-weighted C-band class
+backscatter (dB) times 4-look speckle, so Sentinel-1 is a fixed function of the Sentinel-2 bands plus speckle.
+
 Every scene uses its own ``numpy.random.Generator`` seeded with ``--seed`` + a fixed offset per folder + the index,
 so the output is byte-identical between runs.
 
@@ -48,6 +53,7 @@ if str(REPO_ROOT) not in sys.path:
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
 from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
 from data.pairing import write_pairing  # noqa: E402
+from util.cli import ArgumentParser  # noqa: E402
 from util.errors import SargenError  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
@@ -416,6 +422,24 @@ def s1_backscatter_db(rng, scene):
     return np.stack([10.0 * np.log10(np.maximum(sar[pol], 1e-10)) for pol in ("VV", "HV")]).astype(np.float32)
 
 
+MAPPING_CLASSES = (VEGETATION, BUILDING, WATER)  # the known mapping's land covers
+MAPPING_SHARPNESS = 3.0  # softmax gain of the abundance fields: mostly pure pixels, mixed at the edges
+
+
+def known_mapping_pair(rng, size):
+    """(Sentinel-2 int16 13xHxW, Sentinel-1 float32 dB 2xHxW) of one known-mapping scene (see the module docstring):
+    S1 = 10 log10(abundances @ class sigma0 x speckle), S2 = abundances @ class reflectance."""
+    fields = np.stack([smooth_field(rng, size, size / 6) for _ in MAPPING_CLASSES]) * MAPPING_SHARPNESS
+    abundances = np.exp(fields - fields.max(axis=0))
+    abundances /= abundances.sum(axis=0)
+    reflectance = np.einsum("chw,cb->bhw", abundances, S2_REFLECTANCE[list(MAPPING_CLASSES)])
+    reflectance = reflectance + rng.normal(0.0, 0.002, reflectance.shape)
+    optical = np.round(np.clip(reflectance, 0.0, 1.0) * 10000.0).astype(np.int16)
+    sigma0 = 10.0 ** (SIGMA0_DB["C"][list(MAPPING_CLASSES)][:, [2, 1]] / 10.0)  # VV, HV (Sentinel-1's VH)
+    power = np.einsum("chw,cp->phw", abundances, sigma0) * speckle(rng, (2, size, size), BANDS["C"].looks, 0.0)
+    return optical, (10.0 * np.log10(np.maximum(power, 1e-10))).astype(np.float32)
+
+
 def write_geotiff_bands(path, bands, epsg, origin, descriptions):
     """Write a CxHxW array as a georeferenced Cloud-Optimized GeoTIFF (north-up, 10 m pixels), atomically."""
     count, height, width = bands.shape
@@ -431,12 +455,13 @@ def sen12ms_patch_path(out, region, scene_number, sensor, patch):
     return out / prefix / f"{sensor}_{scene_number}" / f"{prefix}_{sensor}_{scene_number}_p{patch}.tif"
 
 
-def make_sen12ms(out, size=64, n_scenes=8, seed=0):
+def make_sen12ms(out, size=64, n_scenes=8, seed=0, known_mapping=False):
     """Write a SEN12MS-layout tree: per scene, 3x3 half-overlapping patches of `size` px as S2 and S1 GeoTIFFs.
 
     Scene i lies in region SEN12MS_REGIONS[i % 4] with scene number i + 1; Sentinel-2 patches are int16
-    reflectance x 10000 (13 bands), Sentinel-1 patches float32 VV and VH in dB, both of the same land cover,
-    on the region's UTM grid. Returns (files written, 0).
+    reflectance x 10000 (13 bands), Sentinel-1 patches float32 VV and VH in dB, both of the same land cover
+    (simulated, or with `known_mapping` Sentinel-1 a fixed function of Sentinel-2 plus speckle), on the region's
+    UTM grid. Returns (files written, 0).
     """
     stride = size // 2
     scene_size = 2 * size
@@ -444,8 +469,11 @@ def make_sen12ms(out, size=64, n_scenes=8, seed=0):
     for index in tqdm(range(n_scenes), desc="sen12ms", unit="scene"):
         rng = np.random.default_rng(seed + SEN12MS_SEED_OFFSET + index)
         region = SEN12MS_REGIONS[index % len(SEN12MS_REGIONS)]
-        scene = land_cover_map(rng, scene_size, category_of(index))
-        optical, radar = s2_reflectance(rng, scene), s1_backscatter_db(rng, scene)
+        if known_mapping:
+            optical, radar = known_mapping_pair(rng, scene_size)
+        else:
+            scene = land_cover_map(rng, scene_size, category_of(index))
+            optical, radar = s2_reflectance(rng, scene), s1_backscatter_db(rng, scene)
         east, north = 300_000.0 + index * 10 * scene_size * PIXEL_METRES, 5_000_000.0
         for row in range(3):
             for column in range(3):
@@ -573,7 +601,7 @@ def _count(text, minimum=0):
 
 def build_parser():
     """The command-line parser: subcommands x2ka, eo2sar and sen12ms with their options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True)
     helps = {"x2ka": "paired X-band (A) / Ka-band (B) Pauli RGB PolSAR images, out/{train,test}/{A,B}",
              "eo2sar": "optical RGB (A) and grayscale SAR (B) images, out/{train,test}{A,B}: unpaired for "
@@ -599,6 +627,9 @@ def build_parser():
     sub.add_argument("--n_scenes", type=lambda t: _count(t, 2), default=8,
                      help="scenes (9 half-overlapping patches each); >= 2 for a split by scene")
     sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
+    sub.add_argument("--known_mapping", action="store_true",
+                     help="Sentinel-1 a fixed function of Sentinel-2 plus speckle (vegetation/urban/water mixtures), "
+                          "for learning checks of paired models")
     return parser
 
 
@@ -609,8 +640,9 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         if args.dataset == "sen12ms":
-            written, removed = make_sen12ms(out, args.size, args.n_scenes, args.seed)
-            what = f"{args.n_scenes} scenes x 9 patches, Sentinel-2 and Sentinel-1 GeoTIFFs"
+            written, removed = make_sen12ms(out, args.size, args.n_scenes, args.seed, args.known_mapping)
+            what = (f"{args.n_scenes} scenes x 9 patches, Sentinel-2 and Sentinel-1 GeoTIFFs"
+                    f"{', Sentinel-1 a known function of Sentinel-2' if args.known_mapping else ''}")
         elif args.dataset == "x2ka":
             written, removed = make_x2ka(out, args.size, args.n_train, args.n_test, args.seed)
             what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"

@@ -20,9 +20,10 @@ from util.results import RASTER_RECORD, RASTER_RECORD_FORMAT
 
 logger = logging.getLogger("sargen")
 
-# Generated-image labels tried in order when --fake_label is not given (Gatys; U-GAT-IT AtoB, BtoA), each with
-# the label of the real target image beside it in the folder (U-GAT-IT saves none: use --real_dir).
-REAL_LABELS = {"fake_B": "real_B", "fake_A2B": "real_B", "fake_B2A": "real_A"}
+# Generated-image labels tried in order when --fake_label is not given (Gatys and pix2pix AtoB; U-GAT-IT AtoB, BtoA;
+# pix2pix BtoA), each with the label of the real target image beside it in the folder (U-GAT-IT saves none: use
+# --real_dir).
+REAL_LABELS = {"fake_B": "real_B", "fake_A2B": "real_B", "fake_B2A": "real_A", "fake_A": "real_A"}
 HEATMAP_SUFFIX = "_heatmap"  # app.py --heatmap writes gen_sar_NAME_heatmap.png beside gen_sar_NAME.png
 
 

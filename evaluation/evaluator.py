@@ -27,6 +27,7 @@ NO_REAL = "unavailable: no real images (pass --real_dir, or --real_label for a r
 PAIR_RESIZE_RULE = ("a real image of another size is resized to its generated twin's size (antialiased bilinear; "
                     "mask nearest) for the paired metrics")
 SPECKLE_KEYS = ("enl", "intensity_cv", "mean_db", "clipped_fraction")
+PLOT_BIN_DB = 0.5  # bins of the dB histograms drawn on the page (coarser than the metric's, for a smooth line)
 
 
 @dataclass
@@ -382,10 +383,49 @@ class Evaluator:
                 scores[key] = {"value": float(np.mean(values)) if values else float("nan"), "bands": "mean over bands"}
         return scores
 
+    def plot_series(self):
+        """{title: {'generated': [(x, y)], 'real': [(x, y)]}} for the page's small plots, per band: each set's dB
+        histogram (share of valid pixels per PLOT_BIN_DB) and its per-image ENL and intensity CV, sorted."""
+        plots = {}
+        low, high = self.suite.db_range
+        for band, suffix in enumerate(self.suffixes):
+            label = f" {suffix[1:]}" if suffix else ""
+            histograms = {name: statistics.histograms[band] for name, statistics in self.sets()
+                          if statistics.histograms is not None}
+            plots[f"dB histogram{label}"] = {name: histogram_points(counts, low, high)
+                                             for name, counts in histograms.items()}
+            for key, title in (("enl", "ENL per image"), ("intensity_cv", "intensity CV per image")):
+                values = {name: finite_sorted(row.get(f"{key}{suffix}") for row in statistics.values.values())
+                          for name, statistics in self.sets()}
+                if any(values.values()):
+                    plots[f"{title}{label}"] = {name: list(enumerate(sorted_values, 1))
+                                                for name, sorted_values in values.items()}
+        return plots
+
+    def sets(self):
+        """(name, SetStatistics) of the generated and, when there are any, the real images."""
+        return [("generated", self.generated)] + ([("real", self.real)] if self.real.count else [])
+
     def settings(self):
         """How the metrics were computed, for metrics.json."""
         return {**self.suite.settings(), "bands": self.labels, "pair_resize": PAIR_RESIZE_RULE,
                 "resized_pairs": len(self.resized_pairs)}
+
+
+def finite_sorted(values):
+    """The finite numbers among `values` (None left out), sorted."""
+    return sorted(value for value in values if value is not None and np.isfinite(value))
+
+
+def histogram_points(counts, low, high):
+    """(dB, share of pixels per PLOT_BIN_DB) points of a HISTOGRAM_BIN_DB histogram over low..high dB."""
+    group = max(1, int(round(PLOT_BIN_DB / metrics.HISTOGRAM_BIN_DB)))
+    usable = len(counts) // group * group
+    grouped = np.asarray(counts[:usable], dtype=np.float64).reshape(-1, group).sum(axis=1)
+    total = grouped.sum()
+    width = (high - low) / len(grouped)
+    shares = grouped / total if total else grouped
+    return [(low + width * (index + 0.5), float(share)) for index, share in enumerate(shares)]
 
 
 def ratio(numerator, denominator):

@@ -10,6 +10,9 @@ from evaluation.perceptual import LPIPS_NETS
 from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
 from options.base_options import positive_int
+from util.cli import ArgumentParser
+
+EXIT_SOME_UNAVAILABLE = 3  # evaluate.py's exit code when the report is written but some metrics could not run
 
 
 def fraction(text):
@@ -74,11 +77,23 @@ def add_speckle_options(parser):
     return parser
 
 
+def add_metric_switch(parser, name, metric, weights):
+    """--NAME (the metric is required: an error if it cannot run) and --no_NAME (skipped); default 'auto': computed
+    when its weights are there, else reported unavailable with where to put them."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=name, action="store_const", const="required", default="auto",
+                       help=f"require {metric}, with {weights}, or fail; default: compute it when the weights are "
+                            f"on disk, else report it unavailable (exit code {EXIT_SOME_UNAVAILABLE})")
+    group.add_argument(f"--no_{name}", dest=name, action="store_const", const="off", help=f"skip {metric}")
+
+
 def build_parser():
     """The parser of evaluate.py's options."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Metrics of generated images against real ones (writes metrics.json, metrics.csv and, when "
-                    "the output folder has an index.html, its metrics section)",
+                    "the output folder has an index.html, its metrics section). Exit codes: 0 every metric computed, "
+                    f"{EXIT_SOME_UNAVAILABLE} report written but some metrics unavailable (weights absent, too few "
+                    "images), 2 an error (nothing written).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--fake_dir", default=None, help="folder of generated images (any tool's; PNG, JPEG, TIFF)")
     parser.add_argument("--real_dir", default=None,
@@ -104,19 +119,20 @@ def build_parser():
     add_image_options(parser)
     add_speckle_options(parser)
     add_vgg_options(parser, "Gram distance")
-    parser.add_argument("--no_gram", action="store_true", help="skip the Gram (style) distance and VGG")
+    parser.set_defaults(vgg_weights=None)  # unset: ImageNet from the cache, else the Gram distance is unavailable
+    for action in parser._actions:
+        if action.dest == "vgg_weights":
+            action.help += ("; unset: ImageNet from torchvision's cache when it is there, else the Gram distance is "
+                            "reported unavailable")
+    add_metric_switch(parser, "gram", "the Gram (style) distance", "VGG's ImageNet weights (downloaded if needed)")
     add_fid_options(parser)
     parser.add_argument("--batch_size", type=positive_int, default=50, help="images per Inception batch")
-    fid = parser.add_mutually_exclusive_group()
-    fid.add_argument("--fid", dest="fid", action="store_const", const="required", default="auto",
-                     help="compute FID and KID, downloading pytorch-fid's weights if needed, or fail; default: "
-                          "compute them when the weights are on disk, else record them as unavailable")
-    fid.add_argument("--no_fid", dest="fid", action="store_const", const="off", help="skip FID and KID")
+    add_metric_switch(parser, "fid", "FID and KID", "pytorch-fid's Inception weights (downloaded if needed)")
     parser.add_argument("--lpips_net", default="alex", choices=tuple(LPIPS_NETS),
                         help="LPIPS backbone (lpips package, v0.1)")
     parser.add_argument("--lpips_weights", default=None,
                         help="the backbone's torchvision ImageNet file (default: torchvision's cache)")
-    parser.add_argument("--no_lpips", action="store_true", help="skip LPIPS")
+    add_metric_switch(parser, "lpips", "LPIPS", "the backbone's ImageNet weights")
     parser.add_argument("--gpu_ids", default="0", help="GPU ids, e.g. 0; -1 for the CPU")
     return parser
 

@@ -4,14 +4,24 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
+from evaluation.evaluator import ratio
 from evaluation.metrics import mean_and_std
+from util.curves import charts_row, series_chart
 from util.fileio import write_text_atomic
-from util.html import HTMLSection
+from util.html import HTMLSection, format_value
 
 TEXT_COLUMNS = ("name", "fake", "real", "resized")
-SUMMARY_STATISTICS = ("mean", "std")
+BAND_KEY = re.compile(r"^(?P<metric>.+?)(?P<band>_band\d+)?$")  # per-band keys end in _bandN (the file's band)
+PAIRED_METRICS = ("psnr", "ssim", "mae", "rmse", "lpips", "histogram_wasserstein_db_real", "histogram_js_real",
+                  "texture_distance_real", "gram_distance_real")
+KIND_ORDER = ("paired", "to the real set", "generated image", "real twin's statistic")
+SET_DISTANCES = ("fid", "kid", "histogram_wasserstein_db", "histogram_js", "texture_distance", "gram_distance")
+SUMMARY_COLUMNS = ("mean", "std", "count")
+SET_COLUMNS = ("generated", "generated std", "real", "real std", "ratio")
+PAGE_IMAGES = 12  # the page's paired table has a column per image up to this many images (metrics.csv: always)
 
 
 def relative_path(path, folder):
@@ -50,18 +60,135 @@ def json_ready(value):
     return value
 
 
-def csv_text(report):
-    """One row per image, then one row per summary statistic (name 'summary:mean', 'summary:std')."""
-    columns = [*TEXT_COLUMNS, *report["summary"]]
+def split_band(key):
+    """(metric, band) of a report key: 'enl_band2' -> ('enl', 'band2'); 'psnr' -> ('psnr', '')."""
+    match = BAND_KEY.match(key)
+    return match.group("metric"), (match.group("band") or "_")[1:]
+
+
+def by_metric(keys):
+    """{metric: {band: key}} of report keys, in their order of first appearance ('' is all bands or the only one)."""
+    grouped = {}
+    for key in keys:
+        metric, band = split_band(key)
+        grouped.setdefault(metric, {})[band] = key
+    return grouped
+
+
+def bands_of(grouped):
+    """The bands that occur in {metric: {band: key}}: '' first, then the file's bands in order."""
+    bands = dict.fromkeys(band for keys in grouped.values() for band in keys)
+    return sorted(bands, key=lambda band: (band != "", int(band[4:]) if band[4:].isdigit() else 0, band))
+
+
+def band_heading(name, band):
+    """A column heading: 'mean' for all bands (or the only one), 'mean band2' for one band."""
+    return f"{name} {band}".strip()
+
+
+def metric_kind(metric):
+    """What a per-image metric compares: the real twin (paired), the real set, or the generated image alone."""
+    if metric in PAIRED_METRICS:
+        return "paired"
+    if metric.endswith("_domain"):
+        return "to the real set"
+    if metric.endswith("_real"):
+        return "real twin's statistic"
+    return "generated image"
+
+
+def per_image_table(report, kinds=None, image_columns=True):
+    """(header, rows) of the per-image metrics: a row per metric, its mean, std and count per band, then its value
+    in each image (a column per image and band); `kinds` picks metric kinds (metric_kind)."""
+    grouped = {metric: keys for metric, keys in by_metric(report["summary"]).items()
+               if kinds is None or metric_kind(metric) in kinds}
+    grouped = dict(sorted(grouped.items(), key=lambda item: KIND_ORDER.index(metric_kind(item[0]))))
+    bands = bands_of(grouped)
+    names = [row["name"] for row in report["images"]] if image_columns else []
+    header = ["kind", "metric", *[band_heading(name, band) for band in bands for name in SUMMARY_COLUMNS],
+              *[band_heading(name, band) for name in names for band in bands]]
+    rows = []
+    for metric, keys in grouped.items():
+        summaries = [report["summary"].get(keys.get(band), {}) for band in bands]
+        row = [metric_kind(metric), metric, *[summary.get(name) for summary in summaries for name in SUMMARY_COLUMNS]]
+        row += [image.get(keys[band]) if band in keys else None for image in report["images"][:len(names)]
+                for band in bands]
+        rows.append(row)
+    return header, rows
+
+
+def paired_page_table(report):
+    """(header, rows) of the page's paired metrics: a row per metric, mean and std (per band where there are
+    several), then a column per image (up to PAGE_IMAGES) with its value, or its bands' values joined by ' / '."""
+    grouped = {metric: keys for metric, keys in by_metric(report["summary"]).items() if metric in PAIRED_METRICS}
+    bands = bands_of(grouped)
+    images = report["images"] if len(report["images"]) <= PAGE_IMAGES else []
+    header = ["metric", *[band_heading(name, band) for band in bands for name in ("mean", "std")],
+              *[image["name"] for image in images]]
+    rows = []
+    for metric, keys in grouped.items():
+        summaries = [report["summary"].get(keys.get(band), {}) for band in bands]
+        row = [metric, *[display(summary.get(name)) for summary in summaries for name in ("mean", "std")]]
+        for image in images:
+            values = [image.get(keys[""])] if "" in keys else [image.get(keys[band]) for band in bands if band in keys]
+            row.append(" / ".join(format_value(display(value)) for value in values))
+        rows.append(row)
+    return header, rows
+
+
+def set_value(value):
+    """A set-level distance as one value: FID/KID's 'value', or the reason it is missing."""
+    return value.get("value") if isinstance(value, dict) else value
+
+
+def set_rows(report, distances=True, statistics=True):
+    """(header, rows) of the distribution metrics, a column group per band: the set distances (`value`) and each
+    statistic of the generated set beside the real set's (mean, std) with their ratio (difference for mean_db)."""
+    domain = report["domain"]
+    distance_keys = by_metric(key for key in domain if split_band(key)[0] in SET_DISTANCES) if distances else {}
+    statistic_keys = by_metric(key for key, value in domain.items()
+                               if isinstance(value, dict) and "generated" in value) if statistics else {}
+    bands = bands_of({**distance_keys, **statistic_keys})
+    columns = ("value",) * bool(distance_keys) + SET_COLUMNS * bool(statistic_keys)
+    header = ["metric", *[band_heading(name, band) for band in bands for name in columns]]
+    rows = []
+    for metric, keys in distance_keys.items():
+        rows.append([metric, *[cell for band in bands for cell in
+                               [set_value(domain[keys[band]]) if band in keys else None]
+                               + [None] * (len(columns) - 1)]])
+    for metric, keys in statistic_keys.items():
+        cells = []
+        for band in bands:
+            summary = domain.get(keys.get(band), {})
+            generated, real = summary.get("generated", {}), summary.get("real", {})
+            compared = summary.get("difference", summary.get("ratio"))
+            if compared is None and "mean" in generated and "mean" in real:
+                compared = ratio(generated["mean"], real["mean"])
+            cells += [None] * bool(distance_keys) + [generated.get("mean"), generated.get("std"), real.get("mean"),
+                                                     real.get("std"), compared]
+        rows.append([f"{metric} (ratio: difference in dB)" if metric == "mean_db" else metric, *cells])
+    return header, rows
+
+
+def csv_table(header, rows):
+    """CSV text of a table (None as an empty cell)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in report["images"]:
-        writer.writerow({key: "" if row.get(key) is None else row[key] for key in columns})
-    for statistic in SUMMARY_STATISTICS:
-        writer.writerow({"name": f"summary:{statistic}",
-                         **{key: values[statistic] for key, values in report["summary"].items()}})
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if cell is None else cell for cell in row] for row in rows])
     return buffer.getvalue()
+
+
+def csv_text(report):
+    """metrics.csv: a row per per-image metric (kind, metric), its mean, std and count per band, then its value in
+    each image (a column per image and band)."""
+    return csv_table(*per_image_table(report))
+
+
+def sets_csv_text(report):
+    """metrics_sets.csv: the distribution metrics: set distances, and generated beside real per band with their
+    ratio."""
+    return csv_table(*set_rows(report))
 
 
 def flatten(values, prefix=""):
@@ -75,24 +202,38 @@ def flatten(values, prefix=""):
     return items
 
 
-def metrics_section(report):
-    """The 'metrics' HTMLSection of the results page: domain metrics, summary, settings and per-image tables."""
+def metrics_section(report, plots=None):
+    """The 'metrics' HTMLSection of the results page, laid out as a researcher reads it: the paired metrics (a row
+    per metric: mean, std, per image), the distribution metrics (generated beside real, their ratio), small plots
+    of the dB histograms and speckle statistics of both sets, then the settings."""
     section = HTMLSection("metrics")
     section.add_header("Metrics (evaluate.py)", level=2)
-    section.add_links([("metrics.json", "metrics.json"), ("metrics.csv", "metrics.csv")])
+    section.add_links([("metrics.json", "metrics.json"), ("metrics.csv", "metrics.csv"),
+                       ("metrics_sets.csv", "metrics_sets.csv")])
     for line in report["computed"]:
         section.add_text(line)
-    section.add_header("Generated set against the real target domain")
-    section.add_table(["metric", "value"], [[key, display(value)] for key, value in flatten(report["domain"])])
-    section.add_header("Per-image metrics: summary")
-    section.add_table(["metric", "mean", "std", "count"],
-                      [[key, values["mean"], values["std"], values["count"]]
-                       for key, values in report["summary"].items()])
+    header, rows = paired_page_table(report)
+    if rows:
+        section.add_header("Paired metrics: each generated image against its real twin")
+        if len(report["images"]) > PAGE_IMAGES:
+            section.add_text(f"{len(report['images'])} images: the value of each is in metrics.csv")
+        section.add_table(header, rows)
+    section.add_header("Distribution metrics: the generated set against the real set")
+    for part in ({"statistics": False}, {"distances": False}):
+        header, rows = set_rows(report, **part)
+        if rows:
+            section.add_table(header, [[display(cell) for cell in row] for row in rows])
+    if plots:
+        section.add_header("dB histograms and speckle statistics: generated against real")
+        section.add_element(charts_row([series_chart(title, series, "dB" if title.startswith("dB") else "image",
+                                                     last_value=False)
+                                        for title, series in plots.items()]))
+    header, rows = per_image_table(report, kinds=("to the real set", "generated image"), image_columns=False)
+    if rows:
+        section.add_header("Per-image statistics and distances to the real set: summary")
+        section.add_table(header, [[display(cell) for cell in row] for row in rows])
     section.add_header("Settings")
     section.add_table(["setting", "value"], [[key, display(value)] for key, value in flatten(report["settings"])])
-    section.add_header("Per-image metrics")
-    columns = ["name", *report["summary"]]
-    section.add_table(columns, [[display(row.get(key)) for key in columns] for row in report["images"]])
     return section
 
 
@@ -105,14 +246,16 @@ def display(value):
     return value
 
 
-def write_report(report, out_dir):
-    """Write metrics.json and metrics.csv, and the metrics section into index.html where the folder has one."""
+def write_report(report, out_dir, plots=None):
+    """Write metrics.json, metrics.csv and metrics_sets.csv, and the metrics section (with `plots`, the
+    Evaluator's plot_series) into index.html where the folder has one."""
     out_dir = Path(out_dir)
-    json_path, csv_path = out_dir / "metrics.json", out_dir / "metrics.csv"
+    json_path, csv_path, sets_path = out_dir / "metrics.json", out_dir / "metrics.csv", out_dir / "metrics_sets.csv"
     write_text_atomic(json_path, json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
     write_text_atomic(csv_path, csv_text(report))
-    written = [json_path, csv_path]
+    write_text_atomic(sets_path, sets_csv_text(report))
+    written = [json_path, csv_path, sets_path]
     page_path = out_dir / "index.html"
     if page_path.is_file():
-        written.append(metrics_section(report).save_into(page_path))
+        written.append(metrics_section(report, plots).save_into(page_path))
     return written

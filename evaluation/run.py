@@ -11,11 +11,14 @@ from evaluation.inception import FIDFeatures, find_fid_weights
 from evaluation.options import generated_radiometry, image_radiometry
 from evaluation.perceptual import LPIPSDistance, find_lpips_weights
 from evaluation.report import build_report, write_report
+from models.vgg import imagenet_cache_path, imagenet_weights_url
 from util.cli import progress
 from util.device import parse_gpu_ids, select_device
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
+
+SUITE_METRICS = {"gram": "gram_distance", "fid": "fid", "lpips": "lpips"}  # settings entry -> metric it computes
 
 
 def collect(opt):
@@ -55,30 +58,62 @@ def fid_features(opt, device, generated_count, real_count):
         return None, f"unavailable: {reason}"
     path, reason = find_fid_weights(opt.inception_weights, download=opt.fid == "required")
     if path is None:
-        return None, reason
+        return None, required_or_unavailable(opt.fid, "--fid", reason)
     extractor = FIDFeatures(path, opt.fid_dims, device, opt.batch_size)
     return extractor, f"pytorch-fid's Inception, {opt.fid_dims}-d features, weights {extractor.weights}"
 
 
 def lpips_distance(opt, device, pairs):
     """(LPIPSDistance or None, why LPIPS is or is not computed)."""
-    if opt.no_lpips:
+    if opt.lpips == "off":
         return None, "skipped (--no_lpips)"
     if not pairs:
+        if opt.lpips == "required":
+            raise SargenError("--lpips: LPIPS compares pairs, and no generated image has a real twin of its name")
         return None, "not computed: no pairs"
     path, reason = find_lpips_weights(opt.lpips_net, opt.lpips_weights)
     if path is None:
-        return None, reason
+        return None, required_or_unavailable(opt.lpips, "--lpips", reason)
     distance = LPIPSDistance(opt.lpips_net, path, device)
     return distance, f"lpips package, {opt.lpips_net} backbone, weights {distance.weights}"
+
+
+def gram_features(opt, device):
+    """(GramFeatures or None, why the Gram distance is or is not computed): --vgg_weights unset takes the ImageNet
+    file of torchvision's cache and reports the distance unavailable without it; --gram or --vgg_weights imagenet
+    download it or fail."""
+    if opt.gram == "off":
+        return None, "skipped (--no_gram)"
+    weights = opt.vgg_weights
+    if weights is None:
+        cache_path = imagenet_cache_path(opt.vgg)
+        if opt.gram == "auto" and not cache_path.is_file():
+            return None, (f"unavailable: ImageNet {opt.vgg} weights are not in {cache_path}: download "
+                          f"{imagenet_weights_url(opt.vgg)} there (or set TORCH_HOME), or pass --vgg_weights PATH, "
+                          f"or --vgg_weights random (seeded; distances then compare only within such runs)")
+        weights = "imagenet"
+    features = GramFeatures(opt.vgg, weights, opt.style_layer, opt.vgg_seed, device)
+    return features, f"{opt.vgg} Grams, weights {features.network.weights_description}"
+
+
+def required_or_unavailable(mode, option, reason):
+    """`reason` (an 'unavailable: ...' note) for a metric left to 'auto'; an error when `option` required it."""
+    if mode == "required":
+        raise SargenError(f"{option}: {reason.removeprefix('unavailable: ')}")
+    return reason
+
+
+def unavailable_metrics(report):
+    """{metric: reason} of the metrics the report could not compute (weights absent, too few images)."""
+    notes = {metric: report["settings"].get(setting) for setting, metric in SUITE_METRICS.items()}
+    notes.update(report["domain"])
+    return {name: note for name, note in notes.items() if isinstance(note, str) and note.startswith("unavailable")}
 
 
 def build_suite(opt, device, images):
     """The MetricSuite of evaluate.py's options for these images."""
     suite = MetricSuite(tuple(image_radiometry(opt, "real").db_window), opt.enl_window, opt.enl_fraction)
-    if not opt.no_gram:
-        suite.gram = GramFeatures(opt.vgg, opt.vgg_weights, opt.style_layer, opt.vgg_seed, device)
-        suite.gram_note = f"{opt.vgg} Grams, weights {suite.gram.network.weights_description}"
+    suite.gram, suite.gram_note = gram_features(opt, device)
     suite.fid, suite.fid_note = fid_features(opt, device, len(images.fakes), len(images.reals))
     suite.lpips, suite.lpips_note = lpips_distance(opt, device, images.pairs)
     return suite
@@ -152,7 +187,7 @@ def evaluate(opt):
                 **evaluator.settings(),
                 "skipped": generated_reader.skipped + real_reader.skipped, "device": str(device)}
     report = build_report(images.out_dir, rows, evaluator.domain_metrics(), settings, lines)
-    return report, write_report(report, images.out_dir)
+    return report, write_report(report, images.out_dir, evaluator.plot_series())
 
 
 def first_readable(reader, images):

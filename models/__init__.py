@@ -10,7 +10,7 @@ from util.registry import available_names, find_class
 
 def available_models():
     """Names accepted by --model."""
-    return available_names("models", "_model")
+    return available_names("models", "_model", BaseModel)
 
 
 def find_model_class(name):

@@ -22,6 +22,7 @@ from data.image_io import (
     is_tiff,
     read_image_resized,
     read_image_with_info,
+    require_reading_rule,
     tensor_to_uint8,
     write_image,
     write_raster,
@@ -30,13 +31,21 @@ from data.radiometry import (
     Radiometry,
     output_rule,
     radiometry_for,
-    require_known_radiometry,
     tensor_to_physical,
     translation_domains,
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
-from models.tiling import TilePlan, tile_reads, tiling_arguments, translate_rows, translate_tiled, translate_whole
+from models.batch_translation import app_device, translate_batch
+from models.tiling import (
+    TilePlan,
+    pooling_passes,
+    tile_reads,
+    tiling_arguments,
+    translate_rows,
+    translate_tiled,
+    translate_whole,
+)
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -94,10 +103,10 @@ def resize_image(image, size):
 
 def input_scaling(translator, path, args):
     """How app.py reads `path`: the source domain's rule (A for AtoB, B for BtoA) from the options and the
-    checkpoint's record; a raster nothing says how to read is refused."""
+    checkpoint's record; a 16-bit or float raster nothing says how to read is refused (8-bit reads as / 255)."""
     source_domain = translation_domains(args)[0]
-    if is_tiff(path) and not getattr(translator, "radiometry_record", None):
-        require_known_radiometry(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
+    if not getattr(translator, "radiometry_record", None):
+        require_reading_rule(args, source_domain, path, f"checkpoint {getattr(args, 'model_path', '')}")
     return radiometry_for(args, source_domain)
 
 
@@ -247,7 +256,7 @@ def translate_scene(translator, path, target, args):
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         tiling = tiling_arguments(args)
         plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator, tiling["context"])
-        total = tile_reads(plan, tiling["passes"], tiling["statistics_pixels"])
+        total = tile_reads(plan, pooling_passes(translator.generator, tiling["passes"]), tiling["statistics_pixels"])
         with progress(total=total, desc=Path(path).name, unit="tile", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             heatmap = translate_rows(translator, ModelRangeRows(scene, bar), args.tile, args.overlap,
@@ -258,10 +267,21 @@ def translate_scene(translator, path, target, args):
             write_image(heatmap_overlay(heatmap, preview), heatmap_path(target), value_range=(-1.0, 1.0))
 
 
+def translate_to_file(translator, path, target, args):
+    """Translate one input file into `target` (and its heatmap with --heatmap)."""
+    if args.tile:
+        return translate_scene(translator, path, target, args)
+    output, heatmap, info = translate_raster(translator, path, args)
+    write_output(output, target, info, args)
+    if heatmap is not None:
+        write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+
+
 def app_main(argv=None):
-    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap)."""
+    """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap); under
+    torchrun the ranks share the images (models.batch_translation)."""
     args = AppOptions().parse(argv)
-    device = choose_device(args.device)
+    device = app_device(choose_device(args.device), args.device)
     reuse_memory_on_cpu(device, args.system_allocator)
     image_paths = resolve_image_paths(args.img)
     targets = output_paths(image_paths, args.out)
@@ -271,13 +291,7 @@ def app_main(argv=None):
         logger.warning("--heatmap: %s gives no attention heatmap; only the translations are written", args.model_path)
     use_radiometry_record(args, translator.radiometry_record, args.model_path, translation_domains(args)[:1])
     resolve_output_settings(args)
-    for path, target in progress(list(zip(image_paths, targets)), desc="translating", unit="image"):
-        if args.tile:
-            translate_scene(translator, path, target, args)
-        else:
-            output, heatmap, info = translate_raster(translator, path, args)
-            write_output(output, target, info, args)
-            if heatmap is not None:
-                write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
-        logger.info("wrote %s", target)
+    heatmaps = args.heatmap and translator.has_heatmap
+    translate_batch(list(zip(image_paths, targets)), functools.partial(translate_to_file, translator, args=args),
+                    args, lambda target: [target, heatmap_path(target)] if heatmaps else [target])
     return targets

@@ -5,12 +5,14 @@ state for an exact resume (the step, options, optimizer and random states, under
 loss logging, the visdom display and the training HTML page at their frequencies, the stop on a NaN or
 infinite loss, and with --eval_freq the scores of test images over steps and best_net (evaluation.training).
 A subclass builds `self.networks` ({name: module}) and `self.optimizers` ({name: optimizer}), and implements
-optimize_parameters(), get_current_visuals(), read_checkpoint() and, for --eval_freq, translate_for_evaluation().
+optimize_parameters(), get_current_visuals(), read_checkpoint(), load_for_test() (test.py) and, for --eval_freq,
+translate_for_evaluation().
 """
 
 import logging
 import math
 import time
+from abc import abstractmethod
 from collections import OrderedDict
 from pathlib import Path
 
@@ -114,10 +116,12 @@ class StepTrainedModel(BaseModel):
 
     # ---- what a subclass provides -----------------------------------------------------------------
 
+    @abstractmethod
     def read_checkpoint(self, path):
         """Load and check a checkpoint file of this model (weights_only)."""
         raise NotImplementedError
 
+    @abstractmethod
     def get_current_visuals(self):
         """{label: CxHxW tensor in [-1, 1]} of the last step, for visdom and the HTML page."""
         raise NotImplementedError
@@ -215,8 +219,16 @@ class StepTrainedModel(BaseModel):
 
     # ---- the training loop's hooks ----------------------------------------------------------------
 
+    def load_for_test(self):
+        """test.py: load the checkpoint the model translates with."""
+        raise NotImplementedError(f"--model {self.opt.model} has no test step")
+
     def setup(self):
-        """Resume (--continue_train), wrap for torchrun and start the display (rank 0)."""
+        """Training: resume (--continue_train), wrap for torchrun and start the display (rank 0); testing:
+        load_for_test()."""
+        if not self.is_train:
+            self.load_for_test()
+            return
         if self.opt.continue_train:
             self.resume()
         self.start_step = self.last_logged_step = self.step
@@ -229,8 +241,10 @@ class StepTrainedModel(BaseModel):
         """This rank's batches for the steps still to run (see TrainingSampler); `counts`: images per domain."""
         sampler = TrainingSampler(counts, self.opt.batch_size, self.start_step, self.opt.iteration, self.opt.seed,
                                   self.opt.serial_batches, distributed.rank(), distributed.world_size())
+        # Its own generator: starting the loader draws the workers' base seed from it, not from the global torch
+        # stream that the steps use (dropout), so a resumed run's steps draw what the uninterrupted run's did.
         return DataLoader(dataset, batch_size=self.opt.batch_size, sampler=sampler, num_workers=self.opt.num_threads,
-                          collate_fn=BaseDataset.collate)
+                          collate_fn=BaseDataset.collate, generator=torch.Generator().manual_seed(self.opt.seed))
 
     def num_training_steps(self, dataset):
         """--iteration."""

@@ -56,6 +56,11 @@ def is_pooled_layer(module):
     return isinstance(module, POOLING_TYPES)
 
 
+def pooled_layers(generator):
+    """The layers of `generator` whose output depends on statistics over the whole image (those the tiler pools)."""
+    return [module for module in generator.modules() if is_pooled_layer(module)]
+
+
 @dataclasses.dataclass
 class TileRegion:
     """Where a tile lies in the image: its top-left pixel, its own part (core, relative to the tile) and mask."""
@@ -307,7 +312,7 @@ class PooledStatistics:
 
     def __init__(self, generator, plan):
         """Prepare the pooled layers of `generator` for the tiles of TilePlan `plan`."""
-        self.layers = [module for module in generator.modules() if is_pooled_layer(module)]
+        self.layers = pooled_layers(generator)
         self.plan = plan
         self.stored, self.sums, self.group = [], [], None
         self.local = threading.local()

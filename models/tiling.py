@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from data.radiometry import fill_masked
-from models.tile_statistics import PooledStatistics, TileRegion
+from models.tile_statistics import PooledStatistics, TileRegion, pooled_layers
 from models.ugatit_networks import BOTTLENECK_SCALE
 from options.base_options import non_negative_int, positive_int
 from util.errors import SargenError
@@ -86,8 +86,14 @@ def tiling_arguments(opt):
 
 
 def size_multiple(generator):
-    """The factor a generator's input sides must be multiples of (its down-sampling factor; default 4)."""
+    """The multiple of which a generator's input sides must be: its `size_multiple` (a U-Net's 2**levels), else 4."""
     return getattr(generator, "size_multiple", BOTTLENECK_SCALE)
+
+
+def pooling_passes(generator, passes):
+    """The passes a tiled translation makes: `passes`, or 1 when `generator` has no layer whose statistics the first
+    passes would pool (batch normalization at eval is per-pixel: a tile is already normalized as the image)."""
+    return passes if pooled_layers(generator) else 1
 
 
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
@@ -300,7 +306,7 @@ def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_
     """
     plan = TilePlan(source.height, source.width, tile, overlap, translator.generator, context)
     tile_batch = tile_batch or default_tile_batch(translator.device)
-    groups = statistics_groups(plan, passes, statistics_pixels)
+    groups = statistics_groups(plan, pooling_passes(translator.generator, passes), statistics_pixels)
     if not groups:
         return output_pass(translator, None, source, plan, tile_batch, write_rows, with_heatmap, {})
     with PooledStatistics(translator.generator, plan) as statistics:

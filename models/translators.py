@@ -5,6 +5,7 @@ A translator follows the protocol of models/tiling.py. Each kind of checkpoint i
 """
 
 from models.feedforward_generator import feedforward_translator, holds_feedforward
+from models.pix2pix_checkpoint import holds_pix2pix, pix2pix_translator
 from models.ugatit_checkpoint import holds_ugatit
 from models.ugatit_inference import ugatit_translator
 from util.checkpoint import load_checkpoint
@@ -22,6 +23,7 @@ def feedforward_for_app(payload, path, direction, device, precision, img_size):
 TRANSLATOR_KINDS = (
     ("a U-GAT-IT checkpoint (genA2B/genB2A state dicts)", holds_ugatit, ugatit_translator),
     ("a --model gatys_feedforward checkpoint", holds_feedforward, feedforward_for_app),
+    ("a --model pix2pix checkpoint (G state dict)", holds_pix2pix, pix2pix_translator),
 )
 
 

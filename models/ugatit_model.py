@@ -296,13 +296,6 @@ class UGATITModel(StepTrainedModel):
         """Load a U-GAT-IT checkpoint (eo2sar or sargen format)."""
         return read_checkpoint(path)
 
-    def setup(self):
-        """Resume (--continue_train) and start the display for training; load the generators for testing."""
-        if not self.is_train:
-            self.load_for_test()
-            return
-        super().setup()
-
     def wrap_for_distributed(self):
         """Wrap the step's generator and discriminator passes in DistributedDataParallel under torchrun."""
         self.generator_passes = distributed.wrap(self.generator_passes, self.device)

@@ -293,10 +293,14 @@ class VGGFeatures(nn.Module):
         return outputs
 
 
+def imagenet_weights_url(backbone):
+    """Where torchvision downloads the ImageNet weights of `backbone` from."""
+    return torchvision.models.get_model_weights(backbone).IMAGENET1K_V1.url
+
+
 def imagenet_cache_path(backbone):
     """Where torchvision's cache keeps the ImageNet weights file of `backbone` (TORCH_HOME aware)."""
-    weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet_weights_url(backbone)).name
 
 
 def vgg_input(images):

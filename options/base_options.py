@@ -14,6 +14,7 @@ import models
 from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
 from util import distributed
+from util.cli import ArgumentParser
 from util.device import add_allocator_option, default_data_workers, parse_gpu_ids, reuse_memory_on_cpu
 from util.fileio import write_text_atomic
 
@@ -90,7 +91,7 @@ class BaseOptions:
         The passes that find the model and the dataset mode run without -h, so that --help shows every option
         of both with the defaults the run uses.
         """
-        parser = argparse.ArgumentParser(add_help=False)
+        parser = ArgumentParser(add_help=False)
         parser = self.initialize(parser)
         known, _ = parser.parse_known_args(argv)
         parser = models.get_option_setter(known.model)(parser, self.is_train)
@@ -101,7 +102,7 @@ class BaseOptions:
         script = "train.py" if self.is_train else "test.py"
         description = (f"{script} options of --model {known.model} with --dataset_mode {known.dataset_mode} "
                        f"(another model's or dataset mode's: {script} --model NAME [--dataset_mode NAME] --help)")
-        return argparse.ArgumentParser(parents=[parser], formatter_class=HelpFormatter, description=description)
+        return ArgumentParser(parents=[parser], formatter_class=HelpFormatter, description=description)
 
     def parse(self, argv=None, save=True):
         """Parse the command line, set seeds and the device, print the options and save them."""

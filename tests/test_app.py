@@ -105,7 +105,7 @@ def test_folder_glob_heatmap_and_channels(checkpoint, tmp_path):
         assert (pixels[..., 0] - pixels[..., 2]).std() > 10  # a colour map, not grey
     app_main(["--model_path", str(checkpoint), "--img", str(inputs / "r*.png"), "--out", str(tmp_path / "glob"),
               "--out_img_size", "0"])
-    assert [path.name for path in (tmp_path / "glob").iterdir()] == ["gen_sar_rgb.png"]
+    assert sorted(path.name for path in (tmp_path / "glob").iterdir()) == ["gen_sar_rgb.png", "manifest.json"]
     with Image.open(tmp_path / "glob" / "gen_sar_rgb.png") as image:
         assert image.size == (24, 24)
 
@@ -262,6 +262,31 @@ def test_geotiff_in_tiled_cog_out_with_the_same_georeferencing(checkpoint, s2_ge
     assert levels.dtype == np.uint8 and np.abs(levels - expected_levels).max() <= 1
     assert georeferencing(tmp_path / "levels.tif")[2] == 0
     assert np.allclose(read_bands(tmp_path / "power.tif")[:, :, 0], 10 ** (db / 10.0), rtol=1e-5)
+
+
+def test_uint8_geotiff_reads_like_its_png_and_comes_out_as_georeferenced_levels(checkpoint, tmp_path):
+    """A checkpoint without a record (the published eo2sar file) on a 3-band uint8 GeoTIFF needs no flag: read as
+    the same pixels saved as PNG (value / 255), written as 8-bit levels on the input's grid. 16-bit is refused."""
+    pixels = tensor_to_uint8(smooth_texture(32, 32, seed=4))
+    Image.fromarray(pixels).save(tmp_path / "rgb.png")
+    write_geotiff(tmp_path / "rgb.tif", pixels)
+    common = ["--model_path", str(checkpoint), "--img_size", "32", "--out_img_size", "32", "--precision", "float32",
+              "--device", "cpu"]
+    app_main([*common, "--img", str(tmp_path / "rgb.png"), "--out", str(tmp_path / "out")])
+    app_main([*common, "--img", str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "out")])
+    png_levels = np.asarray(Image.open(tmp_path / "out" / "gen_sar_rgb.png")).astype(int)
+    written = tmp_path / "out" / "gen_sar_rgb.tif"
+    levels = read_bands(written)[:, :, 0]
+    assert levels.dtype == np.uint8 and levels.shape == (32, 32)
+    assert np.array_equal(levels, np.maximum(png_levels, 1))  # 0 marks no-data in uint8 GeoTIFFs
+    crs, transform, nodata, _ = georeferencing(written)
+    assert crs == UTM_33N and transform == UTM_TRANSFORM and nodata == 0
+    assert image_structure(written)[0]["LAYOUT"] == "COG"
+    write_geotiff(tmp_path / "rgb16.tif", pixels.astype(np.uint16) * 257)
+    code, _, stderr = run_script("app.py", [*common, "--img", tmp_path / "rgb16.tif", "--out", tmp_path / "out"])
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("error: checkpoint ")
+    assert "uint16 pixels" in stderr and "--intensity_scaling_A" in stderr
+    assert not (tmp_path / "out" / "gen_sar_rgb16.tif").exists()
 
 
 def test_geotiff_output_values_follow_the_network_and_out_db_window(checkpoint, s2_geotiff, tmp_path):

@@ -42,8 +42,8 @@ def test_options_are_printed_and_saved(good_run):
 
 
 def test_unknown_model_and_bad_values_list_the_choices(tmp_path):
-    code, _, stderr = run_script("train.py", ["--model", "pix2pix", "--dataroot", str(tmp_path)])
-    assert code == 2 and "invalid choice: 'pix2pix'" in stderr and "'gatys'" in stderr
+    code, _, stderr = run_script("train.py", ["--model", "cycle_gan", "--dataroot", str(tmp_path)])
+    assert code == 2 and "invalid choice: 'cycle_gan'" in stderr and "'gatys'" in stderr and "'pix2pix'" in stderr
     code, _, stderr = run_script("test.py", ["--model", "gatys", "--style_source", "mean", "--gpu_ids", "-1"])
     assert code == 2 and "'total', 'real', 'style'" in stderr
     code, _, stderr = run_script("test.py", ["--model", "gatys", "--batch_size", "0"])

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 import warnings
 from unittest import mock
 
@@ -360,7 +361,8 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
     out = tmp_path / "scores"
     code, _, stderr = run_script("evaluate.py", ["--fake_dir", tmp_path / "fake", "--real_dir", tmp_path / "real",
                                                  "--out", out, *evaluate_args()])
-    assert code == 0, stderr
+    assert code == 3, stderr  # FID, KID and LPIPS unavailable: the report is written, the exit code says so
+    assert stderr.strip().splitlines()[-1] == "some metrics are unavailable (exit code 3): fid, lpips, kid"
     report = read_report(out)
     assert list(report) == ["settings", "computed", "images", "summary", "domain"]
     rows = {row["name"]: row for row in report["images"]}
@@ -379,10 +381,40 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
     assert domain["enl"]["real"]["count"] == 3
     assert domain["histogram_wasserstein_db"] > 0 and 0 <= domain["texture_distance"] <= 1
     with open(out / "metrics.csv", newline="") as handle:
-        table = list(csv.DictReader(handle))
-    assert [row["name"] for row in table] == ["a", "b", "d", "summary:mean", "summary:std"]
-    assert table[0]["psnr"] == "inf" and table[2]["psnr"] == ""
+        table = {row["metric"]: row for row in csv.DictReader(handle)}
+    assert table["psnr"]["a"] == "inf" and table["psnr"]["d"] == "" and table["psnr"]["count"] == "1"
     assert not (out / "index.html").exists()  # no page there: json and csv only
+
+
+def test_a_metric_without_weights_is_unavailable_unless_requested(tmp_path, monkeypatch):
+    """One rule for the Gram distance, FID/KID and LPIPS: weights absent -> unavailable with where to put them, the
+    other metrics computed, exit code 3; all computed -> 0; a metric asked for that cannot run -> an error."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    for name in ("a", "b"):
+        save_png(random_image(ord(name), size=40), tmp_path / "fake" / f"{name}.png")
+        save_png(random_image(ord(name) + 5, size=40), tmp_path / "real" / f"{name}.png")
+    folders = ["--fake_dir", str(tmp_path / "fake"), "--real_dir", str(tmp_path / "real"), "--out", str(tmp_path),
+               "--vgg", "vgg16", "--style_layer", "0,1", "--gpu_ids", "-1"]
+    assert evaluate.main(folders) == 3  # no --vgg_weights and no ImageNet VGG16 in the cache
+    report = read_report(tmp_path)
+    gram = report["domain"]["gram_distance"]
+    assert gram.startswith("unavailable: ImageNet vgg16 weights are not in ") and "empty_cache" in gram
+    assert "vgg16-397923af.pth" in gram and "--vgg_weights random" in gram
+    assert all("gram_distance_real" not in row and math.isfinite(row["psnr"]) for row in report["images"])
+    assert any(line.startswith("Gram distance: unavailable") for line in report["computed"])
+    assert report["domain"]["histogram_js"] >= 0 and report["domain"]["fid"].startswith("unavailable")
+    assert evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--no_lpips"]) == 0
+    assert read_report(tmp_path)["domain"]["gram_distance"] >= 0
+    offline = mock.patch("torchvision.models._api.WeightsEnum.get_state_dict", side_effect=OSError("offline"))
+    with offline, pytest.raises(SargenError, match="^ImageNet vgg16 weights are not in .*could not be downloaded"):
+        evaluate.main([*folders, "--gram", "--no_fid", "--no_lpips"])
+    with pytest.raises(SargenError, match="^--lpips: the alexnet ImageNet weights of LPIPS are not in .*empty_cache"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--lpips"])
+    with mock.patch("torch.hub.download_url_to_file", side_effect=OSError("offline")), \
+            pytest.raises(SargenError, match="^pytorch-fid's Inception weights are not in .*could not be downloaded"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_lpips", "--fid"])
+    with pytest.raises(SargenError, match="^--lpips: LPIPS compares pairs"):
+        evaluate.main([*folders, "--vgg_weights", "random", "--no_fid", "--lpips", "--unpaired"])
 
 
 def test_no_common_names_gives_distribution_metrics_only_and_unpaired_forces_it(tmp_path):
@@ -462,6 +494,21 @@ def test_results_layout_writes_json_csv_and_a_page_section(tmp_path):
     assert "histogram_wasserstein_db_real_band3" in rows["b"] and "histogram_wasserstein_db_real" in rows["b"]
     html = (folder / "index.html").read_text()
     assert "Metrics (evaluate.py)" in html and 'href="metrics.csv"' in html and "paired metrics" in html
+    # laid out as read: a row per paired metric (mean, std, then each image), the sets side by side, plots
+    tables = [[re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.DOTALL)]
+              for table in re.findall(r"<table[^>]*>(.*?)</table>", html, re.DOTALL)]
+    paired = tables[0]
+    assert paired[0][:3] == ["metric", "mean", "std"] and paired[0][-3:] == ["a", "b", "c"]
+    psnr = next(row for row in paired if row[0] == "psnr")
+    assert psnr[-3] == "inf" and float(psnr[-1]) == pytest.approx(rows["c"]["psnr"], rel=1e-5)
+    assert [row[0] for row in paired[1:5]] == ["psnr", "ssim", "mae", "rmse"] and len(paired) < 15
+    statistics = next(table for table in tables if table[0][:6] == ["metric", "generated band1", "generated std band1",
+                                                                     "real band1", "real std band1", "ratio band1"])
+    enl = next(row for row in statistics if row[0] == "enl")
+    assert float(enl[5]) == pytest.approx(report["domain"]["enl_band1"]["ratio"], rel=1e-5)
+    for title in ("dB histogram band1", "ENL per image band3"):
+        chart = re.search(rf"<svg[^>]*>(?:(?!</svg>).)*>{title}<.*?</svg>", html, re.DOTALL).group()
+        assert ">generated<" in chart and ">real<" in chart and chart.count("<polyline") == 2
 
 
 # FID and KID with pytorch-fid's network
@@ -594,6 +641,25 @@ def test_multi_band_db_geotiffs_are_scored_band_by_band(tmp_path, fid_home, monk
         assert f"histogram_wasserstein_db_real_{band}" in row and f"enl_real_{band}" in row
     assert domain["mean_db_band1"]["generated"]["mean"] == pytest.approx(-10, abs=0.3)
     assert domain["mean_db_band2"]["generated"]["mean"] == pytest.approx(-17, abs=0.3)
+    # metrics.csv: a row per metric, bands and images as columns; metrics_sets.csv: generated beside real
+    with open(tmp_path / "fake" / "metrics.csv", newline="") as handle:
+        table = {line["metric"]: line for line in csv.DictReader(handle)}
+    summary = report["summary"]
+    assert table["psnr"]["kind"] == "paired" and table["psnr"]["count"] == "3"
+    assert float(table["psnr"]["mean"]) == pytest.approx(summary["psnr"]["mean"])
+    assert float(table["histogram_js_real"]["std band2"]) == pytest.approx(summary["histogram_js_real_band2"]["std"])
+    assert float(table["enl"]["scene0 band2"]) == pytest.approx(row["enl_band2"]) and table["enl"]["scene0"] == ""
+    assert table["enl"]["kind"] == "generated image" and table["enl_real"]["kind"] == "real twin's statistic"
+    with open(tmp_path / "fake" / "metrics_sets.csv", newline="") as handle:
+        sets = {line["metric"]: line for line in csv.DictReader(handle)}
+    assert float(sets["fid"]["value band2"]) == pytest.approx(domain["fid_band2"]["value"])
+    assert float(sets["enl"]["ratio band1"]) == pytest.approx(domain["enl_band1"]["ratio"])
+    contrast = domain["glcm_contrast_band2"]
+    assert float(sets["glcm_contrast"]["ratio band2"]) == pytest.approx(contrast["generated"]["mean"]
+                                                                        / contrast["real"]["mean"])
+    assert float(sets["mean_db (ratio: difference in dB)"]["ratio band1"]) == pytest.approx(
+        domain["mean_db_band1"]["difference"])
+    assert len(sets) < 20 and "glcm_contrast_band1" not in (tmp_path / "fake" / "metrics.csv").read_text()
 
 
 def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatch):

@@ -77,7 +77,36 @@ def test_a_command_is_run_timed_and_stopped_at_its_timeout(tmp_path):
 
 
 def test_the_readme_yields_its_commands():
-    texts = [command.text for command in readme_times.readme_commands(REPO_ROOT / "README.md")]
+    commands = readme_times.documented_commands(REPO_ROOT / "README.md")
+    texts = [command.text for command in commands]
     assert any("train.py --model ugatit" in text and "--iteration" in text for text in texts)  # joined lines
     assert any(text.endswith("datasets/make_dataset.py x2ka") for text in texts)
     assert not any("[" in text or "#" in text for text in texts)
+    sources = {command.source for command in commands}
+    assert {"README.md", "docs/data.md", "docs/eo2sar.md", "docs/evaluation.md"} <= sources
+
+
+def test_docs_pages_are_read_in_the_order_of_the_readme_docs_map(tmp_path):
+    (tmp_path / "docs").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "docs" / f"{name}.md").write_text(f"```bash\necho {name}\n```\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("See [c](docs/c.md#x) first.\n```bash\necho readme\n```\n## Documentation\n\n"
+                      "- [a](docs/a.md)\n- [b](docs/b.md)\n- [missing](docs/missing.md)\n\n## Other\n")
+    assert [page.name for page in readme_times.documented_pages(readme)] == ["README.md", "a.md", "b.md", "c.md"]
+    commands = readme_times.documented_commands(readme)
+    assert [(command.source, command.text) for command in commands] == [
+        ("README.md", "echo readme"), ("docs/a.md", "echo a"), ("docs/b.md", "echo b"), ("docs/c.md", "echo c")]
+
+
+def test_every_docs_page_is_on_the_readme_docs_map():
+    pages = readme_times.documented_pages(REPO_ROOT / "README.md")
+    assert sorted(page.name for page in pages[1:]) == sorted(page.name for page in (REPO_ROOT / "docs").glob("*.md"))
+
+
+def test_make_demo_timing_lines_are_repeated_under_the_table(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("```bash\nprintf 'x\\ndemo timing: demo-a 3 s, total 3 s\\n'\n```\n")
+    assert readme_times.main(["--repo", str(tmp_path), "--log_dir", str(tmp_path / "logs")]) == 0
+    output = capsys.readouterr().out
+    assert "| README.md:2 | `printf" in output and "\nREADME.md:2 demo timing: demo-a 3 s, total 3 s\n" in output

@@ -1,5 +1,6 @@
 """Tests of U-GAT-IT training, checkpoints, resume, test-set translation and the unaligned dataset."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -177,6 +178,15 @@ def test_test_script_writes_seven_panels_at_the_checkpoints_size(trained, tmp_pa
                 assert image.size == (32, 32)
                 optical = panel.startswith("heatmap") or panel in ("real_A", "fake_A2A", "fake_A2B2A")
                 assert image.mode == ("RGB" if optical else "L"), panel
+    # a row of panels shown --display_winsize (256) px wide shrinks to fit a 1,400 px window (8 px body margins,
+    # 1 px borders) before it wraps: it never runs off the page
+    row = re.search(r'<div style="display:flex; flex-wrap:wrap; gap:(\d+)px; align-items:flex-start;">(.*?)</div>',
+                    html, re.DOTALL)
+    sizes = re.findall(r'<figure style="margin:0; flex:0 1 (\d+)px; min-width:(\d+)px;', row.group(2))
+    assert len(sizes) in (len(PANELS), len(PANELS) + 1) and {int(width) for width, _ in sizes} == {256}  # + real_B
+    gap, smallest = int(row.group(1)), max(int(minimum) for _, minimum in sizes)
+    assert len(sizes) * (smallest + 2) + (len(sizes) - 1) * gap <= 1400 - 2 * 8
+    assert 'style="width:100%; display:block;"' in row.group(2)
 
 
 def test_test_script_direction_b_to_a(trained, tmp_path, monkeypatch):
@@ -245,7 +255,8 @@ def test_unaligned_test_items_are_resized_source_images(eo2sar_root, tmp_path):
     dataset = create_dataset(opt)
     assert len(dataset) == 2
     item = dataset[0]
-    assert set(item) == {"B", "B_paths", "A", "A_paths", "category"} and item["B"].shape == (1, 32, 32)
+    assert set(item) == {"B", "B_paths", "B_valid", "A", "A_paths", "A_valid", "category"}
+    assert item["B"].shape == (1, 32, 32) and item["A_valid"] is None and item["B_valid"] is None  # no no-data
     assert item["A"].shape == (3, 32, 32) and Path(item["A_paths"]).name == Path(item["B_paths"]).name
     assert Path(item["A_paths"]).parent.name == "testA"
 

@@ -227,8 +227,26 @@ def test_style_script_writes_layout_log_index_and_options(tmp_path):
         with Image.open(model_dir / f"Layer_{layer_index}" / "grid.png") as grid:
             assert grid.size == (3 * 16 + 2 * fo.CELL_GAP,) * 2
     index = (model_dir / "index.html").read_text()
-    links = set(re.findall(r'src="([^"]+)"', index))
-    assert links == {f"Layer_{k}/{grid}" for k in (3, 6) for grid in ("grid.png", "grid_trial_1.png")}
+    links = set(re.findall(r'href="([^"]+)"', index))
+    assert {f"Layer_{k}/{grid}" for k in (3, 6) for grid in ("grid.png", "grid_trial_1.png")} <= links
+    assert set(re.findall(r'src="([^"]+)"', index)) == {f"Layer_{k}/channel_{pair}_trial_{trial}.png"
+                                                         for k in (3, 6) for pair in pairs for trial in (0, 1)}
+    # every cell on the page names its pair (i, j) and its final objective, as the log has it; below the diagonal
+    # is blank; rows and columns are labelled with the channel
+    log_rows = [line.split("\t") for line in (model_dir / "Layer_3" / "objective_log.txt").read_text().splitlines()
+                if re.match(r"\d+,\d+\t\d\t", line)]
+    finals = {(row[0], int(row[1])): row[3] for row in log_rows}
+    tables = re.findall(r"<table.*?</table>", index, re.DOTALL)
+    assert len(tables) == 4  # 2 layers x 2 trials
+    for trial, table in enumerate(tables[:2]):
+        cells = re.findall(r'<img src="Layer_3/channel_(\d+)_(\d+)_trial_(\d)\.png"[^>]*>\s*</a>\s*<br>\s*'
+                           r'<span>\((\d+), (\d+)\)</span>\s*<br>\s*<span>([^<]+)</span>', table)
+        assert len(cells) == 6
+        for first, second, cell_trial, label_i, label_j, value in cells:
+            assert (first, second, int(cell_trial)) == (label_i, label_j, trial)
+            assert value == finals[(f"{first},{second}", trial)]
+        assert table.count("<td") - len(cells) == 3  # (1, 0), (2, 0), (2, 1): blank
+        assert "<th>j = 2</th>" in table and "<th>i = 1</th>" in table
     assert "--layers_ids" not in (model_dir / "style_opt.txt").read_text()
     assert "layers_ids: 3,relu2_1" in (model_dir / "style_opt.txt").read_text()
 
@@ -243,8 +261,13 @@ def test_content_script_grey_images_and_index_keeps_earlier_layers(tmp_path):
     with Image.open(model_dir / "Layer_1" / "channel_1_trial_0.png") as image:
         assert image.mode == "L" and image.size == (16, 16)
     assert (model_dir / "Layer_6" / "channel_9_trial_0.png").is_file()
-    links = set(re.findall(r'src="([^"]+)"', (model_dir / "index.html").read_text()))
-    assert links == {"Layer_1/grid.png", "Layer_6/grid.png"}
+    index = (model_dir / "index.html").read_text()
+    assert {"Layer_1/grid.png", "Layer_6/grid.png"} <= set(re.findall(r'href="([^"]+)"', index))
+    assert set(re.findall(r'src="([^"]+)"', index)) == {f"Layer_{layer}/channel_{channel}_trial_0.png"
+                                                         for layer, channel in ((1, 0), (1, 1), (6, 5), (6, 9))}
+    final = (model_dir / "Layer_6" / "objective_log.txt").read_text().split("\n9\t0\t")[1].split("\t")[1].strip()
+    assert re.search(rf"channel_9_trial_0\.png.*?<span>channel 9</span>\s*<br>\s*<span>{re.escape(final)}</span>",
+                     index, re.DOTALL)
 
 
 # ---------------------------------------------------------------- errors

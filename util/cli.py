@@ -1,6 +1,8 @@
-"""Entry-point helpers: tqdm-aware logging and the one place where errors become one line."""
+"""Entry-point helpers: the command-line parser, tqdm-aware logging and the one place where errors become one line."""
 
+import argparse
 import logging
+import re
 import sys
 
 from tqdm import tqdm
@@ -9,6 +11,43 @@ from util import distributed
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
+
+# A negative number or comma-separated list of numbers (-25,0  -1e-3  -.5,-0.1): argparse takes it for an option.
+NEGATIVE_VALUE = re.compile(r"^-\.?\d[\d.eE+-]*(,[+-]?\.?\d[\d.eE+-]*)*$")
+
+
+def attach_negative_values(argv, takes_no_value=lambda option: False):
+    """`argv` with each negative value that follows a --option attached to it: --db_window_B -25,0 becomes
+    --db_window_B=-25,0, so both forms parse alike (flags for which `takes_no_value` is true, and `--`, excepted)."""
+    attached, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            return attached + list(argv[index:])
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if (isinstance(token, str) and token.startswith("--") and "=" not in token and isinstance(following, str)
+                and NEGATIVE_VALUE.match(following) and not takes_no_value(token)):
+            attached.append(f"{token}={following}")
+            index += 2
+        else:
+            attached.append(token)
+            index += 1
+    return attached
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every sargen command line: argparse's, also taking a negative value after a space
+    (`--db_window_B -25,0` as `--db_window_B=-25,0`, `--out_db_window -30,5`), as GDAL's tools do."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's parse_known_args on the command line with negative values attached to their options."""
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(attach_negative_values(args, self.takes_no_value), namespace)
+
+    def takes_no_value(self, option):
+        """Whether `option` is a flag of this parser (store_true, --help, ...), which a value never follows."""
+        action = self._option_string_actions.get(option)
+        return action is not None and action.nargs == 0
 
 
 class TqdmHandler(logging.Handler):
@@ -44,18 +83,21 @@ def one_line_message(error):
 
 
 def rank_label():
-    """'' on rank 0 (or without torchrun), '[rank N] ' on the other ranks, to tell their messages apart."""
-    return "" if distributed.is_main() else f"[rank {distributed.rank()}] "
+    """'[rank N] ' under torchrun with several ranks, to tell their messages apart; '' in a single process."""
+    return f"[rank {distributed.rank()}] " if distributed.world_size() > 1 else ""
 
 
 def run_main(main):
-    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit.
+    """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit; an int that `main`
+    returns is the exit code (evaluate.py: 3 when some metrics are unavailable).
 
     Under torchrun the process group is left at the end, also after an error.
     """
     setup_logging()
     try:
-        main()
+        status = main()
+        if isinstance(status, int) and not isinstance(status, bool) and status:
+            sys.exit(status)
     except SargenError as error:
         print(f"error: {rank_label()}{one_line_message(error)}", file=sys.stderr)
         sys.exit(2)

@@ -18,7 +18,7 @@ LOG_LINE = re.compile(r"^\(step: (\d+)[^)]*\) (.*)$")
 VALUE_PAIR = re.compile(r"(\S+): (\S+)")
 CHART_WIDTH, CHART_HEIGHT = 260, 150
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 10, 22, 24
-LINE_COLOUR = "#1f77b4"
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")  # the first: a single curve
 
 
 def read_log_curves(path):
@@ -70,11 +70,18 @@ def axis_value(value):
 
 def line_chart(title, points, x_label="step"):
     """An SVG line chart of (x, y) points with its title, axis ranges and value labels (a dominate element)."""
-    points = finite_points(points)
+    return series_chart(title, {"": points}, x_label)
+
+
+def series_chart(title, series, x_label="step", last_value=True):
+    """An SVG chart of one line per named series ({label: [(x, y)]}) on shared axes, e.g. generated against real;
+    several series get a colour legend; `last_value` writes the last y of a single series under the plot."""
+    series = {label: finite_points(points) for label, points in series.items()}
     chart = svg.svg(width=CHART_WIDTH, height=CHART_HEIGHT, viewBox=f"0 0 {CHART_WIDTH} {CHART_HEIGHT}",
                     role="img", aria_label=f"{title} over {x_label}")
     plot_width = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    points = [point for values in series.values() for point in values]
     with chart:
         svg.rect(x=0, y=0, width=CHART_WIDTH, height=CHART_HEIGHT, fill="white", stroke="#cccccc")
         svg.text(title, x=CHART_WIDTH / 2, y=14, font_size=12, text_anchor="middle", font_family="sans-serif")
@@ -94,26 +101,35 @@ def line_chart(title, points, x_label="step"):
             return (MARGIN_LEFT + (x - x_low) / x_span * plot_width,
                     MARGIN_TOP + plot_height - (y - y_low) / y_span * plot_height)
 
-        coordinates = [position(x, y) for x, y in points]
-        if len(coordinates) == 1:
-            svg.circle(cx=f"{coordinates[0][0]:.1f}", cy=f"{coordinates[0][1]:.1f}", r=3, fill=LINE_COLOUR)
-        else:
-            svg.polyline(points=" ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates), fill="none",
-                         stroke=LINE_COLOUR, stroke_width=1.5)
         label = {"font_size": 10, "font_family": "sans-serif"}
+        for index, (name, values) in enumerate(series.items()):
+            colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+            coordinates = [position(x, y) for x, y in values]
+            if len(coordinates) == 1:
+                svg.circle(cx=f"{coordinates[0][0]:.1f}", cy=f"{coordinates[0][1]:.1f}", r=3, fill=colour)
+            elif coordinates:
+                svg.polyline(points=" ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates), fill="none",
+                             stroke=colour, stroke_width=1.5)
+            if len(series) > 1:
+                svg.text(name, x=CHART_WIDTH - MARGIN_RIGHT - 4, y=MARGIN_TOP + 12 + 12 * index, text_anchor="end",
+                         fill=colour, **label)
         svg.text(axis_value(y_high), x=MARGIN_LEFT - 3, y=MARGIN_TOP + 8, text_anchor="end", **label)
         svg.text(axis_value(y_low), x=MARGIN_LEFT - 3, y=MARGIN_TOP + plot_height, text_anchor="end", **label)
         svg.text(axis_value(x_low), x=MARGIN_LEFT, y=CHART_HEIGHT - 8, text_anchor="start", **label)
         svg.text(axis_value(x_high), x=CHART_WIDTH - MARGIN_RIGHT, y=CHART_HEIGHT - 8, text_anchor="end", **label)
-        svg.text(f"{x_label}; last {format_value(ys[-1])}", x=MARGIN_LEFT + plot_width / 2, y=CHART_HEIGHT - 8,
-                 text_anchor="middle", **label)
+        caption = f"{x_label}; last {format_value(ys[-1])}" if last_value and len(series) == 1 else x_label
+        svg.text(caption, x=MARGIN_LEFT + plot_width / 2, y=CHART_HEIGHT - 8, text_anchor="middle", **label)
     return chart
 
 
 def chart_row(curves, x_label="step"):
     """A wrapping row (a dominate div) of one line chart per named curve ({name: [(x, y)]})."""
+    return charts_row([line_chart(name, points, x_label) for name, points in curves.items()])
+
+
+def charts_row(charts):
+    """A wrapping row (a dominate div) of charts."""
     row = tags.div(style="display:flex; flex-wrap:wrap; gap:6px;")
-    with row:
-        for name, points in curves.items():
-            line_chart(name, points, x_label)
+    for chart in charts:
+        row.add(chart)
     return row

@@ -55,8 +55,11 @@ def rank_device(gpu_ids):
     return select_device([gpu_ids[local_rank] if len(gpu_ids) >= local_processes else local_rank])
 
 
-def init_from_env(gpu_ids):
-    """This process's device; under torchrun with several processes also join the process group (once)."""
+def init_from_env(gpu_ids, timeout=None):
+    """This process's device; under torchrun with several processes also join the process group (once).
+
+    `timeout` (a timedelta) bounds how long a collective waits for the other ranks (default: torch's).
+    """
     if launched_processes() <= 1:
         return select_device(gpu_ids)
     device = rank_device(gpu_ids)
@@ -66,7 +69,8 @@ def init_from_env(gpu_ids):
     if device.type == "cuda":
         torch.cuda.set_device(device)
     try:
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None,
+                                **({"timeout": timeout} if timeout is not None else {}))
     except (RuntimeError, ValueError) as error:
         address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         raise SargenError(f"cannot join the torchrun process group at {address} ({backend}): "
@@ -153,6 +157,16 @@ def gather_objects(value):
     with collective("gathering the ranks' results"):
         dist.gather_object(value, gathered, dst=0)
     return gathered
+
+
+def broadcast_object(value):
+    """Rank 0's `value` on every rank (`value` itself without a process group)."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    with collective("receiving rank 0's data"):
+        dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def wrap(module, device):

@@ -14,6 +14,9 @@ from dominate import tags
 from util.errors import SargenError
 from util.fileio import write_text_atomic
 
+IMAGE_GAP = 4  # pixels between the images of a row
+MIN_IMAGE_WIDTH = 128  # a row's images shrink to no less than this (or their --display_winsize) before wrapping
+
 
 class HTMLContent:
     """Headers, text, links, image rows and tables added to `self.container` (a dominate element)."""
@@ -40,17 +43,48 @@ class HTMLContent:
                     tags.a(text, href=file_url(path))
 
     def add_images(self, images, width=256):
-        """Add a row of images, each a (path relative to the page, caption) pair, linked to the full file."""
+        """Add a row of images, each a (path relative to the page, caption) pair, linked to the full file.
+
+        Each image is `width` pixels wide (--display_winsize) where the window has room; in a narrower window the
+        row scales its images down to half that width (at least MIN_IMAGE_WIDTH), then wraps, so it never runs off
+        the page: U-GAT-IT's seven 256 px panels fit a 1,400 px window side by side.
+        """
+        smallest = min(width, max(MIN_IMAGE_WIDTH, width // 2))
         with self.container:
-            with tags.table(border=1, style="table-layout: fixed;"):
-                with tags.tr():
-                    for path, caption in images:
-                        with tags.td(style="word-wrap: break-word;", halign="center", valign="top"):
-                            with tags.p():
+            with tags.div(style=f"display:flex; flex-wrap:wrap; gap:{IMAGE_GAP}px; align-items:flex-start;"):
+                for path, caption in images:
+                    with tags.figure(style=f"margin:0; flex:0 1 {width}px; min-width:{smallest}px; "
+                                           f"border:1px solid #999; text-align:center; overflow-wrap:anywhere;"):
+                        with tags.a(href=file_url(path)):
+                            tags.img(style="width:100%; display:block;", src=file_url(path))
+                        tags.figcaption(caption)
+
+    def add_image_grid(self, rows, width=128, column_labels=None, row_labels=None):
+        """Add a table of labelled images: `rows` of cells, each a (path relative to the page, caption) pair or
+        None (an empty cell); a caption's lines are shown one under the other; optional labels head the columns
+        and start the rows."""
+        with self.container:
+            with tags.table(border=1, style="border-collapse: collapse; text-align: center;"):
+                if column_labels is not None:
+                    with tags.tr():
+                        if row_labels is not None:
+                            tags.th("")
+                        for label in column_labels:
+                            tags.th(label)
+                for index, cells in enumerate(rows):
+                    with tags.tr():
+                        if row_labels is not None:
+                            tags.th(row_labels[index])
+                        for cell in cells:
+                            with tags.td(valign="top", style=f"width:{width}px; font-size: small;"):
+                                if cell is None:
+                                    continue
+                                path, caption = cell
                                 with tags.a(href=file_url(path)):
                                     tags.img(style=f"width:{width}px", src=file_url(path))
-                                tags.br()
-                                tags.span(caption)
+                                for line in str(caption).split("\n"):
+                                    tags.br()
+                                    tags.span(line)
 
     def add_element(self, element):
         """Add a dominate element built elsewhere (e.g. util.curves' charts)."""

@@ -75,3 +75,12 @@ def heatmap_overlay(heatmap, image, alpha=HEATMAP_ALPHA):
     grey_or_rgb = (image.expand(3, -1, -1) + 1.0) / 2.0
     blended = alpha * colours + (1.0 - alpha) * grey_or_rgb
     return blended * 2.0 - 1.0
+
+
+def error_map(error, full_scale, valid=None):
+    """An HxW map of absolute errors as a jet colour map from 0 (blue) to `full_scale` and over (red), pixels
+    outside `valid` (HxW bool, None: all) black; 3xHxW in [-1, 1]."""
+    colours = jet_colormap(error.detach().float().cpu() / full_scale)
+    if valid is not None:
+        colours = colours * valid.to(colours.dtype)
+    return colours * 2.0 - 1.0

@@ -52,7 +52,7 @@ from models.vgg import (
     parse_layers,
 )
 from options.base_options import format_options, non_negative_int, positive_int, save_options, seed_everything
-from util.cli import progress
+from util.cli import ArgumentParser, progress
 from util.device import autocast_dtype, parse_gpu_ids, select_device
 from util.errors import SargenError
 from util.fileio import write_text_atomic
@@ -69,8 +69,10 @@ DEFAULT_SCALE = 0.1
 DEFAULT_TV_WEIGHT = 0.5
 OBJECTIVE_TEXT = {"content": "mean activation of the channel",
                   "style": "mean over pixels of the product of channel maps i and j (= C x Gram element (i, j))"}
-GRID_TEXT = {"content": "grid: one cell per channel, in reading order (see each layer's objective log)",
-             "style": "grid: row i, column j over the chosen channels, upper triangle (i <= j); blank below"}
+GRID_TEXT = {"content": "grid: one cell per channel, in reading order, each labelled with its channel index and final "
+                        "objective",
+             "style": "grid: row i, column j over the chosen channels, upper triangle (i <= j), each cell labelled "
+                      "with its pair (i, j) and final objective; blank below"}
 LOG_NAME = "objective_log.txt"
 CELL_GAP = 2
 GRID_DISPLAY_WIDTH = 512
@@ -497,17 +499,55 @@ def layer_grids(model_dir):
     return sorted(found)
 
 
-def write_index(model_dir, backbone, title, notes, width=GRID_DISPLAY_WIDTH):
-    """index.html in MODEL/ linking the grid(s) and log of every layer folder there (earlier runs' too)."""
+def read_objective_log(path):
+    """[(Target, final objective)] of a layer's objective log, in its order (an unreadable log: none)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) >= 4 and re.fullmatch(r"\d+(,\d+)?", parts[0]) and parts[1].isdigit():
+            found.append((Target(tuple(int(part) for part in parts[0].split(",")), int(parts[1])), float(parts[3])))
+    return found
+
+
+def labelled_grid(kind, objectives, trial, layer_name):
+    """(rows of (image, caption) cells laid out as the grid PNG, column labels, row labels) of one trial: each
+    cell names its channel (content) or channel pair (i, j) (style) and its final objective."""
+    entries = [(target, final) for target, final in objectives if target.trial == trial]
+    channels = list(dict.fromkeys(target.channels[0] for target, _ in entries))
+    rows, columns = grid_shape(kind, len(channels))
+    cells = [[None] * columns for _ in range(rows)]
+    targets = [target for target, _ in entries]
+    for (target, final), (row, column) in zip(entries, grid_cells(kind, channels, targets)):
+        name = f"channel {target.channels[0]}" if kind == "content" else f"({target.channels[0]}, {target.channels[1]})"
+        cells[row][column] = (f"{layer_name}/{target.file_name}", f"{name}\n{format_value(final)}")
+    if kind == "content":
+        return cells, None, None
+    return cells, [f"j = {channel}" for channel in channels], [f"i = {channel}" for channel in channels]
+
+
+def write_index(model_dir, backbone, title, notes, kind, width=GRID_DISPLAY_WIDTH):
+    """index.html in MODEL/ showing every layer folder there (earlier runs' too): each trial's grid as a table
+    whose cells name their channel or pair (i, j) and final objective, linking the clean grid PNG and the log."""
     page = HTMLPage(model_dir, title)
     for note in notes:
         page.add_text(note)
     names = layer_names(backbone)
     for layer_index, grids in layer_grids(model_dir):
         name = names[layer_index] if layer_index < len(names) else "?"
-        page.add_header(f"Layer_{layer_index}: {name}")
-        page.add_images([(f"Layer_{layer_index}/{grid}", grid) for grid in grids], width)
-        page.add_text(f"objectives: Layer_{layer_index}/{LOG_NAME}")
+        folder = f"Layer_{layer_index}"
+        objectives = read_objective_log(model_dir / folder / LOG_NAME)
+        page.add_header(f"{folder}: {name}")
+        page.add_links([(f"{folder}/{grid}", f"{grid} (unlabelled)") for grid in grids]
+                       + [(f"{folder}/{LOG_NAME}", "objective log")])
+        for trial in sorted({target.trial for target, _ in objectives}):
+            cells, column_labels, row_labels = labelled_grid(kind, objectives, trial, folder)
+            if trial or len(grids) > 1:
+                page.add_text(f"trial {trial}")
+            page.add_image_grid(cells, max(48, min(128, width // max(1, len(cells[0])))), column_labels, row_labels)
     return page.save()
 
 
@@ -564,7 +604,7 @@ def add_options(parser, kind):
 
 def parse_options(kind, argv=None):
     """Parse and check a script's options; returns (opt, parser). Nothing is written yet."""
-    parser = add_options(argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter), kind)
+    parser = add_options(ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter), kind)
     opt = parser.parse_args(argv)
     opt.kind = kind
     opt.backbone = resolve_model(opt.model)
@@ -638,4 +678,4 @@ def visualize(opt, parser):
              f"param {opt.param}, n_iter {opt.n_iter}, lr {opt.lr}, im_size {opt.im_size}, jitter {opt.jitter}, "
              f"scale {opt.scale}, tv_weight {opt.tv_weight}, input_nc {opt.input_nc}",
              GRID_TEXT[opt.kind]]
-    logger.info("results page: %s", write_index(model_dir, opt.backbone, title, notes))
+    logger.info("results page: %s", write_index(model_dir, opt.backbone, title, notes, opt.kind))
