@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+CONSTRAINTS := constraints.txt
+LOCK_VENV := .venv-lock
 # Small sizes and few steps so that every demo target together takes under 4 minutes on two CPU cores.
 GATYS_DEMO := --dataroot datasets/x2ka --name x2ka_demo --vgg vgg19 --load_size 128 --crop_size 128 --gpu_ids -1 \
 	--num_threads 0
@@ -16,15 +18,29 @@ WEIGHTS_FOR = $$($(PY) -c "from models.vgg import imagenet_cache_path as p; prin
 
 DEMO_TARGETS := demo-gatys demo-visualization demo-ugatit demo-sen12ms demo-pix2pix
 
-.PHONY: demo $(DEMO_TARGETS) test lint venv gpu-check
+.PHONY: demo $(DEMO_TARGETS) test test-avx2 lint venv lock gpu-check
 
 venv: $(INSTALLED)
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+# Every package is installed at the version constraints.txt pins (the versions CI passes with); `make lock`
+# refreshes the pins from what pip resolves today, then `make test` installs and checks them.
+$(INSTALLED): requirements.txt requirements-dev.txt $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --upgrade -c $(CONSTRAINTS) pip "setuptools<81" wheel
+	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -r requirements.txt -r requirements-dev.txt
 	touch $(INSTALLED)
+
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip "setuptools<81" wheel
+	$(LOCK_VENV)/bin/python -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	{ echo "# Exact versions of every package the Makefile installs (pip constraints), made by 'make lock' with"; \
+	  echo "# $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_implementation(), platform.python_version(), platform.system(), platform.machine())') on $$(date -u +%Y-%m-%d); the tests passed with these."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(CONSTRAINTS); now run make test (it reinstalls .venv with these pins) and commit the file if it passes"
 
 # Each demo target also runs alone; `make demo` runs them all (the install, made once, not again: -o) and prints
 # how long each took on one line, "demo timing: ...", which benchmarks/readme_times.py repeats under its table.
@@ -95,6 +111,12 @@ demo-pix2pix: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The tests marked `numerics` (floating-point results compared at a tolerance) as an AVX2-only x86 CPU runs them:
+# oneDNN capped at AVX2 (no AVX-512, no bfloat16 instructions, so --precision auto is float32) and ATen's kernels
+# too. A tolerance tuned to one CPU fails here, where it is written (.ci/run runs this after `make test`).
+test-avx2: $(INSTALLED)
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -m numerics -q
 
 # On a machine with one CUDA GPU: the CUDA-marked tests, then every benchmark on the GPU (under 8 minutes).
 gpu-check: $(INSTALLED)

@@ -45,6 +45,7 @@ def main(argv=None):
         for result in model.get_current_results():
             writer.add(result, position_of[result.name])
     page = writer.save()
+    dataset.report_empty_reads()
     if distributed.is_main():
         save_options(opt, options.parser, web_dir / "test_opt.txt")
         logger.info("results page: %s", page)

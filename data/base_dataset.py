@@ -27,7 +27,13 @@ import torch
 import torch.utils.data
 
 from data import transforms
-from data.image_io import list_image_files, read_image_with_info, require_reading_rule
+from data.image_io import (
+    has_valid_pixel,
+    list_image_files,
+    read_image_with_info,
+    require_reading_rule,
+    warn_no_valid_pixel,
+)
 from data.pairing import CO_REGISTERED, folder_pairing
 from data.radiometry import radiometry_for, translation_domains
 from util.errors import SargenError
@@ -80,6 +86,12 @@ def folder_evaluation_sets(source_dir, target_dir, aligned):
     return EvaluationSets(sources, targets, partners, str(source_dir), str(target_dir))
 
 
+def count_in_worker_slot(counter):
+    """Add one to `counter` (a shared tensor of one slot per DataLoader worker, slot 0 the main process)."""
+    worker = torch.utils.data.get_worker_info()
+    counter[0 if worker is None else min(worker.id + 1, len(counter) - 1)] += 1
+
+
 def patch_mask(valid, opt, params):
     """A HxW valid-pixel mask (numpy bool) after opt's resize, crop and flip with `params`: 1xhxw floats in [0, 1]."""
     return transforms.apply_geometry(torch.from_numpy(valid)[None].float(), opt, params)
@@ -120,8 +132,10 @@ class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
         self.skip_bad = getattr(opt, "skip_bad", False)
         self.bad_paths = set()  # files this process found unreadable (--skip_bad)
         self.max_nodata = getattr(opt, "max_nodata", None) if getattr(opt, "is_train", False) else None
-        # patches skipped for no-data, one counter per DataLoader worker (shared memory, seen by the main process)
+        # patches skipped for no-data and test images without a valid pixel, one counter per DataLoader worker
+        # (shared memory, seen by the main process)
         self.nodata_skips = torch.zeros(getattr(opt, "num_threads", 0) + 1, dtype=torch.int64).share_memory_()
+        self.empty_reads = torch.zeros_like(self.nodata_skips).share_memory_()
 
     @classmethod
     def item_keys(cls, opt):
@@ -153,6 +167,9 @@ class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
             if not self.opt.is_train:
                 require_reading_rule(self.opt, domain, path, "the model")
             image, info = read_image_with_info(path, None, self.radiometry(domain))
+            if not self.opt.is_train and not has_valid_pixel(info.valid):  # training: --max_nodata decides
+                warn_no_valid_pixel(path, "its results hold no data")
+                count_in_worker_slot(self.empty_reads)
             return image, info.valid
         except SargenError as error:
             if not self.skip_bad:
@@ -168,9 +185,7 @@ class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
             return False
         if 1.0 - float(patch_mask(valid, opt, params).mean()) <= self.max_nodata:
             return False
-        worker = torch.utils.data.get_worker_info()
-        slot = 0 if worker is None else min(worker.id + 1, len(self.nodata_skips) - 1)
-        self.nodata_skips[slot] += 1
+        count_in_worker_slot(self.nodata_skips)
         return True
 
     def report_nodata_skips(self):
@@ -180,6 +195,14 @@ class BaseDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
             logger.warning("--max_nodata %g: skipped %d training patch(es) with more no-data (their files were "
                            "replaced or left out)", self.max_nodata, skipped)
         return skipped
+
+    def report_empty_reads(self):
+        """Log, once, how many test image files without a valid pixel were read; return the count."""
+        empty = int(self.empty_reads.sum())
+        if empty:
+            logger.warning("%d image file(s) read without a valid pixel (all no-data or NaN; named above): their "
+                           "results hold no data", empty)
+        return empty
 
     def read_pair(self, files, opt, rng):
         """A training item of co-registered files ({key: (path, domain)}): each image read with its domain's rule,

@@ -24,6 +24,7 @@ import rasterio.shutil
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
@@ -39,9 +40,14 @@ from data.radiometry import (
     scale_to_unit_range,
     streamed_window,
 )
+from options.number_types import non_negative_int
 from util.errors import SargenError
-from util.fileio import atomic_path, scratch_path
+from util.fileio import atomic_path, os_error_reason, scratch_path
+from util.versions import software_text
 
+SOFTWARE_MARK = "sargen "  # how the software record (util.versions.software_text) of the images sargen writes starts
+TAG_PREFIX = "SARGEN_"  # GeoTIFF metadata of sargen's writers
+SOFTWARE_TAG = f"{TAG_PREFIX}SOFTWARE"
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 GDAL_DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".vrt": "VRT"}  # only these are tried
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2", ".vrt")
@@ -59,6 +65,7 @@ os.environ.setdefault("PROJ_NETWORK", "OFF")  # PROJ never fetches grids (sargen
 # GDAL's messages reach rasterio's loggers; a failure reaches the user as one SargenError line (decoding), so
 # they are kept off the console.
 logging.getLogger("rasterio").setLevel(logging.CRITICAL + 1)
+logger = logging.getLogger("sargen")
 READ_CHUNK_PIXELS = 1 << 22  # pixels per read when a scene is measured window by window
 COG_OPTIONS = {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": 512, "OVERVIEW_RESAMPLING": "AVERAGE",
                "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
@@ -91,7 +98,7 @@ class RasterInfo:
 def add_image_options(parser):
     """Add the options of how images are read: bands, pixel scaling, no-data and the pixel-count guard."""
     add_radiometry_options(parser)
-    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max_pixels", type=non_negative_int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images of more pixels (decompression-bomb guard; default Pillow's limit); "
                              "0: no limit, e.g. for whole Sentinel-1 scenes with app.py --tile")
     return parser
@@ -99,10 +106,7 @@ def add_image_options(parser):
 
 def apply_image_limits(opt):
     """Make --max_pixels the limit of every reader (Pillow's and the header check of GDAL's); 0 means no limit."""
-    limit = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS)
-    if limit < 0:
-        raise SargenError(f"--max_pixels {limit}: give a pixel count, or 0 for no limit")
-    Image.MAX_IMAGE_PIXELS = limit or None
+    Image.MAX_IMAGE_PIXELS = getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS) or None
 
 
 def is_image_file(path):
@@ -120,14 +124,15 @@ def is_gdal_raster(path):
     return Path(path).suffix.lower() in GDAL_DRIVERS
 
 
-def list_image_files(folder, max_count=None, what="images"):
-    """Sorted image files directly in `folder`; raises if the folder is missing or has none."""
+def list_image_files(folder, max_count=None, what="images", option="--dataroot"):
+    """Sorted image files directly in `folder`; raises if the folder is missing or has none (the message names
+    `option`, the running tool's option that chose the folder)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SargenError(f"{what} folder not found: {folder} (check --dataroot and the folder layout)")
+        raise SargenError(f"{what} folder not found: {folder} (check {option} and the folder layout)")
     files = sorted(path for path in folder.iterdir() if path.is_file() and is_image_file(path))
     if not files:
-        raise SargenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: add images or fix --dataroot")
+        raise SargenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: add images or fix {option}")
     return files[:max_count] if max_count is not None else files
 
 
@@ -175,6 +180,10 @@ def decoding(path, action="read image"):
         raise SargenError(f"cannot {action} {path}: {first_line(error)} (a decompression-bomb guard: raise "
                           f"--max_pixels, 0 for no limit, if you trust the file)") from None
     except Exception as error:
+        cause = root_cause(error)
+        if action == "write" or (isinstance(cause, OSError) and cause.errno):  # the disk, not the file's bytes
+            raise SargenError(f"cannot {action} {path}: "
+                              f"{os_error_reason(cause, path if action == 'write' else None)}") from None
         message = first_line(root_cause(error)).removeprefix(f"{path}: ")
         raise SargenError(f"cannot {action} {path}: {message} (corrupt, truncated or unsupported file)") from None
     finally:
@@ -393,6 +402,16 @@ def read_raster(path, nodata=None):
         return raw, replace(reader.info, valid=reader.valid(raw))
 
 
+def has_valid_pixel(valid):
+    """Whether a valid-pixel mask (HxW, None: every pixel valid) marks any pixel valid."""
+    return valid is None or bool(np.asarray(valid).any())
+
+
+def warn_no_valid_pixel(path, consequence):
+    """Warn that image `path` has no valid pixel (all no-data or NaN) and what follows from it."""
+    logger.warning("%s has no valid pixel (all no-data or NaN): %s", path, consequence)
+
+
 def read_image_with_info(path, channels=None, scaling=DEFAULT_SCALING):
     """Read an image as read_image does; also return its RasterInfo (window, dtype, size, georeferencing, mask).
 
@@ -550,8 +569,35 @@ def write_image(image, path, value_range=(0.0, 1.0), valid=None):
         alpha = np.where(valid, 255, 0).astype(np.uint8)
         image = np.dstack([image, alpha])
     with atomic_path(path) as temp_path:
-        Image.fromarray(image).save(temp_path, format=file_format)
+        Image.fromarray(image).save(temp_path, format=file_format, **software_metadata(file_format))
     return path
+
+
+def software_metadata(file_format):
+    """Pillow save() arguments that record the software in a PNG (tEXt Software) or JPEG (comment); BMP has none."""
+    if file_format == "PNG":
+        info = PngInfo()
+        info.add_text("Software", software_text())
+        return {"pnginfo": info}
+    return {"comment": software_text()} if file_format == "JPEG" else {}
+
+
+def written_by_sargen(path):
+    """Whether the image file `path` carries the mark of sargen's writers (a PNG or JPEG's software record, a
+    GeoTIFF's SARGEN_ tags); False for any other file, or one that cannot be read."""
+    path = Path(path)
+    try:
+        if is_tiff(path):
+            with decoding(path), rasterio.open(path) as dataset:
+                return any(key.startswith(TAG_PREFIX) for key in dataset.tags())
+        if path.suffix.lower() in PIL_FORMATS:
+            with Image.open(path) as image:
+                record = image.info.get("Software") or image.info.get("comment") or ""
+            record = record.decode("utf-8", "replace") if isinstance(record, bytes) else str(record)
+            return record.startswith(SOFTWARE_MARK)
+    except (SargenError, OSError, ValueError):
+        return False
+    return False
 
 
 class RasterWriter:
@@ -599,8 +645,7 @@ class RasterWriter:
                 dataset.set_band_description(band, description)
             if units:
                 dataset.units = tuple(units)
-            if tags:
-                dataset.update_tags(**tags)
+            dataset.update_tags(**{SOFTWARE_TAG: software_text(), **(tags or {})})
         return dataset
 
     def write_rows(self, top, rows, valid=None):

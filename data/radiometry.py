@@ -26,7 +26,6 @@ darkened nor brightened; the tiler fills each tile from its own valid pixels and
 its shared normalization statistics.
 """
 
-import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from options.number_types import finite_number, parse_band_list, parse_float_pair, parse_percentiles
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")
@@ -88,6 +88,7 @@ class Radiometry:
     domain: str | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False, repr=False)
     given: frozenset = field(default=frozenset(), compare=False, repr=False)
+    channel_options: bool = field(default=True, compare=False, repr=False)  # the tool has --input_nc/--output_nc
 
     @classmethod
     def from_options(cls, opt, domain=None):
@@ -95,9 +96,11 @@ class Radiometry:
         return radiometry_for(opt, domain)
 
     def option(self, name):
-        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use."""
+        """The flag that set `name` (an OPTION_NAMES value or 'channels') for this domain, or the one to use; None
+        for 'channels' where the running tool has no such option (app.py, evaluate.py: a checkpoint or the files
+        fix the channels)."""
         if name == "channels":
-            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc")
+            return CHANNEL_OPTIONS.get(self.domain, "--input_nc/--output_nc") if self.channel_options else None
         domain_flag = f"--{name}_{self.domain}" if self.domain else f"--{name}"
         return f"--{name}" if f"--{name}" in self.given and domain_flag not in self.given else domain_flag
 
@@ -256,7 +259,8 @@ def radiometry_for(opt, domain=None):
     given = given_options(opt, domain)
     channels = network_channels(opt, domain) or base.channels
     return dataclasses.replace(base, **{FIELDS_BY_OPTION[name]: value for name, (_, value) in given.items()},
-                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()))
+                               channels=channels, domain=domain, given=frozenset(flag for flag, _ in given.values()),
+                               channel_options=hasattr(opt, "input_nc"))
 
 
 def radiometry_is_known(opt, domain):
@@ -340,36 +344,6 @@ def output_rule(opt):
             logger.info("domain %s was read with the %s rule, which keeps no fixed window: .tif outputs are 8-bit "
                         "levels (--out_unit db with --out_db_window for dB)", target, recorded.mode)
     return rule, unit
-
-
-def parse_float_pair(text):
-    """Parse 'LOW,HIGH' into two floats with LOW < HIGH (an argparse type)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got '{text}'") from None
-    if not low < high:
-        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got '{text}'")
-    return low, high
-
-
-def parse_percentiles(text):
-    """Parse 'LOW,HIGH' percentiles with 0 <= LOW < HIGH <= 100 (an argparse type)."""
-    low, high = parse_float_pair(text)
-    if low < 0 or high > 100:
-        raise argparse.ArgumentTypeError(f"percentiles lie in 0..100, got '{text}'")
-    return low, high
-
-
-def parse_band_list(text):
-    """Parse '1' or '3,2,1' into a tuple of 1-based band numbers (an argparse type)."""
-    try:
-        bands = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected band numbers such as 1 or 3,2,1, got '{text}'") from None
-    if min(bands) < 1:
-        raise argparse.ArgumentTypeError(f"band numbers start at 1, got '{text}'")
-    return bands
 
 
 def select_bands(array, bands, path="image", radiometry=None):
@@ -579,11 +553,15 @@ def convert_channels(array, channels, path="image", radiometry=None):
         return (array @ LUMINANCE_WEIGHTS)[:, :, None]
     if bands == 1:
         return np.repeat(array, channels, axis=2)
-    radiometry = radiometry or Radiometry()
+    radiometry = radiometry or Radiometry(channel_options=False)  # no rule given: no channel option to name
     example = ",".join(str(band) for band in range(1, channels + 1))
+    channel_option = radiometry.option("channels")
+    pick = (f"pick {channels} band(s) with {radiometry.option('bands')} (e.g. {radiometry.option('bands')} "
+            f"{example})")
+    if channel_option is None:
+        raise SargenError(f"{path} has {bands} band(s) (after --bands) but {channels} channel(s) are needed: {pick}")
     raise SargenError(f"{path} has {bands} band(s) (after --bands) but the network takes {channels} channel(s) "
-                      f"({radiometry.option('channels')}): pick {channels} band(s) with {radiometry.option('bands')} "
-                      f"(e.g. {radiometry.option('bands')} {example}) or set {radiometry.option('channels')} {bands}")
+                      f"({channel_option}): {pick} or set {channel_option} {bands}")
 
 
 def grey(images):
@@ -637,7 +615,7 @@ def add_radiometry_options(parser):
         "db_window": ({"type": parse_float_pair, "metavar": "LOW,HIGH"},
                       "dB window of the db rule, mapped to the model range (default: -25,0)"),
         "input_unit": ({"choices": INPUT_UNITS}, "unit of float SAR pixels for the db rule (default: linear)"),
-        "nodata": ({"type": float, "metavar": "VALUE"},
+        "nodata": ({"type": finite_number, "metavar": "VALUE"},
                    "raw pixel value that marks no-data, replacing the file's own no-data value (NaN pixels are "
                    "always no-data) (default: the file's)"),
     }

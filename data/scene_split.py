@@ -11,6 +11,7 @@ import math
 import random
 from pathlib import Path
 
+from options.number_types import open_fraction, seed
 from util import distributed
 from util.errors import SargenError
 from util.fileio import write_text_atomic
@@ -25,9 +26,9 @@ def add_split_options(parser):
     parser.add_argument("--split_file", default=None,
                         help='JSON file {"train": [scene, ...], "test": [...]} listing the scenes of each split '
                              "(default: CHECKPOINTS_DIR/NAME/split.json, made by scene with --split_seed)")
-    parser.add_argument("--test_fraction", type=float, default=0.2,
+    parser.add_argument("--test_fraction", type=open_fraction, default=0.2,
                         help="share of the scenes in the test split when the split is made")
-    parser.add_argument("--split_seed", type=int, default=0, help="seed of the split by scene when it is made")
+    parser.add_argument("--split_seed", type=seed, default=0, help="seed of the split by scene when it is made")
     return parser
 
 

@@ -9,16 +9,16 @@ from data.radiometry import translation_domains
 from util.errors import SargenError
 
 
-def resolve_image_paths(spec, max_count=None):
-    """Image files named by a file path, a folder or a glob pattern."""
+def resolve_image_paths(spec, max_count=None, option="--dataroot"):
+    """Image files named by a file path, a folder or a glob pattern (given as `option`)."""
     path = Path(spec)
     if path.is_dir():
-        return list_image_files(path, max_count)
+        return list_image_files(path, max_count, option=option)
     if path.is_file():
         return [path]
     matches = sorted(Path(match) for match in glob.glob(str(spec)) if is_image_file(match))
     if not matches:
-        raise SargenError(f"no image file, folder or glob match: {spec}")
+        raise SargenError(f"{option} {spec}: no image file, folder or glob match")
     return matches[:max_count] if max_count is not None else matches
 
 

@@ -5,6 +5,8 @@ import random
 import torch
 import torch.nn.functional as F
 
+from options.number_types import MAX_NETWORK_SIDE, integer
+
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
@@ -12,10 +14,10 @@ def add_preprocess_options(parser):
     """Add pix2pix's preprocessing options."""
     parser.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_CHOICES,
                         help="scaling and cropping of images at load time")
-    parser.add_argument("--load_size", type=int, default=286,
+    parser.add_argument("--load_size", type=integer(0, MAX_NETWORK_SIDE), default=286,
                         help="scale images to this size (0 with --dataset_mode unaligned: --img_size + 30 for "
                              "training, --img_size for testing)")
-    parser.add_argument("--crop_size", type=int, default=256,
+    parser.add_argument("--crop_size", type=integer(0, MAX_NETWORK_SIDE), default=256,
                         help="then crop to this size (0 with --dataset_mode unaligned: --img_size)")
     parser.add_argument("--no_flip", action="store_true", help="do not flip images horizontally for augmentation")
     return parser

@@ -32,7 +32,7 @@ holds scenes 0..N-1, trainB scenes N..2N-1, so no name is in both) and its test 
 is the SAR rendering of the scene of testA/NAME). Each dataset records this in OUT/pairing.json (data/pairing.py).
 """
 
-import argparse
+import json
 import re
 import sys
 import time
@@ -51,13 +51,16 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data.base_dataset import CATEGORIES  # noqa: E402  (label index = position; also the file-name prefix)
-from data.image_io import RasterInfo, write_image, write_raster  # noqa: E402
-from data.pairing import write_pairing  # noqa: E402
-from util.cli import ArgumentParser  # noqa: E402
+from data.image_io import RasterInfo, write_image, write_raster, written_by_sargen  # noqa: E402
+from data.pairing import PAIRING_FILE, write_pairing  # noqa: E402
+from options.number_types import MAX_NETWORK_SIDE, integer, seed  # noqa: E402
+from util.cli import ArgumentParser, run_main  # noqa: E402
 from util.errors import SargenError  # noqa: E402
+from util.fileio import check_output  # noqa: E402
 
 BUILDING, FARMLAND, ROAD, VEGETATION, WATER = range(len(CATEGORIES))
 POLARIZATIONS = ("HH", "HV", "VV")
+MAX_SCENES = 100_000  # scenes per folder (--n_train, --n_test, --n_scenes)
 NAME_PATTERN = re.compile(r"^(" + "|".join(CATEGORIES) + r")_\d{4,}\.png$")
 
 # Mean sigma0 in dB per band, class (CATEGORIES order) and polarization (HH, HV, VV), and the HH-VV correlation.
@@ -528,11 +531,48 @@ def scene_name(number):
 
 
 def remove_stale(folder, keep):
-    """Delete generated-looking files (category_NNNN.png) in `folder` that are not in `keep`; return the count."""
-    stale = [p for p in folder.glob("*.png") if NAME_PATTERN.match(p.name) and p.name not in keep]
+    """Delete the files an earlier run generated in `folder` (category_NNNN.png written by sargen) that are not in
+    `keep`; return the count. Other files are never removed."""
+    stale = [p for p in folder.glob("*.png") if NAME_PATTERN.match(p.name) and p.name not in keep
+             and written_by_sargen(p)]
     for path in stale:
         path.unlink()
     return len(stale)
+
+
+def planned_files(args, out):
+    """Every file a run of `args` writes under `out`, before it writes any."""
+    if args.dataset == "sen12ms":
+        return [sen12ms_patch_path(out, SEN12MS_REGIONS[index % len(SEN12MS_REGIONS)], index + 1, sensor, patch)
+                for index in range(args.n_scenes) for patch in range(1, 10) for sensor in ("s2", "s1")]
+    if args.dataset == "x2ka":
+        images = [out / split / side / scene_name(index) for split, count in (("train", args.n_train),
+                                                                               ("test", args.n_test))
+                  for index in range(count) for side in "AB"]
+    else:
+        images = [out / folder / scene_name(number)
+                  for folder, numbers in eo2sar_scene_numbers(args.n_train, args.n_test).items() for number in numbers]
+    return [*images, out / PAIRING_FILE]
+
+
+def written_by_make_dataset(path):
+    """Whether existing file `path` is one an earlier run wrote: an image with sargen's mark, or a pairing.json
+    with the generator's record."""
+    if path.name != PAIRING_FILE:
+        return written_by_sargen(path)
+    try:
+        return "generator" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def check_outputs(args, out):
+    """Refuse, before writing anything, a run that would replace a file an earlier run did not write (one line),
+    unless --overwrite."""
+    if out.exists() and not out.is_dir():
+        raise SargenError(f"--out {out} is a file, not a folder")
+    for path in planned_files(args, out):
+        check_output(path, (), args.overwrite, written_by_make_dataset, "--out")
 
 
 def make_x2ka(out, size=128, n_train=24, n_test=6, seed=0):
@@ -588,17 +628,6 @@ def make_eo2sar(out, size=128, n_train=24, n_test=6, seed=0, band="X"):
     return written + 1, removed
 
 
-def _count(text, minimum=0):
-    """An argparse type: an integer >= `minimum`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-    return value
-
-
 def build_parser():
     """The command-line parser: subcommands x2ka, eo2sar and sen12ms with their options."""
     parser = ArgumentParser(description=__doc__.split("\n")[0])
@@ -610,12 +639,15 @@ def build_parser():
         sub = commands.add_parser(dataset, help=text, description=text)
         sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / dataset,
                          help=f"output folder (default: datasets/{dataset} in the repository)")
-        sub.add_argument("--size", type=lambda t: _count(t, 16), default=128, help="image size in pixels (>= 16)")
-        sub.add_argument("--n_train", type=_count, default=DEFAULTS[dataset]["n_train"],
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace files in the output folder that an earlier run did not write")
+        sub.add_argument("--size", type=integer(16, MAX_NETWORK_SIDE), default=128,
+                         help=f"image size in pixels (16 to {MAX_NETWORK_SIDE})")
+        sub.add_argument("--n_train", type=integer(0, MAX_SCENES), default=DEFAULTS[dataset]["n_train"],
                          help="training scenes (per domain for eo2sar); >= 5 to hold every category")
-        sub.add_argument("--n_test", type=_count, default=DEFAULTS[dataset]["n_test"],
+        sub.add_argument("--n_test", type=integer(0, MAX_SCENES), default=DEFAULTS[dataset]["n_test"],
                          help="test scenes (for eo2sar: each in testA and testB)")
-        sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
+        sub.add_argument("--seed", type=seed, default=0, help="base random seed")
         if dataset == "eo2sar":
             sub.add_argument("--band", choices=tuple(BANDS), default="X", help="radar band of the SAR images")
     text = ("a miniature SEN12MS tree: ROIs<id>_<season>/{s1,s2}_<scene>/..._p<patch>.tif, Sentinel-2 int16 "
@@ -623,10 +655,13 @@ def build_parser():
     sub = commands.add_parser("sen12ms", help=text, description=text)
     sub.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / "sen12ms",
                      help="output folder (default: datasets/sen12ms in the repository)")
-    sub.add_argument("--size", type=lambda t: _count(t, 16), default=64, help="patch size in pixels (>= 16)")
-    sub.add_argument("--n_scenes", type=lambda t: _count(t, 2), default=8,
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace files in the output folder that an earlier run did not write")
+    sub.add_argument("--size", type=integer(16, MAX_NETWORK_SIDE), default=64,
+                     help=f"patch size in pixels (16 to {MAX_NETWORK_SIDE})")
+    sub.add_argument("--n_scenes", type=integer(2, MAX_SCENES), default=8,
                      help="scenes (9 half-overlapping patches each); >= 2 for a split by scene")
-    sub.add_argument("--seed", type=_count, default=0, help="base random seed (>= 0)")
+    sub.add_argument("--seed", type=seed, default=0, help="base random seed")
     sub.add_argument("--known_mapping", action="store_true",
                      help="Sentinel-1 a fixed function of Sentinel-2 plus speckle (vegetation/urban/water mixtures), "
                           "for learning checks of paired models")
@@ -634,25 +669,23 @@ def build_parser():
 
 
 def main(argv=None):
-    """Command-line entry: generate the chosen data set and print one summary line; returns the exit status."""
+    """Command-line entry: generate the chosen data set and print one summary line; returns 0 (errors raise:
+    SargenError, or an OSError that util.cli.run_main words)."""
     args = build_parser().parse_args(argv)
     out = args.out.expanduser().resolve()
     start = time.perf_counter()
-    try:
-        if args.dataset == "sen12ms":
-            written, removed = make_sen12ms(out, args.size, args.n_scenes, args.seed, args.known_mapping)
-            what = (f"{args.n_scenes} scenes x 9 patches, Sentinel-2 and Sentinel-1 GeoTIFFs"
-                    f"{', Sentinel-1 a known function of Sentinel-2' if args.known_mapping else ''}")
-        elif args.dataset == "x2ka":
-            written, removed = make_x2ka(out, args.size, args.n_train, args.n_test, args.seed)
-            what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"
-        else:
-            written, removed = make_eo2sar(out, args.size, args.n_train, args.n_test, args.seed, args.band)
-            what = (f"{args.n_train}+{args.n_train} unpaired train, {args.n_test} co-registered test "
-                    f"optical/SAR-{args.band} images")
-    except (SargenError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    check_outputs(args, out)
+    if args.dataset == "sen12ms":
+        written, removed = make_sen12ms(out, args.size, args.n_scenes, args.seed, args.known_mapping)
+        what = (f"{args.n_scenes} scenes x 9 patches, Sentinel-2 and Sentinel-1 GeoTIFFs"
+                f"{', Sentinel-1 a known function of Sentinel-2' if args.known_mapping else ''}")
+    elif args.dataset == "x2ka":
+        written, removed = make_x2ka(out, args.size, args.n_train, args.n_test, args.seed)
+        what = f"{args.n_train} train + {args.n_test} test X/Ka Pauli RGB pairs"
+    else:
+        written, removed = make_eo2sar(out, args.size, args.n_train, args.n_test, args.seed, args.band)
+        what = (f"{args.n_train}+{args.n_train} unpaired train, {args.n_test} co-registered test "
+                f"optical/SAR-{args.band} images")
     stale = f", removed {removed} stale files" if removed else ""
     print(f"{args.dataset}: wrote {written} files ({what}, {args.size}x{args.size}) to {out}{stale} "
           f"in {time.perf_counter() - start:.1f} s")
@@ -660,4 +693,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from data.image_io import read_image_with_info
+from data.image_io import has_valid_pixel, read_image_with_info, warn_no_valid_pixel
 from data.radiometry import convert_channels
 from evaluation import metrics, speckle, texture
 from evaluation.features import network_views
@@ -58,6 +58,7 @@ class ImageReader:
         self.labelled_by = labelled_by or scaling
         self.skip_bad = skip_bad
         self.skipped = []
+        self.without_valid_pixel = []  # files read whose pixels are all no-data (their metrics are NaN)
 
     def read(self, named):
         """The EvaluationImage of a NamedImage, or None for an unreadable file with --skip_bad."""
@@ -73,6 +74,9 @@ class ImageReader:
             return None
         valid = getattr(info, "valid", None)  # no-data mask of the reader, where it has one
         valid = None if valid is None else np.asarray(valid, dtype=bool)
+        if not has_valid_pixel(valid) and str(named.path) not in self.without_valid_pixel:
+            warn_no_valid_pixel(named.path, "its metrics are NaN")
+            self.without_valid_pixel.append(str(named.path))
         scale = physical_scale(self.scaling, info.window, info.dtype, self.intensity_unit, self.db_window)
         return EvaluationImage(named.name, values, scale, band_labels(self.labelled_by, values.shape[0]), valid,
                                named.path)

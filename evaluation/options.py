@@ -9,18 +9,10 @@ from evaluation.inception import FID_DIMS
 from evaluation.perceptual import LPIPS_NETS
 from evaluation.physical import INTENSITY_UNITS
 from models.vgg import add_vgg_options
-from options.base_options import positive_int
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, real
 from util.cli import ArgumentParser
 
 EXIT_SOME_UNAVAILABLE = 3  # evaluate.py's exit code when the report is written but some metrics could not run
-
-
-def fraction(text):
-    """An argparse type: a number in (0, 1]."""
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
 
 
 def image_radiometry(opt, role):
@@ -60,7 +52,7 @@ def add_fid_options(parser):
     parser.add_argument("--inception_weights", default=None,
                         help="pytorch-fid's Inception weights file pt_inception-2015-12-05-6726825d.pth (default: "
                              "where pytorch-fid looks, $TORCH_HOME/hub/checkpoints)")
-    parser.add_argument("--fid_dims", type=int, default=2048, choices=FID_DIMS,
+    parser.add_argument("--fid_dims", type=integer(), default=2048, choices=FID_DIMS,
                         help="Inception features for FID and KID (2048: the pool features papers use)")
     return parser
 
@@ -71,8 +63,9 @@ def add_speckle_options(parser):
                         help="what 8-bit renderings (and, under rules other than db, file values) stand for: db "
                              "(8-bit: 0..255 spans --db_window), amplitude or intensity; auto: db for 8-bit files, "
                              "--input_unit for others")
-    parser.add_argument("--enl_window", type=positive_int, default=15, help="side of the ENL windows in pixels")
-    parser.add_argument("--enl_fraction", type=fraction, default=0.1,
+    parser.add_argument("--enl_window", type=integer(1, MAX_NETWORK_SIDE), default=15,
+                        help="side of the ENL windows in pixels")
+    parser.add_argument("--enl_fraction", type=real(above=0.0, maximum=1.0), default=0.1,
                         help="fraction of the most homogeneous windows the ENL is measured on")
     return parser
 
@@ -102,6 +95,8 @@ def build_parser():
     parser.add_argument("--fake_prefix", default="gen_sar_",
                         help="prefix stripped from generated file names before pairing (app.py writes "
                              "gen_sar_NAME); '' to strip nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a metrics.json or metrics.csv in the --out folder that evaluate.py did not write")
     parser.add_argument("--out", default=None, help="folder for metrics.json and metrics.csv (default: the "
                                                     "generated images' folder, or --results)")
     parser.add_argument("--results", default=None,
@@ -126,7 +121,7 @@ def build_parser():
                             "reported unavailable")
     add_metric_switch(parser, "gram", "the Gram (style) distance", "VGG's ImageNet weights (downloaded if needed)")
     add_fid_options(parser)
-    parser.add_argument("--batch_size", type=positive_int, default=50, help="images per Inception batch")
+    parser.add_argument("--batch_size", type=batch_count, default=50, help="images per Inception batch")
     add_metric_switch(parser, "fid", "FID and KID", "pytorch-fid's Inception weights (downloaded if needed)")
     parser.add_argument("--lpips_net", default="alex", choices=tuple(LPIPS_NETS),
                         help="LPIPS backbone (lpips package, v0.1)")

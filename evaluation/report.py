@@ -10,10 +10,12 @@ from pathlib import Path
 from evaluation.evaluator import ratio
 from evaluation.metrics import mean_and_std
 from util.curves import charts_row, series_chart
-from util.fileio import write_text_atomic
+from util.fileio import check_output, write_text_atomic
 from util.html import HTMLSection, format_value
+from util.versions import software_text, software_versions
 
 TEXT_COLUMNS = ("name", "fake", "real", "resized")
+CSV_HEADERS = ("kind,metric,", "metric,", ",".join(TEXT_COLUMNS))  # metrics.csv, metrics_sets.csv, older metrics.csv
 BAND_KEY = re.compile(r"^(?P<metric>.+?)(?P<band>_band\d+)?$")  # per-band keys end in _bandN (the file's band)
 PAIRED_METRICS = ("psnr", "ssim", "mae", "rmse", "lpips", "histogram_wasserstein_db_real", "histogram_js_real",
                   "texture_distance_real", "gram_distance_real")
@@ -42,11 +44,12 @@ def metric_columns(rows):
 
 def build_report(out_dir, rows, domain, settings, computed=()):
     """The whole report: settings, which metrics were computed and why, one row per generated image, the summary
-    (mean, std, count) of each per-image metric, and the set-level (domain) metrics."""
+    (mean, std, count) of each per-image metric, the set-level (domain) metrics and the software versions."""
     rows = [{**row, "fake": relative_path(row["fake"], out_dir), "real": relative_path(row["real"], out_dir)}
             for row in rows]
     summary = {column: mean_and_std([row.get(column) for row in rows]) for column in metric_columns(rows)}
-    return {"settings": settings, "computed": list(computed), "images": rows, "summary": summary, "domain": domain}
+    return {"settings": settings, "computed": list(computed), "images": rows, "summary": summary, "domain": domain,
+            "software": software_versions()}
 
 
 def json_ready(value):
@@ -233,6 +236,7 @@ def metrics_section(report, plots=None):
         section.add_header("Per-image statistics and distances to the real set: summary")
         section.add_table(header, [[display(cell) for cell in row] for row in rows])
     section.add_header("Settings")
+    section.add_text(f"software: {software_text()}")
     section.add_table(["setting", "value"], [[key, display(value)] for key, value in flatten(report["settings"])])
     return section
 
@@ -246,11 +250,36 @@ def display(value):
     return value
 
 
+def report_paths(out_dir):
+    """Where the report goes: OUT/metrics.json, OUT/metrics.csv and OUT/metrics_sets.csv."""
+    return Path(out_dir) / "metrics.json", Path(out_dir) / "metrics.csv", Path(out_dir) / "metrics_sets.csv"
+
+
+def check_report_paths(out_dir, overwrite=False):
+    """Refuse (one line) to replace a metrics.json or metrics*.csv that evaluate.py did not write, unless
+    --overwrite; checked before any image is scored."""
+    for path in report_paths(out_dir):
+        check_output(path, (), overwrite, written_by_evaluate, "--out")
+
+
+def written_by_evaluate(path):
+    """Whether existing `path` is a report of evaluate.py: metrics.json with its sections, a metrics*.csv with the
+    header of its tables (or of the metrics.csv of earlier versions)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if Path(path).suffix == ".csv":
+            return text.startswith(CSV_HEADERS)
+        record = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and {"settings", "computed", "images", "summary"} <= set(record)
+
+
 def write_report(report, out_dir, plots=None):
     """Write metrics.json, metrics.csv and metrics_sets.csv, and the metrics section (with `plots`, the
     Evaluator's plot_series) into index.html where the folder has one."""
     out_dir = Path(out_dir)
-    json_path, csv_path, sets_path = out_dir / "metrics.json", out_dir / "metrics.csv", out_dir / "metrics_sets.csv"
+    json_path, csv_path, sets_path = report_paths(out_dir)
     write_text_atomic(json_path, json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
     write_text_atomic(csv_path, csv_text(report))
     write_text_atomic(sets_path, sets_csv_text(report))

@@ -10,7 +10,7 @@ from evaluation.features import GramFeatures
 from evaluation.inception import FIDFeatures, find_fid_weights
 from evaluation.options import generated_radiometry, image_radiometry
 from evaluation.perceptual import LPIPSDistance, find_lpips_weights
-from evaluation.report import build_report, write_report
+from evaluation.report import build_report, check_report_paths, write_report
 from models.vgg import imagenet_cache_path, imagenet_weights_url
 from util.cli import progress
 from util.device import parse_gpu_ids, select_device
@@ -147,6 +147,7 @@ def computed_lines(images, suite, generated_count, real_count):
 def evaluate(opt):
     """Score the images of the options; write and return (report, files written)."""
     images = collect(opt)
+    check_report_paths(images.out_dir, opt.overwrite)
     device = select_device(parse_gpu_ids(opt.gpu_ids))
     real_scaling = image_radiometry(opt, "real")  # its dB window is what 8-bit renderings stand for, too
     generated_reader = ImageReader(generated_radiometry(opt, images), opt.intensity_unit, real_scaling.db_window,
@@ -185,7 +186,9 @@ def evaluate(opt):
                 "physical_units": {"generated": generated.scale.description(),
                                    "real": real_scales[0] if real_scales else None},
                 **evaluator.settings(),
-                "skipped": generated_reader.skipped + real_reader.skipped, "device": str(device)}
+                "skipped": generated_reader.skipped + real_reader.skipped,
+                "without_valid_pixel": generated_reader.without_valid_pixel + real_reader.without_valid_pixel,
+                "device": str(device)}
     report = build_report(images.out_dir, rows, evaluator.domain_metrics(), settings, lines)
     return report, write_report(report, images.out_dir, evaluator.plot_series())
 
@@ -202,9 +205,12 @@ def first_readable(reader, images):
 
 
 def skipped_lines(*readers):
-    """One line naming the files --skip_bad left out, if any."""
+    """One line naming the files --skip_bad left out, one naming those without a valid pixel, if any."""
     skipped = [path for reader in readers for path in reader.skipped]
-    return [f"--skip_bad left out {len(skipped)} unreadable file(s): {', '.join(skipped)}"] if skipped else []
+    empty = [path for reader in readers for path in reader.without_valid_pixel]
+    return ([f"--skip_bad left out {len(skipped)} unreadable file(s): {', '.join(skipped)}"] if skipped else []) + (
+        [f"{len(empty)} file(s) without a valid pixel (all no-data or NaN; their metrics are NaN): "
+         f"{', '.join(empty)}"] if empty else [])
 
 
 def vars_of(scaling):

@@ -26,7 +26,7 @@ from evaluation.inception import FIDFeatures, find_fid_weights
 from evaluation.options import add_fid_options, image_radiometry, target_domain
 from evaluation.physical import rendering_scale
 from models.vgg import imagenet_cache_path
-from options.base_options import non_negative_int, positive_int
+from options.number_types import non_negative_int, positive_int
 from util.errors import SargenError
 
 logger = logging.getLogger("sargen")

@@ -25,7 +25,7 @@ import torch
 from util import distributed
 from util.cli import progress, rank_label
 from util.errors import SargenError
-from util.fileio import read_json_record, write_text_atomic
+from util.fileio import check_output, read_json_record, write_text_atomic
 
 logger = logging.getLogger("sargen")
 
@@ -34,6 +34,7 @@ MANIFEST_FORMAT = "sargen app.py manifest 1"
 WAIT_FOR_RANKS = timedelta(days=7)  # a rank with a smaller share waits this long for the others' last files
 WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
 COMPLETE_BEFORE = "its output was complete before this run (--skip_existing)"
+NO_VALID_PIXEL = "no valid pixel (all no-data or NaN): its output is all no-data"  # the note of such an input
 
 
 @dataclass
@@ -72,9 +73,18 @@ def manifest_path(targets, out):
     return (Path(targets[0]).parent if targets else Path(out)) / MANIFEST_NAME
 
 
-def check_manifest_is_ours(path):
-    """Refuse to run when `path` exists but is not an app.py manifest (it would be replaced at the end)."""
-    read_json_record(path, MANIFEST_FORMAT, "an app.py manifest", "move it away or give another --out")
+def check_manifest_is_ours(path, overwrite=False):
+    """Refuse to run when `path` exists but is not an app.py manifest (it would be replaced at the end), unless
+    --overwrite (util.fileio.check_output)."""
+    check_output(path, (), overwrite, is_manifest, "--out")
+
+
+def is_manifest(path):
+    """Whether `path` is a manifest.json app.py wrote."""
+    try:
+        return read_json_record(path, MANIFEST_FORMAT, "an app.py manifest", "") is not None
+    except SargenError:
+        return False
 
 
 def complete(files):
@@ -96,7 +106,7 @@ def translate_batch(pairs, translate_one, args, files_of=lambda target: [target]
     """
     started = time.perf_counter()
     manifest = manifest_path([target for _, target in pairs], args.out)
-    check_manifest_is_ours(manifest)
+    check_manifest_is_ours(manifest, getattr(args, "overwrite", False))
     records = {}
     if distributed.is_main() and args.skip_existing:
         for position, (path, target) in enumerate(pairs):
@@ -122,11 +132,12 @@ def translate_batch(pairs, translate_one, args, files_of=lambda target: [target]
 
 
 def translate_recorded(path, target, translate_one, args, files_of):
-    """Translate one input; its InputRecord. A bad input stops the run, or with --skip_bad is logged and recorded
-    as failed; an error about the output itself (a full or read-only disk) stops the run in any case."""
+    """Translate one input; its InputRecord (with the note translate_one returns, e.g. NO_VALID_PIXEL). A bad input
+    stops the run, or with --skip_bad is logged and recorded as failed; an error about the output itself (a full
+    or read-only disk) stops the run in any case."""
     started = time.perf_counter()
     try:
-        translate_one(path, target)
+        note = translate_one(path, target) or ""
     except SargenError as error:
         message = about_input(error, path)
         if not args.skip_bad or any(str(file) in message for file in files_of(target)):
@@ -134,12 +145,18 @@ def translate_recorded(path, target, translate_one, args, files_of):
         logger.warning("%sskipped (--skip_bad): %s", rank_label(), message)
         return InputRecord(str(path), str(target), FAILED, message, distributed.rank(), time.perf_counter() - started)
     logger.info("wrote %s", target)
-    return InputRecord(str(path), str(target), WRITTEN, "", distributed.rank(), time.perf_counter() - started)
+    return InputRecord(str(path), str(target), WRITTEN, note, distributed.rank(), time.perf_counter() - started)
 
 
 def totals(records):
-    """{status: count} of the records, every status present."""
-    return {status: sum(record.status == status for record in records) for status in (WRITTEN, SKIPPED, FAILED)}
+    """{status: count} of the records, every status present, and the count of inputs without a valid pixel."""
+    counts = {status: sum(record.status == status for record in records) for status in (WRITTEN, SKIPPED, FAILED)}
+    return {**counts, "without_valid_pixel": len(without_valid_pixel(records))}
+
+
+def without_valid_pixel(records):
+    """The inputs written whose every pixel was no-data."""
+    return [record.input for record in records if record.status == WRITTEN and record.reason == NO_VALID_PIXEL]
 
 
 def write_manifest(path, records, args, seconds):
@@ -151,5 +168,9 @@ def write_manifest(path, records, args, seconds):
                 "totals": {"inputs": len(records), **counts}, "inputs": [asdict(record) for record in records]}
     write_text_atomic(path, json.dumps(manifest, indent=1) + "\n")
     rate = f" ({counts[WRITTEN] / seconds * 3600:.1f} an hour)" if counts[WRITTEN] and seconds > 0 else ""
-    logger.info("%d inputs: %d written in %.1f s%s, %d skipped (complete before), %d failed (--skip_bad); %s",
-                len(records), counts[WRITTEN], seconds, rate, counts[SKIPPED], counts[FAILED], path)
+    empty = without_valid_pixel(records)
+    shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    log = logger.warning if empty else logger.info
+    log("%d inputs: %d written in %.1f s%s, %d skipped (complete before), %d failed (--skip_bad)%s; %s", len(records),
+        counts[WRITTEN], seconds, rate, counts[SKIPPED], counts[FAILED],
+        f", {len(empty)} without a valid pixel (outputs all no-data: {shown})" if empty else "", path)

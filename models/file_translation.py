@@ -18,14 +18,18 @@ from data.image_io import (
     ImageRowsWriter,
     RasterWriter,
     SceneReader,
+    has_valid_pixel,
     is_gdal_raster,
+    is_image_file,
     is_tiff,
     read_image_resized,
     read_image_with_info,
     require_reading_rule,
     tensor_to_uint8,
+    warn_no_valid_pixel,
     write_image,
     write_raster,
+    written_by_sargen,
 )
 from data.radiometry import (
     Radiometry,
@@ -36,7 +40,7 @@ from data.radiometry import (
     use_radiometry_record,
 )
 from data.single_dataset import resolve_image_paths
-from models.batch_translation import app_device, translate_batch
+from models.batch_translation import NO_VALID_PIXEL, app_device, translate_batch
 from models.tiling import (
     TilePlan,
     pooling_passes,
@@ -51,10 +55,12 @@ from options.app_options import AppOptions
 from util.cli import progress
 from util.device import reuse_memory_on_cpu
 from util.errors import SargenError
+from util.fileio import FileSet, check_output, remove_stale_temporary_files, same_file
 from util.visuals import display_channel_count, display_image, heatmap_overlay
 
 logger = logging.getLogger("sargen")
 
+OUTPUT_PREFIX, HEATMAP_SUFFIX = "gen_sar_", "_heatmap"  # gen_sar_NAME.png and gen_sar_NAME_heatmap.png
 OUT_NODATA = {"db": math.nan, "linear": math.nan, "uint8": 0}  # no-data value of .tif outputs per --out_unit
 OUT_UNIT_NAMES = {"db": "dB", "linear": "linear power", "uint8": "grey level"}
 
@@ -80,17 +86,53 @@ def output_paths(image_paths, out):
     """gen_sar_NAME.png (.tif for GeoTIFF, JPEG2000 and VRT inputs) in folder `out` for each input, or the file
     `out` for a single input."""
     out = Path(out)
+    if out.exists() and not out.is_dir() and not is_image_file(out):
+        raise SargenError(f"--out {out} is an existing file that is not an image: give a folder or an image file "
+                          f"name")
     if out.suffix and not out.is_dir():
         if len(image_paths) > 1:
             raise SargenError(f"--out {out} is a file name but --img names {len(image_paths)} images: "
                               f"give a folder")
         return [out]
-    return [out / f"gen_sar_{path.stem}{'.tif' if is_gdal_raster(path) else '.png'}" for path in image_paths]
+    return [out / f"{OUTPUT_PREFIX}{path.stem}{'.tif' if is_gdal_raster(path) else '.png'}" for path in image_paths]
+
+
+def is_earlier_output(path, out):
+    """Whether input `path` is an output an earlier run wrote into the folder `out` (named as app.py names its
+    outputs and heatmaps, and written by sargen): a run whose --out is its --img folder leaves those out."""
+    path, out = Path(path), Path(out)
+    named_so = path.name.startswith(OUTPUT_PREFIX) or path.stem.endswith(HEATMAP_SUFFIX)
+    return named_so and out.is_dir() and same_file(path.parent, out) and written_by_sargen(path)
+
+
+def inputs_and_outputs(args):
+    """(input, output) pairs of --img and --out, refused (one line) where an output would replace an input or
+    another input's output, or (without --overwrite) a file sargen did not write; earlier outputs in the --out
+    folder are not inputs."""
+    image_paths = resolve_image_paths(args.img, option="--img")
+    earlier = [path for path in image_paths if is_earlier_output(path, args.out)]
+    if earlier:
+        logger.info("--img: left out %d earlier output(s) of app.py in the --out folder %s", len(earlier), args.out)
+        image_paths = [path for path in image_paths if path not in earlier]
+        if not image_paths:
+            raise SargenError(f"--img {args.img}: only earlier outputs of app.py (gen_sar_*) are there: give the "
+                              f"input images")
+    targets = output_paths(image_paths, args.out)
+    inputs, written = FileSet(image_paths), {}
+    for path, target in zip(image_paths, targets):
+        for output in [target, heatmap_path(target)] if args.heatmap else [target]:
+            key = output.resolve()
+            if key in written:
+                raise SargenError(f"--img {written[key]} and {path} would both be written to {output} (inputs of "
+                                  f"the same name): translate them into different --out folders")
+            written[key] = path
+            check_output(output, inputs, args.overwrite, written_by_sargen, "--out")
+    return list(zip(image_paths, targets))
 
 
 def heatmap_path(path):
     """Where the heatmap of output `path` goes: NAME_heatmap.png beside it."""
-    return path.with_name(f"{path.stem}_heatmap.png")
+    return path.with_name(f"{path.stem}{HEATMAP_SUFFIX}.png")
 
 
 def resize_image(image, size):
@@ -218,11 +260,13 @@ class ModelRangeRows:
         """Wrap `scene`; `bar` advances once per window read (a tile)."""
         self.scene, self.bar = scene, bar
         self.height, self.width = scene.height, scene.width
+        self.any_valid = False  # whether a row read so far holds a valid pixel
 
     def rows(self, top, bottom, left=0, right=None):
         """Rows [top, bottom) of columns [left, right) in [-1, 1] and their valid mask."""
         image, valid = self.scene.rows(top, bottom, left, right)
         self.bar.update(1)
+        self.any_valid = self.any_valid or valid is None or bool(valid.any())
         return image.mul_(2.0).sub_(1.0), valid  # in place: the window is fresh
 
 
@@ -251,7 +295,7 @@ def translate_scene(translator, path, target, args):
 
     The scene is read tile by tile (its scaling window measured in a streamed pass first), so memory is bounded
     by the tiles in flight and one tile row of output. With --heatmap the heatmap overlay is written at the
-    heatmap's own resolution, a quarter of the scene's.
+    heatmap's own resolution, a quarter of the scene's. Returns whether the scene holds a valid pixel.
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
         tiling = tiling_arguments(args)
@@ -259,39 +303,53 @@ def translate_scene(translator, path, target, args):
         total = tile_reads(plan, pooling_passes(translator.generator, tiling["passes"]), tiling["statistics_pixels"])
         with progress(total=total, desc=Path(path).name, unit="tile", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
-            heatmap = translate_rows(translator, ModelRangeRows(scene, bar), args.tile, args.overlap,
+            source = ModelRangeRows(scene, bar)
+            heatmap = translate_rows(translator, source, args.tile, args.overlap,
                                      write_rows=functools.partial(write_output_rows, writer, args),
                                      with_heatmap=args.heatmap, **tiling)
         if args.heatmap and heatmap is not None:
             preview = scene.reduced(*heatmap.shape[-2:]) * 2.0 - 1.0
             write_image(heatmap_overlay(heatmap, preview), heatmap_path(target), value_range=(-1.0, 1.0))
+    return source.any_valid
 
 
 def translate_to_file(translator, path, target, args):
-    """Translate one input file into `target` (and its heatmap with --heatmap)."""
+    """Translate one input file into `target` (and its heatmap with --heatmap); return the note of its record in
+    manifest.json: NO_VALID_PIXEL for an input without a valid pixel (also a warning naming it), else ''."""
     if args.tile:
-        return translate_scene(translator, path, target, args)
-    output, heatmap, info = translate_raster(translator, path, args)
-    write_output(output, target, info, args)
-    if heatmap is not None:
-        write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+        any_valid = translate_scene(translator, path, target, args)
+    else:
+        output, heatmap, info = translate_raster(translator, path, args)
+        any_valid = has_valid_pixel(info.valid)
+        write_output(output, target, info, args)
+        if heatmap is not None:
+            write_image(heatmap, heatmap_path(target), value_range=(-1.0, 1.0))
+    if any_valid:
+        return ""
+    warn_no_valid_pixel(path, f"its output {target} is all no-data")
+    return NO_VALID_PIXEL
 
 
 def app_main(argv=None):
     """app.py: translate each image named by --img and write gen_sar_NAME.png or .tif (and the heatmap); under
-    torchrun the ranks share the images (models.batch_translation)."""
+    torchrun the ranks share the images (models.batch_translation).
+
+    Outputs never replace an input, nor (without --overwrite) a file sargen did not write; temporary files of
+    earlier runs that were killed are removed first. Inputs without a valid pixel are named and counted.
+    """
     args = AppOptions().parse(argv)
     device = app_device(choose_device(args.device), args.device)
     reuse_memory_on_cpu(device, args.system_allocator)
-    image_paths = resolve_image_paths(args.img)
-    targets = output_paths(image_paths, args.out)
+    pairs = inputs_and_outputs(args)
     translator = load_translator(args.model_path, args.direction, device, args.precision, args.img_size)
     logger.info("%s: %s", args.model_path, translator.description)
     if args.heatmap and not translator.has_heatmap:
         logger.warning("--heatmap: %s gives no attention heatmap; only the translations are written", args.model_path)
     use_radiometry_record(args, translator.radiometry_record, args.model_path, translation_domains(args)[:1])
     resolve_output_settings(args)
+    for folder in sorted({target.parent for _, target in pairs}):
+        remove_stale_temporary_files(folder)  # of earlier runs that were killed mid-write
     heatmaps = args.heatmap and translator.has_heatmap
-    translate_batch(list(zip(image_paths, targets)), functools.partial(translate_to_file, translator, args=args),
-                    args, lambda target: [target, heatmap_path(target)] if heatmaps else [target])
-    return targets
+    translate_batch(pairs, functools.partial(translate_to_file, translator, args=args), args,
+                    lambda target: [target, heatmap_path(target)] if heatmaps else [target])
+    return [target for _, target in pairs]

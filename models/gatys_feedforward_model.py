@@ -53,7 +53,7 @@ from models.step_trained_model import StepTrainedModel
 from models.tiling import add_tiling_options, tiling_arguments
 from models.ugatit_model import str2bool
 from models.vgg import add_vgg_options, fill_vgg_options
-from options.base_options import non_negative_int, positive_int
+from options.number_types import integer, rate, step_count, weight
 from options.train_options import add_iterative_training_options
 from util import distributed
 from util.cli import progress
@@ -91,12 +91,13 @@ class GatysFeedforwardModel(StepTrainedModel):
             parser.add_argument("--gram_file", default=None,
                                 help=f"Gram file of the target band (default CHECKPOINTS_DIR/NAME/{GRAM_FILE_NAME}, "
                                      f"computed as train.py --model gatys would when missing)")
-            parser.add_argument("--ngf", type=positive_int, default=32, help="generator channels at full resolution")
-            parser.add_argument("--n_res", type=non_negative_int, default=5, help="residual blocks of the generator")
-            parser.add_argument("--lambda_tv", type=float, default=0.0,
+            parser.add_argument("--ngf", type=integer(1, 4096), default=32,
+                                help="generator channels at full resolution")
+            parser.add_argument("--n_res", type=integer(0, 256), default=5, help="residual blocks of the generator")
+            parser.add_argument("--lambda_tv", type=weight, default=0.0,
                                 help="weight of the total-variation loss (mean absolute neighbour difference)")
-            parser.add_argument("--iteration", type=positive_int, default=2000, help="training steps")
-            parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+            parser.add_argument("--iteration", type=step_count, default=2000, help="training steps")
+            parser.add_argument("--lr", type=rate, default=1e-3, help="Adam learning rate")
             parser.add_argument("--decay_flag", type=str2bool, default=True,
                                 help="decay the learning rate linearly to 0 over the second half of the steps")
             add_iterative_training_options(parser)

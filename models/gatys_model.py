@@ -47,11 +47,13 @@ from models.gatys_objective import (
 )
 from models.image_optimizers import make_image_optimizer
 from models.vgg import add_vgg_options, fill_vgg_options
+from options.number_types import integer, positive_int, rate, step_count
 from util import distributed
 from util.checkpoint import save_checkpoint, saved_file
 from util.cli import progress
 from util.errors import SargenError
 from util.results import ImageResult
+from util.versions import software_versions
 
 logger = logging.getLogger("sargen")
 
@@ -83,19 +85,20 @@ class GatysModel(BaseModel):
                             help="folder DATAROOT/STYLE_PHASE/B of the style images for --style_source style")
         parser.add_argument("--optimizer", default="lbfgs", choices=("adam", "lbfgs"),
                             help="lbfgs (per image, one network pass a step) or adam")
-        parser.add_argument("--n_iter", type=int, default=None,
+        parser.add_argument("--n_iter", type=step_count, default=None,
                             help=f"optimization steps (network passes); default {DEFAULT_STEPS}")
-        parser.add_argument("--lr", type=float, default=None, help=f"step size; default {DEFAULT_LR}")
-        parser.add_argument("--history_size", type=int, default=20, help="L-BFGS memory")
+        parser.add_argument("--lr", type=rate, default=None, help=f"step size; default {DEFAULT_LR}")
+        parser.add_argument("--history_size", type=integer(1, 1000), default=20, help="L-BFGS memory")
         parser.add_argument("--init", default="content", choices=("content", "noise", "feedforward"),
                             help="starting image: the source image, seeded noise, or the output of the "
                                  "--model gatys_feedforward generator in --feedforward_checkpoint")
         parser.add_argument("--feedforward_checkpoint", default=None,
                             help=f"with --init feedforward: the generator's checkpoint (default "
                                  f"CHECKPOINTS_DIR/NAME/latest{FEEDFORWARD_SUFFIX})")
-        parser.add_argument("--log_freq", type=int, default=10, help="record the losses every this many steps")
+        parser.add_argument("--log_freq", type=positive_int, default=10, help="record the losses every this many steps")
         parser.add_argument("--save_midResult", action="store_true", help="also save intermediate images")
-        parser.add_argument("--save_epoch", type=int, default=100, help="with --save_midResult: every this many steps")
+        parser.add_argument("--save_epoch", type=positive_int, default=100,
+                            help="with --save_midResult: every this many steps")
         return parser
 
     def __init__(self, opt):
@@ -223,6 +226,7 @@ class GatysModel(BaseModel):
                               for category, count in sorted(counts.items())},
             "dataroot": str(self.opt.dataroot),
             "radiometry": radiometry_record(self.opt),
+            "software": software_versions(),
         }
         save_checkpoint(payload, self.gram_path)
         logger.info("saved the mean Gram of %d images (%s) to %s", image_count,

@@ -20,6 +20,7 @@ from models.vgg import (
     parse_layers,
     weights_description,
 )
+from options.number_types import weight
 from util.checkpoint import check_format, load_checkpoint
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -41,9 +42,9 @@ def add_loss_options(parser, recorded_in=None):
     parser.add_argument("--content_layer", default=default("content_layer"),
                         help="content layers, as --style_layer" + default_help(LOSS_FALLBACKS["content_layer"],
                                                                                recorded_in))
-    parser.add_argument("--lambda_style", type=float, default=default("lambda_style"),
+    parser.add_argument("--lambda_style", type=weight, default=default("lambda_style"),
                         help="weight of the style loss" + default_help(LOSS_FALLBACKS["lambda_style"], recorded_in))
-    parser.add_argument("--lambda_content", type=float, default=default("lambda_content"),
+    parser.add_argument("--lambda_content", type=weight, default=default("lambda_content"),
                         help="weight of the content loss" + default_help(LOSS_FALLBACKS["lambda_content"],
                                                                          recorded_in))
     return parser

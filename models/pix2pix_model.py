@@ -62,7 +62,7 @@ from models.step_trained_model import StepTrainedModel
 from models.tiling import size_multiple, translate_whole
 from models.ugatit_model import frozen, str2bool
 from options.app_options import PRECISIONS
-from options.base_options import non_negative_int, positive_int
+from options.number_types import MAX_BATCH, integer, rate, real, step_count, weight
 from options.train_options import add_iterative_training_options
 from util import distributed
 from util.errors import SargenError
@@ -189,26 +189,27 @@ class Pix2PixModel(StepTrainedModel):
                                 help="generator: U-Net (inputs multiples of 256 / 128 px) or ResNet (multiples of 4)")
             parser.add_argument("--netD", default="basic", choices=DISCRIMINATORS,
                                 help="discriminator: basic (70x70 PatchGAN), n_layers (--n_layers_D), pixel (1x1)")
-            parser.add_argument("--n_layers_D", type=positive_int, default=3, help="layers of --netD n_layers")
-            parser.add_argument("--ngf", type=positive_int, default=64, help="generator channels in the first layer")
-            parser.add_argument("--ndf", type=positive_int, default=64,
+            parser.add_argument("--n_layers_D", type=integer(1, 64), default=3, help="layers of --netD n_layers")
+            parser.add_argument("--ngf", type=integer(1, 4096), default=64,
+                                help="generator channels in the first layer")
+            parser.add_argument("--ndf", type=integer(1, 4096), default=64,
                                 help="discriminator channels in the first layer")
             parser.add_argument("--norm", default="batch", choices=NORMALIZATIONS,
                                 help="normalization of both networks (batch: eval-mode running statistics at test, "
                                      "so tiles are normalized as the whole image)")
             parser.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
             parser.add_argument("--init_type", default="normal", choices=INIT_TYPES, help="weight initialization")
-            parser.add_argument("--init_gain", type=float, default=0.02,
+            parser.add_argument("--init_gain", type=weight, default=0.02,
                                 help="scale of the normal, xavier and orthogonal initializations")
             parser.add_argument("--gan_mode", default="vanilla", choices=GAN_MODES,
                                 help="vanilla: cross-entropy GAN loss; lsgan: least squares")
-            parser.add_argument("--lambda_L1", type=float, default=100.0, help="weight of the L1 loss")
-            parser.add_argument("--pool_size", type=non_negative_int, default=0,
+            parser.add_argument("--lambda_L1", type=weight, default=100.0, help="weight of the L1 loss")
+            parser.add_argument("--pool_size", type=integer(0, MAX_BATCH), default=0,
                                 help="generated pairs kept for the discriminator (0: none, pix2pix's default)")
-            parser.add_argument("--iteration", type=positive_int, default=80_000,
+            parser.add_argument("--iteration", type=step_count, default=80_000,
                                 help="training steps (pix2pix's 200 epochs of the 400 facades pairs)")
-            parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
-            parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+            parser.add_argument("--lr", type=rate, default=2e-4, help="Adam learning rate")
+            parser.add_argument("--beta1", type=real(0.0, below=1.0), default=0.5, help="Adam beta1")
             parser.add_argument("--decay_flag", type=str2bool, default=True,
                                 help="decay the learning rate linearly to 0 over the second half of the steps "
                                      "(pix2pix's n_epochs = n_epochs_decay)")

@@ -35,6 +35,7 @@ from util.checkpoint import (
     state_dicts_on_cpu,
 )
 from util.errors import SargenError
+from util.versions import software_versions
 from util.visualizer import Visualizer
 from util.visuals import display_image
 
@@ -152,13 +153,15 @@ class StepTrainedModel(BaseModel):
     # ---- checkpoints ------------------------------------------------------------------------------
 
     def training_state(self):
-        """sargen's resume state: the step, options, optimizer states, learning rate and random states, and the
-        radiometry record of both domains (how their images were read: test.py reads them the same way)."""
+        """sargen's resume state: the step, options, optimizer states, learning rate and random states, the
+        radiometry record of both domains (how their images were read: test.py reads them the same way) and the
+        software versions."""
         state = {"iteration": self.step, "options": plain_options(self.opt)}
         state.update({f"optimizer_{name}": optimizer.state_dict() for name, optimizer in self.optimizers.items()})
         state.update({"learning_rate": self.learning_rate(self.step), "rng": rng_state()})
         state["evaluation"] = self.best.state()
         state["radiometry"] = radiometry_record(self.opt)
+        state["software"] = software_versions()  # what made it (util.versions)
         return state
 
     def use_radiometry_record(self, state, path):
@@ -183,13 +186,24 @@ class StepTrainedModel(BaseModel):
         payload = state_dicts_on_cpu(self.networks)
         payload[self.state_key] = self.training_state()
         latest = self.checkpoint_path("latest")
-        if step_label is None:
-            saved = save_checkpoint(payload, latest)
-        else:
-            saved = save_checkpoint(payload, self.checkpoint_path(step_label))
-            alias_checkpoint(saved, latest)
+        try:
+            if step_label is None:
+                saved = save_checkpoint(payload, latest)
+            else:
+                saved = save_checkpoint(payload, self.checkpoint_path(step_label))
+                alias_checkpoint(saved, latest)
+        except SargenError as error:  # e.g. a full disk: the earlier files are kept, loadable
+            raise SargenError(f"{error} ({self.kept_checkpoint_text()}; free space, then resume with "
+                              f"--continue_train)") from None
         self.last_checkpoint = (latest, self.step)
         return saved
+
+    def kept_checkpoint_text(self):
+        """Which checkpoint a stopped run leaves to resume from, in words."""
+        if self.last_checkpoint is None:
+            return "no checkpoint had been saved yet"
+        path, iteration = self.last_checkpoint
+        return f"the last good checkpoint {path} (iteration {iteration}) is kept"
 
     def resume(self):
         """Load the --epoch checkpoint into the networks, optimizers, step counter and random states (every rank)."""
@@ -263,12 +277,8 @@ class StepTrainedModel(BaseModel):
         if torch.isfinite(torch.stack(list(averaged.values()))).all():
             return averaged
         name, value = next((name, float(value)) for name, value in averaged.items() if not math.isfinite(value))
-        kept = "no checkpoint had been saved yet"
-        if self.last_checkpoint is not None:
-            path, iteration = self.last_checkpoint
-            kept = f"the last good checkpoint {path} (iteration {iteration}) is kept"
-        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; {kept} "
-                          f"(lower --lr or check the data)")
+        raise SargenError(f"non-finite loss at iteration {self.step}: {name} = {value}; "
+                          f"{self.kept_checkpoint_text()} (lower --lr or check the data)")
 
     def get_current_losses(self):
         """The last step's losses as {name: float}."""

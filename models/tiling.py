@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from data.radiometry import fill_masked
 from models.tile_statistics import PooledStatistics, TileRegion, pooled_layers
 from models.ugatit_networks import BOTTLENECK_SCALE
-from options.base_options import non_negative_int, positive_int
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, real
 from util.errors import SargenError
 
 HEATMAP_SCALE = BOTTLENECK_SCALE
@@ -56,22 +56,22 @@ EMIT_ROWS = 64  # output rows handed to write_rows at once
 def add_tiling_options(parser, tile_help):
     """Add --tile (described by `tile_help`), --overlap, --tile_context, --tile_batch, --tile_passes and
     --statistics_megapixels to `parser`."""
-    parser.add_argument("--tile", type=non_negative_int, default=0, help=tile_help)
-    parser.add_argument("--overlap", type=non_negative_int, default=32,
+    parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0, help=tile_help)
+    parser.add_argument("--overlap", type=integer(0, MAX_NETWORK_SIDE), default=32,
                         help="pixels over which neighbouring tiles cross-fade (--tile)")
-    parser.add_argument("--tile_context", type=non_negative_int, default=TILE_CONTEXT,
+    parser.add_argument("--tile_context", type=integer(0, MAX_NETWORK_SIDE), default=TILE_CONTEXT,
                         help="pixels of its neighbours each tile is translated with on every side it shares with "
                              "one; they weigh nothing in the output, which so stays clear of the padding the "
                              "network sees at a tile's edges (--tile; the network's tiles are this much larger)")
-    parser.add_argument("--tile_batch", type=positive_int, default=None,
+    parser.add_argument("--tile_batch", type=batch_count, default=None,
                         help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-    parser.add_argument("--tile_passes", type=positive_int, default=2,
+    parser.add_argument("--tile_passes", type=integer(1, 64), default=2,
                         help="1: every tile normalized on its own (tiles disagree); 2: every normalization layer "
                              "and global pooling uses the whole image's statistics, gathered by translating all "
                              "tiles (or a sample of --statistics_megapixels) together: the output equals the "
                              "whole image's translation up to the border effect, for about the cost of one pass; "
                              "P > 2: P - 2 more passes refine sampled statistics over all tiles")
-    parser.add_argument("--statistics_megapixels", type=float, default=STATISTICS_PIXELS / 1e6,
+    parser.add_argument("--statistics_megapixels", type=real(above=0, maximum=1e4), default=STATISTICS_PIXELS / 1e6,
                         help="megapixels of tiles translated together to gather the statistics (--tile_passes "
                              "> 1): images up to this size get their own exactly, larger ones a spread sample; "
                              "memory grows with it")
@@ -79,8 +79,6 @@ def add_tiling_options(parser, tile_help):
 
 def tiling_arguments(opt):
     """translate_tiled's keyword arguments from the options add_tiling_options added (but tile and overlap)."""
-    if opt.statistics_megapixels <= 0:
-        raise SargenError(f"--statistics_megapixels {opt.statistics_megapixels} must be > 0")
     return {"tile_batch": opt.tile_batch, "passes": opt.tile_passes, "context": opt.tile_context,
             "statistics_pixels": int(opt.statistics_megapixels * 1e6)}
 

@@ -49,7 +49,7 @@ from models.ugatit_networks import (
     set_fused_statistics,
 )
 from options.app_options import PRECISIONS
-from options.base_options import non_negative_int, positive_int
+from options.number_types import integer, network_side, rate, step_count, weight
 from options.train_options import add_iterative_training_options
 from util import distributed
 from util.device import autocast_dtype
@@ -214,28 +214,28 @@ class UGATITModel(StepTrainedModel):
     def modify_commandline_options(parser, is_train):
         """Add the network, loss and optimizer options; read unaligned data resized as U-GAT-IT does."""
         parser.set_defaults(dataset_mode="unaligned", load_size=0, crop_size=0)
-        parser.add_argument("--ch", "--ngf", dest="ch", type=positive_int, default=64,
+        parser.add_argument("--ch", "--ngf", dest="ch", type=integer(1, 4096), default=64,
                             help="base channel count of the networks (ngf, ndf); read from the checkpoint at test")
-        parser.add_argument("--n_res", type=non_negative_int, default=4,
+        parser.add_argument("--n_res", type=integer(0, 256), default=4,
                             help="residual blocks of the generators (at test: read from the checkpoint)")
-        parser.add_argument("--n_dis", type=positive_int, default=GLOBAL_DISCRIMINATOR_LAYERS,
+        parser.add_argument("--n_dis", type=integer(1, 64), default=GLOBAL_DISCRIMINATOR_LAYERS,
                             help="layers of the global discriminators; the local ones have 2 fewer (published: 7)")
         parser.add_argument("--light", action="store_true",
                             help="light generator (pooled MLP input; the published eo2sar model is light); "
                                  "at test: read from the checkpoint")
-        parser.add_argument("--img_size", type=positive_int, default=256 if is_train else None,
+        parser.add_argument("--img_size", type=network_side, default=256 if is_train else None,
                             help="image side for training (and for testing; default at test: the checkpoint's); "
                                  "--load_size/--crop_size 0 mean img_size+30 / img_size")
         if is_train:
-            parser.add_argument("--iteration", type=positive_int, default=1_000_000, help="training steps")
-            parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-            parser.add_argument("--weight_decay", type=float, default=1e-4, help="Adam weight decay")
+            parser.add_argument("--iteration", type=step_count, default=1_000_000, help="training steps")
+            parser.add_argument("--lr", type=rate, default=1e-4, help="Adam learning rate")
+            parser.add_argument("--weight_decay", type=weight, default=1e-4, help="Adam weight decay")
             parser.add_argument("--decay_flag", type=str2bool, default=True,
                                 help="decay the learning rate linearly to 0 over the second half of the steps")
-            parser.add_argument("--adv_weight", type=float, default=1.0, help="weight of the adversarial losses")
-            parser.add_argument("--cycle_weight", type=float, default=10.0, help="weight of the cycle L1 loss")
-            parser.add_argument("--identity_weight", type=float, default=10.0, help="weight of the identity L1 loss")
-            parser.add_argument("--cam_weight", type=float, default=1000.0, help="weight of the CAM BCE loss")
+            parser.add_argument("--adv_weight", type=weight, default=1.0, help="weight of the adversarial losses")
+            parser.add_argument("--cycle_weight", type=weight, default=10.0, help="weight of the cycle L1 loss")
+            parser.add_argument("--identity_weight", type=weight, default=10.0, help="weight of the identity L1 loss")
+            parser.add_argument("--cam_weight", type=weight, default=1000.0, help="weight of the CAM BCE loss")
             parser.add_argument("--amp", action="store_true",
                                 help="bfloat16 mixed precision for the networks (losses and optimizer in float32)")
             add_iterative_training_options(parser)

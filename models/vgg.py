@@ -19,6 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
+from options.number_types import seed
 from util.checkpoint import load_checkpoint
 from util.errors import SargenError
 
@@ -106,7 +107,7 @@ def add_vgg_weight_options(parser, recorded_in=None):
     parser.add_argument("--vgg_weights", default=None if recorded else FALLBACK_OPTIONS["vgg_weights"],
                         help="imagenet (torchvision's weights), random (seeded, unit-variance) or a file PATH"
                              + default_help(FALLBACK_OPTIONS["vgg_weights"], recorded_in))
-    parser.add_argument("--vgg_seed", type=int, default=None if recorded else FALLBACK_OPTIONS["vgg_seed"],
+    parser.add_argument("--vgg_seed", type=seed, default=None if recorded else FALLBACK_OPTIONS["vgg_seed"],
                         help="seed of --vgg_weights random" + default_help(FALLBACK_OPTIONS["vgg_seed"], recorded_in))
     return parser
 

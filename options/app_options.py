@@ -3,8 +3,8 @@
 import argparse
 
 from data.image_io import add_image_options, apply_image_limits
-from data.radiometry import parse_float_pair
-from models.tiling import add_tiling_options, tiling_arguments
+from models.tiling import add_tiling_options
+from options.number_types import MAX_IMAGE_SIDE, integer, network_side, parse_float_pair
 from util.cli import ArgumentParser
 from util.device import add_allocator_option
 
@@ -27,13 +27,15 @@ class AppOptions:
         parser.add_argument("--device", default=None,
                             help="cpu or cuda[:N]; default: cuda when present, else cpu; under torchrun each process "
                                  "of a machine takes cuda:LOCAL_RANK (give cuda or cpu)")
-        parser.add_argument("--out_img_size", type=int, default=256,
+        parser.add_argument("--out_img_size", type=integer(0, MAX_IMAGE_SIDE), default=256,
                             help="side of the written image when not tiling (0: the input's size)")
         parser.add_argument("--out", default=".", help="output folder, or a file name for a single input")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace existing output files that sargen did not write (never an input)")
         parser.add_argument("--heatmap", action="store_true", help="also save the CAM heatmap over the input")
         add_tiling_options(parser, "translate at the input's own size, tile by tile, with tiles of this many "
                                    "pixels; rasters are read a tile and written a few rows at a time")
-        parser.add_argument("--img_size", type=int, default=None,
+        parser.add_argument("--img_size", type=network_side, default=None,
                             help="translation size without tiling; default: the checkpoint's (256 for plain files)")
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
                             help="genA2B or genB2A; the input is read with domain A's (or B's) image options")
@@ -63,7 +65,5 @@ class AppOptions:
         """Parse and check the command line; apply --max_pixels."""
         self.parser = self.build_parser()
         opt = self.parser.parse_args(argv)
-        if opt.tile:
-            tiling_arguments(opt)  # checks them
         apply_image_limits(opt)
         return opt

@@ -13,28 +13,13 @@ import data
 import models
 from data.image_io import add_image_options, apply_image_limits
 from data.transforms import add_preprocess_options
+from options.number_types import MAX_BAND, MAX_IMAGE_SIDE, batch_count, integer, positive_int, seed
 from util import distributed
 from util.cli import ArgumentParser
 from util.device import add_allocator_option, default_data_workers, parse_gpu_ids, reuse_memory_on_cpu
 from util.fileio import write_text_atomic
 
 logger = logging.getLogger("sargen")
-
-
-def positive_int(text):
-    """An argparse type for integers >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    """An argparse type for integers >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -63,22 +48,23 @@ class BaseOptions:
         parser.add_argument("--dataset_mode", default="aligned", choices=data.available_dataset_modes(),
                             help="how the data folder is read")
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
-        parser.add_argument("--input_nc", type=positive_int, default=3,
+        parser.add_argument("--input_nc", type=integer(1, MAX_BAND), default=3,
                             help="channels of domain A (source) images, e.g. 3 (RGB) or 4 (B, G, R, NIR)")
-        parser.add_argument("--output_nc", type=positive_int, default=3,
+        parser.add_argument("--output_nc", type=integer(1, MAX_BAND), default=3,
                             help="channels of domain B (generated) images, e.g. 1 (VV) or 2 (VV, VH)")
-        parser.add_argument("--batch_size", type=positive_int, default=1,
+        parser.add_argument("--batch_size", type=batch_count, default=1,
                             help="images per batch (per process under torchrun)")
         parser.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
-        parser.add_argument("--num_threads", type=non_negative_int, default=default_data_workers(),
+        parser.add_argument("--num_threads", type=integer(0, 1024), default=default_data_workers(),
                             help="data-loading worker processes; default: min(4, usable CPUs - 1) on this machine")
         parser.add_argument("--skip_bad", action="store_true",
                             help="warn about and leave out images that cannot be read (default: stop, naming the file)")
         parser.add_argument("--max_dataset_size", type=positive_int, default=None,
                             help="use at most this many images (default: all)")
-        parser.add_argument("--display_winsize", type=positive_int, default=256, help="image width on HTML pages")
+        parser.add_argument("--display_winsize", type=integer(1, MAX_IMAGE_SIDE), default=256,
+                            help="image width on HTML pages")
         parser.add_argument("--epoch", default="latest", help="which saved state to load (latest or an iteration)")
-        parser.add_argument("--seed", type=int, default=0, help="random seed for python, numpy and torch")
+        parser.add_argument("--seed", type=seed, default=0, help="random seed for python, numpy and torch")
         parser.add_argument("--verbose", action="store_true", help="log debugging details")
         add_allocator_option(parser)
         add_preprocess_options(parser)

@@ -1,17 +1,8 @@
 """Options of train.py."""
 
-import argparse
-
 from evaluation.training import add_training_evaluation_options
-from options.base_options import BaseOptions, positive_int
-
-
-def fraction(text):
-    """An argparse type for a number from 0 to 1."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text}")
-    return value
+from options.base_options import BaseOptions
+from options.number_types import fraction, integer, non_negative_int, port, positive_int
 
 
 class TrainOptions(BaseOptions):
@@ -39,10 +30,12 @@ def add_iterative_training_options(parser):
     parser.add_argument("--update_html_freq", type=positive_int, default=1000,
                         help="save the current images to the training HTML page every this many steps")
     parser.add_argument("--no_html", action="store_true", help="do not write checkpoints/NAME/web/index.html")
-    parser.add_argument("--display_id", type=int, default=1, help="visdom window id; 0 or less: no visdom display")
+    parser.add_argument("--display_id", type=integer(), default=1,
+                        help="visdom window id; 0 or less: no visdom display")
     parser.add_argument("--display_server", default="http://localhost", help="visdom server address")
-    parser.add_argument("--display_port", type=int, default=8097, help="visdom server port")
+    parser.add_argument("--display_port", type=port, default=8097, help="visdom server port")
     parser.add_argument("--display_env", default="main", help="visdom environment (default: main)")
-    parser.add_argument("--display_ncols", type=int, default=4, help="images per row in the visdom image window")
+    parser.add_argument("--display_ncols", type=non_negative_int, default=4,
+                        help="images per row in the visdom image window")
     add_training_evaluation_options(parser)  # --eval_freq, --best_metric: scores over steps and best_net
     return parser

@@ -79,7 +79,7 @@ def test_two_ranks_share_the_archive_and_write_what_one_process_writes(checkpoin
     assert statuses(manifest) == {f"{name}.tif": ("written", index % 2) for index, name in enumerate(SCENES)}
     assert [entry["output"] for entry in manifest["inputs"]] == [str(tmp_path / "ranks" / f"gen_sar_{name}.tif")
                                                                  for name in SCENES]
-    assert manifest["totals"] == {"inputs": 5, "written": 5, "skipped": 0, "failed": 0}
+    assert manifest["totals"] == {"inputs": 5, "written": 5, "skipped": 0, "failed": 0, "without_valid_pixel": 0}
     assert re.search(r"5 inputs: 5 written in [\d.]+ s \([\d.]+ an hour\), 0 skipped .*, 0 failed ", stderr), stderr
 
 
@@ -110,7 +110,7 @@ def test_a_bad_file_on_one_rank_stops_the_run_naming_rank_and_file_or_is_skipped
     failed = manifest["inputs"][1]
     assert failed["reason"].startswith(f"cannot read image {bad}: ")
     assert not os.path.exists(failed["output"])
-    assert manifest["totals"] == {"inputs": 3, "written": 2, "skipped": 0, "failed": 1}
+    assert manifest["totals"] == {"inputs": 3, "written": 2, "skipped": 0, "failed": 1, "without_valid_pixel": 0}
 
 
 def test_skip_bad_skips_unreadable_wrong_band_count_and_oversized_inputs(checkpoint, tmp_path, sargen_log,
@@ -191,7 +191,8 @@ def test_killed_batch_resumed_with_skip_existing_translates_each_input_once(chec
     expected = {f"img{index:02d}.png": "skipped" if f"gen_sar_img{index:02d}.png" in before else "written"
                 for index in range(count)}
     assert {name: status for name, (status, _) in statuses(manifest).items()} == expected
-    assert manifest["totals"] == {"inputs": count, "written": count - len(before), "skipped": len(before), "failed": 0}
+    assert manifest["totals"] == {"inputs": count, "written": count - len(before), "skipped": len(before), "failed": 0,
+                                  "without_valid_pixel": 0}
     log = (tmp_path / "second.log").read_text()
     assert f"--skip_existing: {len(before)} of {count} outputs are complete already" in log
 
@@ -213,16 +214,21 @@ def test_skip_existing_redoes_an_output_whose_heatmap_is_missing(checkpoint, tmp
 
 
 def test_a_foreign_manifest_json_is_refused_before_any_work(checkpoint, tmp_path):
-    """A manifest.json that app.py did not write is never replaced: the run stops first, naming it."""
+    """A manifest.json that app.py did not write is not replaced unasked: the run stops first, naming it; with
+    --overwrite it is replaced."""
     write_image(smooth_texture(24, 24, seed=1), tmp_path / "in" / "img.png")
     foreign = tmp_path / "out" / "manifest.json"
     foreign.parent.mkdir()
     foreign.write_text('{"format": 1, "files": []}')
-    with pytest.raises(SargenError, match=rf"{re.escape(str(foreign))} is not an app.py manifest"):
-        app_main(["--model_path", str(checkpoint), "--img", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                  "--device", "cpu"])
+    argv = ["--model_path", str(checkpoint), "--img", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+            "--device", "cpu"]
+    with pytest.raises(SargenError, match=rf"{re.escape(str(foreign))} exists and was not written by sargen: "
+                                          rf"pass --overwrite"):
+        app_main(argv)
     assert foreign.read_text() == '{"format": 1, "files": []}'
     assert not (tmp_path / "out" / "gen_sar_img.png").exists()
+    app_main([*argv, "--overwrite"])
+    assert read_manifest(tmp_path / "out")["totals"]["written"] == 1
 
 
 def test_under_torchrun_each_local_process_needs_its_own_gpu(monkeypatch):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.file_translation import app_main
 from options.train_options import TrainOptions
@@ -97,3 +98,19 @@ def test_cpu_runs_reuse_memory_unless_system_allocator(monkeypatch, tmp_path, fl
     with pytest.raises(SargenError):  # stops at the missing checkpoint, after choosing the device
         app_main(["--model_path", str(tmp_path / "missing.pth"), "--img", str(tmp_path), "--device", "cpu", *flag])
     assert len(recorded) == 2 * calls
+
+
+@pytest.mark.parametrize("cap, allowed", [(None, True), ("AVX2", False), ("avx512_core", False), ("SSE41", False),
+                                          ("AVX512_CORE_BF16", True), ("avx512_core_amx", True), ("ALL", True)])
+def test_auto_precision_follows_the_onednn_isa_cap(monkeypatch, cap, allowed):
+    """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 makes the CPU compute as one without bfloat16 instructions, so
+    --precision auto stays float32 there (as on such a CPU: the AVX2 rerun of the numerics tests relies on it)."""
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert device.onednn_may_use_bfloat16() is allowed
+    if not allowed:
+        assert not device.cpu_supports_bfloat16()
+        assert device.autocast_dtype(torch.device("cpu"), "auto") is None

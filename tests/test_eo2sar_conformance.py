@@ -20,6 +20,8 @@ from data.image_io import read_image, tensor_to_uint8
 from models.file_translation import app_main
 from models.translators import load_translator
 
+pytestmark = pytest.mark.numerics  # outputs against the published app's at a tolerance
+
 NGF, BLOCKS, IMG_SIZE = 16, 4, 256  # the published model: light, 4 blocks, 256 px (and ngf 64: slower, same code)
 
 

@@ -39,6 +39,7 @@ from util.cli import run_main
 from util.errors import SargenError
 from util.html import HTMLPage, HTMLSection
 from util.results import ImageResult, ResultsWriter
+from util.versions import software_versions
 
 SIZE = 32
 DB_WINDOW = (-25.0, 0.0)
@@ -243,6 +244,7 @@ def pytorch_fid_frechet(features_a, features_b):
                                           features_b.mean(axis=0), np.cov(features_b, rowvar=False))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("count_a, count_b, dims", [(150, 120, 64), (300, 40, 64), (40, 90, 64), (12, 9, 256)])
 def test_frechet_distance_equals_pytorch_fids_with_more_or_fewer_images_than_dims(count_a, count_b, dims):
     """The fast exact form against pytorch-fid's sqrtm: more images than dims, mixed, fewer (singular product)."""
@@ -254,6 +256,7 @@ def test_frechet_distance_equals_pytorch_fids_with_more_or_fewer_images_than_dim
     assert abs(metrics.frechet_distance(features_a, features_a)) < 1e-9 * expected
 
 
+@pytest.mark.numerics
 def test_frechet_distance_equals_pytorch_fids_for_close_sets_with_dead_features():
     """Two samples of one distribution (a small FID: the trace terms nearly cancel) whose first features are
     constant, as dead activations are (singular covariances), still agree with pytorch-fid's sqrtm."""
@@ -364,7 +367,9 @@ def test_two_folders_give_paired_rows_distribution_metrics_and_say_why(tmp_path,
     assert code == 3, stderr  # FID, KID and LPIPS unavailable: the report is written, the exit code says so
     assert stderr.strip().splitlines()[-1] == "some metrics are unavailable (exit code 3): fid, lpips, kid"
     report = read_report(out)
-    assert list(report) == ["settings", "computed", "images", "summary", "domain"]
+    assert list(report) == ["settings", "computed", "images", "summary", "domain", "software"]
+    assert {key: value for key, value in report["software"].items() if key != "sargen"} == {
+        key: value for key, value in software_versions().items() if key != "sargen"} and report["software"]["sargen"]
     rows = {row["name"]: row for row in report["images"]}
     assert list(rows) == ["a", "b", "d"] and rows["a"]["real"].endswith("real/a.png") and rows["d"]["real"] is None
     assert rows["a"]["psnr"] == "inf" and rows["a"]["ssim"] == 1.0 and rows["a"]["gram_distance_real"] == 0.0
@@ -549,6 +554,7 @@ def fid_folders(tmp_path_factory):
     return root / "fake", root / "real"
 
 
+@pytest.mark.numerics
 def test_fid_equals_pytorch_fid_on_the_same_folders(fid_home, fid_folders, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(fid_home))
     fake_dir, real_dir = fid_folders
@@ -598,6 +604,7 @@ def write_alexnet_weights(path):
     return path
 
 
+@pytest.mark.numerics
 def test_lpips_equals_the_lpips_package_on_the_same_pair(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = write_alexnet_weights(lpips_backbone_path("alex"))
@@ -662,6 +669,7 @@ def test_multi_band_db_geotiffs_are_scored_band_by_band(tmp_path, fid_home, monk
     assert len(sets) < 20 and "glcm_contrast_band1" not in (tmp_path / "fake" / "metrics.csv").read_text()
 
 
+@pytest.mark.numerics
 def test_the_readers_validity_mask_keeps_no_data_pixels_out(tmp_path, monkeypatch):
     """RasterInfo.valid (where image_io provides it) reaches every metric: spoiling masked pixels changes nothing."""
     real = random_image(7, size=48)

@@ -19,6 +19,7 @@ from models.losses import content_loss, gram_matrix, style_loss
 from options.test_options import TestOptions
 from util.checkpoint import load_checkpoint
 from util.errors import SargenError
+from util.versions import software_versions
 
 
 def test_gram_matrix_on_a_hand_checked_tensor():
@@ -56,6 +57,7 @@ def first_batch(opt):
     return next(iter(create_dataloader(create_dataset(opt), opt, shuffle=False)))
 
 
+@pytest.mark.numerics
 def test_gram_file_round_trip_and_metadata(x2ka_root, trained):
     payload = load_checkpoint(trained / "checkpoints" / "tiny" / "latest_gram.pth")
     assert payload["backbone"] == "vgg16"
@@ -63,6 +65,7 @@ def test_gram_file_round_trip_and_metadata(x2ka_root, trained):
     assert payload["style_layers"] == ["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"]
     assert payload["image_count"] == 5 and payload["image_size"] == [32, 32]
     assert payload["categories"] == {name: 1 for name in ("building", "farmland", "road", "vegetation", "water")}
+    assert payload["software"] == software_versions()
     assert (trained / "checkpoints" / "tiny" / "train_opt.txt").is_file()
     model, opt = build_model(x2ka_root, trained)
     opt.phase, opt.sides = "train", "B"

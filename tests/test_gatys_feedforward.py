@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import gatys_test_args, gatys_train_args, run_torchrun
 from PIL import Image
+from sgd_train import assert_same_gradients, assert_sgd_weights_agree, train_with_sgd
 from ugatit_helpers import (
     loss_values,
     one_torch_thread,  # noqa: F401  (autouse fixture)
@@ -32,8 +33,11 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.curves import read_log_curves
 from util.errors import SargenError
+from util.versions import software_text, software_versions
 
 TINY_GENERATOR = ["--ngf", "8", "--n_res", "1"]
+LEARNING_RATE = 1e-3
+GRADIENT_TOLERANCE = 1e-3  # of each gradient's scale (tests/sgd_train.py)
 
 
 def feedforward_args(root, work, name, *extra):
@@ -95,6 +99,7 @@ def test_training_lowers_the_loss(x2ka_root, tmp_path, monkeypatch):
     assert gram_file.is_file(), "the missing Gram file is computed as train.py --model gatys would"
 
 
+@pytest.mark.numerics
 def test_gram_file_is_the_one_gatys_training_writes(x2ka_root, trained, tmp_path):
     """The Gram file computed on the way equals train.py --model gatys's, and the checkpoint holds its targets."""
     train_script.main(gatys_train_args(x2ka_root, tmp_path))
@@ -124,8 +129,10 @@ def test_resume_continues_like_an_uninterrupted_run(x2ka_root, trained, tmp_path
     again = read_feedforward_checkpoint(folder / f"4{CHECKPOINT_SUFFIX}")["generator"]
     for key, tensor in full.items():
         assert torch.allclose(tensor, again[key], atol=1e-6), f"{key} differs after resume"
+    state = read_feedforward_checkpoint(folder / f"4{CHECKPOINT_SUFFIX}")["sargen_gatys_feedforward"]
+    assert state["software"] == software_versions()
     page = (trained / "checkpoints" / "ff" / "web" / "index.html").read_text()
-    assert "fake_B" in page and "real_A" in page
+    assert "fake_B" in page and "real_A" in page and f"made with {software_text()}" in page
 
 
 def test_test_page_lists_images_and_losses_like_gatys(x2ka_root, trained):
@@ -146,9 +153,11 @@ def test_test_page_lists_images_and_losses_like_gatys(x2ka_root, trained):
     assert Image.open(web_dir / "images" / "building_0000_fake_B.png").size == (32, 32)
 
 
+@pytest.mark.numerics
 def test_page_losses_are_the_gatys_losses_of_the_generated_image(x2ka_root, trained):
-    """The page's losses are what --model gatys computes for the generator's output (its first logged step)."""
-    opt = TestOptions().parse(feedforward_test_args(x2ka_root, trained, "ff"), save=False)
+    """The page's losses are what --model gatys computes for the generator's output (its first logged step), both
+    in float32 (auto would translate in bfloat16 on CPUs that have it, and --init feedforward here runs float32)."""
+    opt = TestOptions().parse(feedforward_test_args(x2ka_root, trained, "ff", "--precision", "float32"), save=False)
     model = create_model(opt)
     model.setup()
     model.set_input(next(iter(create_dataloader(create_dataset(opt), opt, shuffle=False))))
@@ -230,6 +239,7 @@ def smooth_scene(height, width, seed=1):
     return (smooth + 0.2 * torch.rand(3, height, width, generator=generator)).clamp(0, 1) * 2 - 1
 
 
+@pytest.mark.numerics
 def test_tiled_translation_of_a_non_multiple_size_matches_the_untiled_one():
     """A 130 x 118 image in 32 px tiles (overlap 8) translated with 16 px of context, more than the generator's
     reach (14 px): the input's size and, with the default passes (the whole image's instance statistics), the
@@ -287,23 +297,27 @@ def test_gram_file_of_weights_from_a_file_asks_for_the_file(x2ka_root, tmp_path)
     assert model.opt.vgg == "vgg16"
 
 
-def test_two_ranks_train_like_one_process_on_the_global_batch(x2ka_root, tmp_path, monkeypatch):
-    """torchrun, 2 CPU ranks x batch 1 (computing the Gram file together): the weights of 1 process x batch 2."""
-    common = ("--iteration", 1, "--save_freq", 1, "--no_html")
+@pytest.mark.numerics
+def test_two_ranks_train_like_one_process_on_the_global_batch(x2ka_root, tmp_path):
+    """torchrun, 2 CPU ranks x batch 1 (computing the Gram file together): the gradients of 1 process x batch 2, so
+    a plain-SGD step gives its weights (float32: the equivalence is DDP's, not bfloat16's), and its losses."""
+    common = ("--iteration", 1, "--save_freq", 1, "--no_html", "--precision", "float32", "--lr", LEARNING_RATE)
     ddp_args = feedforward_args(x2ka_root, tmp_path, "ddp", *common, "--batch_size", 1)
-    code, _, stderr = run_torchrun("train.py", ddp_args)
+    code, _, stderr = run_torchrun("tests/sgd_train.py", [tmp_path / "ddp_gradients.pt", *ddp_args])
     assert code == 0, stderr
-    run_entry_point(train_script, feedforward_args(x2ka_root, tmp_path, "single", *common), monkeypatch)
+    train_with_sgd(feedforward_args(x2ka_root, tmp_path, "single", *common), tmp_path / "single_gradients.pt")
+    ranks = [torch.load(f"{tmp_path / 'ddp_gradients.pt'}.rank{rank}", weights_only=True) for rank in range(2)]
+    scale = assert_same_gradients(ranks, torch.load(tmp_path / "single_gradients.pt", weights_only=True),
+                                  ("generator",), GRADIENT_TOLERANCE)
     folder = tmp_path / "checkpoints"
     ddp = read_feedforward_checkpoint(folder / "ddp" / f"latest{CHECKPOINT_SUFFIX}")["generator"]
     single = read_feedforward_checkpoint(folder / "single" / f"latest{CHECKPOINT_SUFFIX}")["generator"]
-    assert list(ddp) == list(single)
-    for key, tensor in single.items():
-        assert torch.allclose(ddp[key], tensor, atol=2e-4), key
+    assert_sgd_weights_agree(ddp, single, LEARNING_RATE * GRADIENT_TOLERANCE * scale, "generator")
     assert total_losses(folder / "ddp" / "loss_log.txt") == pytest.approx(
         total_losses(folder / "single" / "loss_log.txt"), rel=1e-4)
 
 
+@pytest.mark.numerics
 def test_app_translates_with_a_feedforward_checkpoint_told_apart_by_its_content(x2ka_root, trained, tmp_path):
     """app.py takes a gatys_feedforward checkpoint (no flag says which model): whole images at their own size, the
     translator's output, and --direction BtoA refused with one line naming the file."""

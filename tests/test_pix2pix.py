@@ -12,6 +12,7 @@ from conftest import run_torchrun
 from geotiff_helpers import read_bands
 from PIL import Image
 from raster_helpers import read_raster_file, write_raster
+from sgd_train import assert_same_gradients, assert_sgd_weights_agree, train_with_sgd
 from ugatit_helpers import (
     identical_models,
     loss_values,
@@ -102,6 +103,7 @@ def test_networks_are_the_originals():
     assert unet(torch.zeros(1, 2, 128, 256)).shape == (1, 1, 128, 256)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("kernel, output_padding, side", [(4, 0, 1), (4, 0, 8), (3, 1, 4), (4, 0, 16)])
 def test_transposed_convolution_computes_torchs(kernel, output_padding, side):
     """The generators' transposed convolution (a matrix product and col2im on maps up to 8x8, torch's beyond) gives
@@ -123,6 +125,7 @@ def test_transposed_convolution_computes_torchs(kernel, output_padding, side):
     assert torch.allclose(layers[0].bias.grad, layers[1].bias.grad, atol=1e-4)
 
 
+@pytest.mark.numerics
 def test_sargen_step_computes_the_original_step(mapping_root, tmp_path):
     """One step of sargen (batched discriminator passes with per-pass batch norm, small transposed convolutions as
     matrix products; fused Adam replaced by SGD here) and of the original's step (torch's transposed convolutions),
@@ -377,20 +380,28 @@ def test_eval_freq_keeps_the_best_checkpoint(mapping_root, tmp_path, monkeypatch
     assert "psnr" in (tmp_path / "checkpoints" / "scored" / "metrics_log.txt").read_text()
 
 
-def test_two_ranks_train_like_one_process_on_the_global_batch(mapping_root, tmp_path, monkeypatch):
-    """torchrun, 2 CPU ranks x batch 1 with instance norm and no dropout: the first step's losses (before any update)
-    are those of 1 process x batch 2, and rank 0 alone writes a checkpoint with plain keys."""
+@pytest.mark.numerics
+def test_two_ranks_train_like_one_process_on_the_global_batch(mapping_root, tmp_path):
+    """torchrun, 2 CPU ranks x batch 1 with instance norm and no dropout: the gradients of both updates are those of
+    1 process x batch 2 (recorded in place of Adam by tests/sgd_train.py), so a plain-SGD step gives its weights;
+    the first step's losses (before any update) are its losses; rank 0 alone writes a checkpoint with plain keys."""
     common = ("--iteration", 1, "--save_freq", 1, "--no_html", "--norm", "instance", "--no_dropout")
-    code, _, stderr = run_torchrun("train.py", pix2pix_args(mapping_root, tmp_path, "ddp", *common, "--batch_size", 1))
+    code, _, stderr = run_torchrun("tests/sgd_train.py", [tmp_path / "ddp_gradients.pt", *pix2pix_args(
+        mapping_root, tmp_path, "ddp", *common, "--batch_size", 1)])
     assert code == 0, stderr
-    run_entry_point(train_script, pix2pix_args(mapping_root, tmp_path, "single", *common, "--batch_size", 2),
-                    monkeypatch)
+    train_with_sgd(pix2pix_args(mapping_root, tmp_path, "single", *common, "--batch_size", 2),
+                   tmp_path / "single_gradients.pt")
+    ranks = [torch.load(f"{tmp_path / 'ddp_gradients.pt'}.rank{rank}", weights_only=True) for rank in range(2)]
+    scale = assert_same_gradients(ranks, torch.load(tmp_path / "single_gradients.pt", weights_only=True), ("G", "D"))
     ddp = loss_values(read_loss_log(tmp_path / "checkpoints" / "ddp" / "loss_log.txt")[1][1])
     single = loss_values(read_loss_log(tmp_path / "checkpoints" / "single" / "loss_log.txt")[1][1])
     for name in ("D_real", "D_fake", "G_L1"):  # G_GAN comes after the discriminator's update
         assert ddp[name] == pytest.approx(single[name], rel=1e-4), name
-    keys = read_pix2pix_checkpoint(checkpoint_path(tmp_path, "ddp"))["G"]
-    assert not any(key.startswith("module.") for key in keys)
+    ddp_state = read_pix2pix_checkpoint(checkpoint_path(tmp_path, "ddp"))
+    single_state = read_pix2pix_checkpoint(checkpoint_path(tmp_path, "single"))
+    assert not any(key.startswith("module.") for key in ddp_state["G"])
+    learning_rate = TrainOptions().build_parser(["--model", "pix2pix"]).get_default("lr")
+    assert_sgd_weights_agree(ddp_state["G"], single_state["G"], learning_rate * 1e-3 * scale, "G")
 
 
 def perturbed_generator(norm):
@@ -404,6 +415,7 @@ def perturbed_generator(norm):
     return generator
 
 
+@pytest.mark.numerics
 def test_eval_batch_norm_normalizes_a_tile_as_the_whole_image():
     """With batch norm at eval (running statistics, folded into the convolutions) a window translated alone equals
     the whole image's translation wherever the receptive field stays inside the window; instance norm does not

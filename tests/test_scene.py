@@ -6,7 +6,7 @@ import torch
 from geotiff_helpers import UTM_33N, georeferencing, image_structure, read_bands, write_geotiff
 from PIL import Image
 from test_app import smooth_texture
-from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401  (autouse fixture)
+from ugatit_helpers import one_torch_thread, perturbed_checkpoint  # noqa: F401  (autouse fixture)
 
 import data.image_io
 from data.image_io import read_image_with_info, tensor_to_uint8
@@ -22,9 +22,7 @@ TILED = ["--tile", "64", "--overlap", "16", "--precision", "float32", "--device"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A light EO (3 channels) -> SAR (1 channel) checkpoint whose every weight is perturbed by 0.02 x randn."""
-    path = tmp_path_factory.mktemp("ckpt") / "perturbed.pt"
-    torch.save(perturbed_generators(ngf=8, n_blocks=2, img_size=32, input_nc=3, output_nc=1), path)
-    return path
+    return perturbed_checkpoint(tmp_path_factory, n_blocks=2)
 
 
 def s2_scene(height, width, seed=0):
@@ -39,6 +37,7 @@ def to_db(output, window=(-25.0, 0.0)):
     return np.float32(low) + ((output[0].clamp(-1, 1) + 1) / 2).numpy() * np.float32(high - low)
 
 
+@pytest.mark.numerics
 def test_streamed_output_equals_the_whole_scene_translation(checkpoint, tmp_path, monkeypatch):
     """--tile reads windows of at most one tile with its context, writes rows before the scene is read to the end,
     and gives the in-memory whole-scene tiled translation (percentile window measured over the streamed scene)."""
@@ -73,6 +72,7 @@ def test_streamed_output_equals_the_whole_scene_translation(checkpoint, tmp_path
     assert image_structure(tmp_path / "out.tif")[0]["LAYOUT"] == "COG"
 
 
+@pytest.mark.numerics
 def test_windowed_output_equals_whole_scene_output_away_from_nodata(checkpoint, tmp_path):
     """With a no-data strip (the file's no-data value), the streamed COG equals the whole scene translated in memory
     with the same mask; masked pixels are no-data (NaN) and the georeferencing is the input's."""
@@ -92,6 +92,7 @@ def test_windowed_output_equals_whole_scene_output_away_from_nodata(checkpoint, 
     assert crs == UTM_33N and transform == georeferencing(path)[1] and np.isnan(nodata)
 
 
+@pytest.mark.numerics
 def test_a_no_data_edge_neither_darkens_nor_brightens_the_valid_half(checkpoint, tmp_path):
     """The valid half of a half-no-data scene, away from the edge, matches that half translated alone.
 
@@ -200,6 +201,7 @@ class FeedForwardTranslator:
             return self.generator(images)
 
 
+@pytest.mark.numerics
 def test_a_feed_forward_generator_tiles_through_the_same_tiler():
     """Any Conv2d + InstanceNorm2d generator returning a tensor: one tile equals its whole-image forward (pooled
     statistics with the affine applied); so do smaller tiles with pooled statistics and context beyond the network's

@@ -25,6 +25,7 @@ from ugatit_helpers import one_torch_thread, run_entry_point  # noqa: F401  (aut
 import test as test_script
 import train as train_script
 from data import create_dataset
+from data.image_io import write_image
 from data.pairing import write_pairing
 from data.scene_split import make_split
 from datasets.make_dataset import main as make_dataset
@@ -229,13 +230,13 @@ def test_checkpoint_without_record_and_geotiff_input_says_what_to_pass(trained_3
     payload = read_checkpoint(trained_3_to_2)
     torch.save({name: payload[name] for name in ("genA2B", "genB2A")}, tmp_path / "plain.pt")
     source = write_raster(tmp_path / "scene.tif", optical_bands(size=16))
-    existing = tmp_path / "gen_sar_scene.tif"
-    existing.write_bytes(b"earlier result")
+    existing = write_image(np.zeros((4, 4), np.uint8), tmp_path / "gen_sar_scene.tif")  # an earlier output
+    before = existing.read_bytes()
     code, _, stderr = run_script("app.py", ["--model_path", tmp_path / "plain.pt", "--img", source, "--out", tmp_path,
                                             "--device", "cpu"])
     assert_one_line_error(code, stderr, "plain.pt records no radiometry", "scene.tif", "--bands_A",
                           "--intensity_scaling_A", "--out_db_window")
-    assert existing.read_bytes() == b"earlier result"
+    assert existing.read_bytes() == before
 
 
 @pytest.mark.parametrize("argv", [["--db_window_B=0,-25"], ["--bands_A", "0"], ["--percentiles_A", "5,120"]])

@@ -256,6 +256,7 @@ def reference_ada_iln_block(block, features, gamma, beta, unbiased=True):
     return ada_iln(out, block.norm2) + features
 
 
+@pytest.mark.numerics
 def test_ada_iln_block_matches_reference_forward():
     """ResnetAdaILNBlock equals the reference formula, which uses the unbiased variance."""
     block = ResnetAdaILNBlock(6).double()
@@ -271,6 +272,7 @@ def test_ada_iln_block_matches_reference_forward():
     assert not torch.allclose(actual, biased, atol=1e-3)
 
 
+@pytest.mark.numerics
 def test_norm_layers_match_reference_formula():
     """AdaLIN and LIN apply the reference blend and affine."""
     features = torch.randn(3, 4, 6, 7, dtype=torch.float64)
@@ -285,6 +287,7 @@ def test_norm_layers_match_reference_formula():
         torch.testing.assert_close(plain(features), expected_plain)
 
 
+@pytest.mark.numerics
 def test_fused_statistics_equal_reference_formula_in_float32():
     """The fast path's folded scale-and-shift gives the reference blend to float32 rounding, offset data too."""
     generator = torch.Generator().manual_seed(3)
@@ -302,6 +305,7 @@ def test_fused_statistics_equal_reference_formula_in_float32():
     assert not torch.equal(fused_adaptive, expected_adaptive)  # a different computation, not the same path
 
 
+@pytest.mark.numerics
 def test_fused_statistics_backpropagate_like_the_reference_formula():
     """Training uses the fused formula: its gradients for the input, rho, gamma and beta are the reference's."""
     generator = torch.Generator().manual_seed(4)
@@ -344,6 +348,7 @@ def reference_discriminator(discriminator, image, cam_weight=lambda fc: fc.weigh
     return out, torch.cat([gap_logit, gmp_logit], 1), heatmap
 
 
+@pytest.mark.numerics
 def test_discriminator_matches_reference_forward():
     """The discriminator equals the reference, including CAM weighting by the un-normalized weight_orig."""
     discriminator = Discriminator(3, ndf=4, n_layers=5).double().eval()
@@ -365,6 +370,7 @@ def test_discriminator_training_step_updates_spectral_norm_vectors():
     assert not torch.equal(discriminator.gap_fc.weight_v, before)
 
 
+@pytest.mark.numerics
 def test_stacked_calls_equal_successive_reference_calls():
     """One forward over real+fake (call_sizes) scores, updates u and v, and backpropagates as two hook calls."""
     torch.manual_seed(5)

@@ -52,6 +52,7 @@ def run_script(kind, argv):
 # ---------------------------------------------------------------- channel selection
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("layer_index", [0, 1, 2, 3, 4, 8, 15])
 def test_channel_selected_layer_equals_full_layer(features, layer_index):
     """Each image's selected channels equal the full layer's, for conv, ReLU and pooling layers, gradients too."""
@@ -72,6 +73,7 @@ def test_channel_selected_layer_equals_full_layer(features, layer_index):
     torch.testing.assert_close(selected_gradient, images.grad, rtol=1e-3, atol=1e-5 * scale)
 
 
+@pytest.mark.numerics
 def test_channel_selection_on_grey_images_matches_rgb(features):
     """A 1-channel image is seen as its grey RGB copy."""
     grey = torch.rand(2, 1, 16, 16)
@@ -83,6 +85,7 @@ def test_channel_selection_on_grey_images_matches_rgb(features):
 # ---------------------------------------------------------------- objectives
 
 
+@pytest.mark.numerics
 def test_batched_objective_equals_per_image_objective(features):
     """Objectives of a batch equal those of each image run alone, for channels and for pairs."""
     network = ChannelSelectedVGG(features, 8)
@@ -93,6 +96,7 @@ def test_batched_objective_equals_per_image_objective(features):
         torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_pair_objective_is_mean_product_and_scaled_gram_element(features):
     """The pair objective is mean(F_i F_j) = C x gram_matrix(layer)[i, j]; a channel's is its mean."""
     images = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(2))
@@ -107,6 +111,7 @@ def test_pair_objective_is_mean_product_and_scaled_gram_element(features):
     torch.testing.assert_close(single, torch.stack([full[0, 3].mean(), full[1, 5].mean()]), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_batched_optimization_equals_one_at_a_time(visualizer):
     """Chunks of 5 or of 1 give the same images and objectives (own noise, shared transforms, per-element Adam)."""
     results = []

@@ -6,6 +6,7 @@ import shlex
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import torch
@@ -72,6 +73,17 @@ def test_visdom_server_receives_loss_and_image_windows(eo2sar_root, tmp_path, vi
     assert len(plot["content"]["data"][0]["x"]) == 2  # both steps plotted
     images = json.loads(client.get_window_data("2", env=env))
     assert images["type"] == "image" and "real_A" in images["title"] and "heatmap_B2A" in images["title"]
+
+
+def test_the_servers_browser_page_answers(visdom_server):
+    """The page a browser opens on the server started as documented answers 200 with visdom's page (visdom 0.2.4
+    answers 403 with tornado 6.6.1: requirements.txt pins tornado), and so does the page's own style sheet."""
+    for path in ("/", "/user/style.css"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{visdom_server}{path}", timeout=30) as response:
+            assert response.status == 200, path
+            body = response.read().decode("utf-8", "replace")
+        if path == "/":
+            assert "The Visdom Authors" in body and "<!doctype html>" in body
 
 
 def test_without_a_server_training_warns_once_and_writes_html(eo2sar_root, tmp_path, monkeypatch, caplog):

@@ -69,6 +69,15 @@ def perturbed_generators(ngf=8, n_blocks=2, img_size=32, input_nc=3, output_nc=3
     return {name: network.state_dict() for name, network in networks.items()}
 
 
+def perturbed_checkpoint(tmp_path_factory, input_nc=3, output_nc=1, n_blocks=1):
+    """perturbed_generators (ngf 8, 32 px, light) saved as a reference-format checkpoint in a new temporary folder
+    (no radiometry record): its path."""
+    path = tmp_path_factory.mktemp("checkpoint") / "perturbed.pt"
+    torch.save(perturbed_generators(ngf=8, n_blocks=n_blocks, img_size=32, input_nc=input_nc, output_nc=output_nc),
+               path)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Run torch on one thread: tiny networks on a shared 2-core machine are many times faster so."""

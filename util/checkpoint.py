@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from util.errors import SargenError
-from util.fileio import atomic_path, remove_stale_temporary_files
+from util.fileio import atomic_path, os_error_reason, remove_stale_temporary_files
 
 FORMAT_KEY = "sargen_format"
 FORMAT_VERSION = 1
@@ -22,12 +22,22 @@ CODE_WORDS = ("global", "reduce", "function", "class")
 def save_checkpoint(payload, path):
     """Save a dict of tensors and plain values to `path` atomically, stamped with the format version.
 
-    Temporary files of earlier writers that were killed while saving in the same folder are removed first.
+    Temporary files of earlier writers that were killed while saving in the same folder are removed first. When the
+    save fails (a full disk, a read-only folder) the error is one line saying that an earlier file at `path` is kept
+    as it was, loadable.
     """
-    remove_stale_temporary_files(Path(path).parent)
-    with atomic_path(path) as temp_path:
-        torch.save({**payload, FORMAT_KEY: FORMAT_VERSION}, temp_path)
-    return Path(path)
+    path = Path(path)
+    try:
+        remove_stale_temporary_files(path.parent)
+        with atomic_path(path) as temp_path:
+            try:
+                torch.save({**payload, FORMAT_KEY: FORMAT_VERSION}, temp_path)
+            except RuntimeError as error:  # torch's writer loses the errno ("unexpected pos ..."): the disk tells
+                raise SargenError(f"cannot write {path}: {os_error_reason(error, path)}") from None
+    except SargenError as error:
+        kept = f"the earlier {path.name} is kept as it was" if path.is_file() else "nothing was saved"
+        raise SargenError(f"{error}; {kept}") from None
+    return path
 
 
 def load_checkpoint(path, what="checkpoint"):

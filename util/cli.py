@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from util import distributed
 from util.errors import SargenError
+from util.fileio import os_error_message
 
 logger = logging.getLogger("sargen")
 
@@ -91,7 +92,9 @@ def run_main(main):
     """Run `main()`, turning a SargenError or Ctrl-C into one line on stderr and a non-zero exit; an int that `main`
     returns is the exit code (evaluate.py: 3 when some metrics are unavailable).
 
-    Under torchrun the process group is left at the end, also after an error.
+    The last resort for errors of the system: an OSError the code did not word itself (a read or a write that
+    failed) is one line naming its path and cause, a MemoryError one line too. Under torchrun the process group
+    is left at the end, also after an error.
     """
     setup_logging()
     try:
@@ -100,6 +103,13 @@ def run_main(main):
             sys.exit(status)
     except SargenError as error:
         print(f"error: {rank_label()}{one_line_message(error)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        print(f"error: {rank_label()}{os_error_message(error)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print(f"error: {rank_label()}out of memory: use smaller images, batches or tiles",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -46,13 +46,21 @@ def default_data_workers():
 
 
 def cpu_supports_bfloat16():
-    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX) that oneDNN may use, where autocast
+    pays off."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             flags = cpuinfo.read()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and onednn_may_use_bfloat16()
+
+
+def onednn_may_use_bfloat16():
+    """Whether ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA), if set, allows bfloat16 instructions: a cap
+    such as AVX2 makes the CPU compute like one without them, so auto precision stays float32 there too."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return cap in ("", "ALL", "DEFAULT") or cap.startswith(ONEDNN_BFLOAT16_ISAS)
 
 
 def autocast_dtype(device, precision):
@@ -65,6 +73,9 @@ def autocast_dtype(device, precision):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_supports_bfloat16() else None
 
+
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) from which on bfloat16 arithmetic is native: AVX512_CORE_BF16 and above
+ONEDNN_BFLOAT16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10_")
 
 # mallopt() parameters of glibc's malloc.h
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8

@@ -13,6 +13,7 @@ from dominate import tags
 
 from util.errors import SargenError
 from util.fileio import write_text_atomic
+from util.versions import software_text
 
 IMAGE_GAP = 4  # pixels between the images of a row
 MIN_IMAGE_WIDTH = 128  # a row's images shrink to no less than this (or their --display_winsize) before wrapping
@@ -123,8 +124,11 @@ class HTMLPage(HTMLContent):
         return self.web_dir / "index.html"
 
     def save(self):
-        """Write index.html atomically."""
-        write_text_atomic(self.index_path, self.document.render())
+        """Write index.html atomically, with the software versions (util.versions) as its last line."""
+        footer = tags.p(f"made with {software_text()}", cls="sargen-software").render()
+        text = self.document.render()
+        end = text.rindex("</body>")
+        write_text_atomic(self.index_path, f"{text[:end]}{footer}\n{text[end:]}")
         return self.index_path
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from data.image_io import tensor_to_uint8, write_image
 from util.curves import chart_row, read_log_curves
+from util.fileio import append_text
 from util.html import HTMLPage, format_value
 from util.visuals import display_image
 
@@ -59,9 +60,7 @@ class Visualizer:
         self.plot_data = {"X": [], "Y": [], "legend": []}
         self.display_id = opt.display_id
         self.vis = self.connect() if opt.display_id > 0 else None
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a", encoding="utf-8") as log_file:
-            log_file.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+        append_text(self.log_path, f"================ Training Loss ({time.strftime('%c')}) ================\n")
 
     def connect(self):
         """A visdom client for the configured server, or None (with one warning) when none answers."""
@@ -130,18 +129,16 @@ class Visualizer:
         values = " ".join(f"{name}: {format_value(value)}" for name, value in losses.items())
         message = f"(step: {step}, lr: {learning_rate:.6g}, time: {seconds_per_step:.3f}) {values}"
         logger.info(message)
-        with open(self.log_path, "a", encoding="utf-8") as log_file:
-            log_file.write(message + "\n")
+        append_text(self.log_path, message + "\n")
 
     def print_current_metrics(self, step, scores, note=""):
         """Log a training evaluation's scores (and `note`), append them to metrics_log.txt and redraw the page."""
         values = " ".join(f"{name}: {format_value(value)}" for name, value in scores.items())
         logger.info("(step: %d) %s%s", step, values, f" ({note})" if note else "")
-        with open(self.metrics_log_path, "a", encoding="utf-8") as log_file:
-            if not self.metrics_log_started:
-                log_file.write(f"================ Evaluation ({time.strftime('%c')}) ================\n")
-                self.metrics_log_started = True
-            log_file.write(f"(step: {step}) {values}\n")
+        header = "" if self.metrics_log_started else (f"================ Evaluation ({time.strftime('%c')}) "
+                                                      f"================\n")
+        append_text(self.metrics_log_path, f"{header}(step: {step}) {values}\n")
+        self.metrics_log_started = True
         if self.vis is not None and scores:
             curves = read_log_curves(self.metrics_log_path)
             names = [name for name in scores if name in curves]

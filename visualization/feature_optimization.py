@@ -51,7 +51,19 @@ from models.vgg import (
     load_vgg_features,
     parse_layers,
 )
-from options.base_options import format_options, non_negative_int, positive_int, save_options, seed_everything
+from options.base_options import format_options, save_options, seed_everything
+from options.number_types import (
+    batch_count,
+    fraction,
+    integer,
+    network_side,
+    non_negative_int,
+    positive_int,
+    rate,
+    seed,
+    step_count,
+    weight,
+)
 from util.cli import ArgumentParser, progress
 from util.device import autocast_dtype, parse_gpu_ids, select_device
 from util.errors import SargenError
@@ -568,12 +580,12 @@ def add_options(parser, kind):
     parser.add_argument("--layers_ids", default="3",
                         help="comma-separated indices into torchvision's VGG `features` (e.g. 15,22) "
                              "or layer names (relu3_3)")
-    parser.add_argument("--n_channels", type=positive_int, default=16, help="visualize the first N channels")
+    parser.add_argument("--n_channels", type=integer(1, 65536), default=16, help="visualize the first N channels")
     parser.add_argument("--channels", default=None,
                         help="explicit comma-separated channel numbers, or 'all' (overrides --n_channels)")
-    parser.add_argument("--n_iter", type=positive_int, default=500, help="optimization steps")
-    parser.add_argument("--im_size", type=positive_int, default=DEFAULT_IM_SIZE[kind], help="image size (px)")
-    parser.add_argument("--lr", type=float, default=None, help=f"Adam step size; default {DEFAULT_LR}")
+    parser.add_argument("--n_iter", type=step_count, default=500, help="optimization steps")
+    parser.add_argument("--im_size", type=network_side, default=DEFAULT_IM_SIZE[kind], help="image size (px)")
+    parser.add_argument("--lr", type=rate, default=None, help=f"Adam step size; default {DEFAULT_LR}")
     parser.add_argument("--n_trial", type=positive_int, default=1,
                         help="independent runs (different starting noise) per channel or pair")
     parser.add_argument("--save_epoch", type=non_negative_int, default=0,
@@ -586,18 +598,18 @@ def add_options(parser, kind):
                         help="fourier: decorrelated 1/f spectrum; pixel: raw pixels, the original method")
     parser.add_argument("--jitter", type=non_negative_int, default=None,
                         help=f"random translation per step, px; default {DEFAULT_JITTER} (0 for --param pixel)")
-    parser.add_argument("--scale", type=float, default=None,
+    parser.add_argument("--scale", type=fraction, default=None,
                         help=f"random rescaling per step, +-fraction; default {DEFAULT_SCALE} (0 for --param pixel)")
-    parser.add_argument("--tv_weight", type=float, default=None,
+    parser.add_argument("--tv_weight", type=weight, default=None,
                         help=f"total-variation penalty; default {DEFAULT_TV_WEIGHT} (0 for --param pixel)")
-    parser.add_argument("--input_nc", type=int, default=3, choices=(1, 3), help="image channels (1: grey SAR)")
-    parser.add_argument("--max_batch", type=positive_int, default=32,
+    parser.add_argument("--input_nc", type=integer(), default=3, choices=(1, 3), help="image channels (1: grey SAR)")
+    parser.add_argument("--max_batch", type=batch_count, default=32,
                         help="images optimized together; lower it if memory runs out")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="VGG arithmetic; auto = bfloat16 where the hardware has it (objectives stay float32)")
-    parser.add_argument("--torch_threads", type=non_negative_int, default=0,
+    parser.add_argument("--torch_threads", type=integer(0, 1024), default=0,
                         help="CPU threads for torch (0: torch's default); 1 is much faster on a busy machine")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise and transforms")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the starting noise and transforms")
     parser.add_argument("--verbose", action="store_true", help="log debugging details")
     return parser
 
@@ -615,8 +627,6 @@ def parse_options(kind, argv=None):
     opt.jitter = (0 if original else max(1, opt.im_size // 16)) if opt.jitter is None else opt.jitter
     opt.scale = (0.0 if original else DEFAULT_SCALE) if opt.scale is None else opt.scale
     opt.tv_weight = (0.0 if original else DEFAULT_TV_WEIGHT) if opt.tv_weight is None else opt.tv_weight
-    if opt.lr <= 0 or opt.scale < 0 or opt.tv_weight < 0:
-        raise SargenError("--lr must be > 0, --scale and --tv_weight >= 0")
     if opt.jitter * 2 >= opt.im_size:
         raise SargenError(f"--jitter {opt.jitter} must be less than half of --im_size {opt.im_size}")
     if opt.verbose:
