@@ -22,6 +22,7 @@ The machine may be shared: the ratios, measured in the same run, are the figures
 
     python benchmarks/bench_scene.py                                     # the full run: hours on 2 cores
     python benchmarks/bench_scene.py --sizes 1000,2000 --accuracy_size 256 --tiles 128:32   # minutes
+    python benchmarks/bench_scene.py --parts scenes --sizes 2000,4000        # memory and throughput only
 """
 
 import argparse
@@ -52,6 +53,7 @@ from models.ugatit_networks import Generator
 from util.device import reuse_memory_on_cpu
 
 PERTURBATION = 0.02
+PARTS = ("accuracy", "border", "seams", "scenes")
 
 
 def build_parser():
@@ -67,6 +69,8 @@ def build_parser():
     parser.add_argument("--n_res", type=int, default=4, help="residual blocks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--work", default=None, help="folder for scenes and outputs (default: a temporary one)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"parts to run, of {','.join(PARTS)} (border and seams need accuracy's whole image)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     parser.add_argument("--case_args", default="{}", help=argparse.SUPPRESS)
     return parser
@@ -261,10 +265,17 @@ def main():
         checkpoint = str(write_checkpoint(folder / "scene_params_latest.pt", args))
         reuse_memory_on_cpu(torch.device("cpu"), system_allocator=False)  # as app.py does
         translator = load_translator(checkpoint, precision="float32")
-        image, whole = report_accuracy(args, translator)
-        report_border_effect(args, translator, image, whole)
-        report_seams(args, translator, image, whole)
-        report_scenes(args, folder, checkpoint)
+        parts = set(args.parts.split(","))
+        if parts - set(PARTS):
+            raise SystemExit(f"--parts: unknown {','.join(sorted(parts - set(PARTS)))} (choose from {','.join(PARTS)})")
+        if parts & {"accuracy", "border", "seams"}:
+            image, whole = report_accuracy(args, translator)
+            if "border" in parts:
+                report_border_effect(args, translator, image, whole)
+            if "seams" in parts:
+                report_seams(args, translator, image, whole)
+        if "scenes" in parts:
+            report_scenes(args, folder, checkpoint)
 
 
 if __name__ == "__main__":
