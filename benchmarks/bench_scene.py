@@ -1,22 +1,28 @@
-"""Whole scenes through app.py --tile: peak memory and megapixels per second, streamed against the old whole-scene path.
+"""Whole scenes through the tiler: how close tiles come to the whole image, at what cost, with what memory.
 
-Each size gets a 3-band uint8 GeoTIFF scene (tiled, deflate, UTM grid) with a no-data (0) strip of a tenth of
-its width on the left, as a Sentinel-2 tile cut by its swath. A small light U-GAT-IT checkpoint (seeded) turns
-it into SAR with --tile 256 --overlap 32 and the default two passes, in float32 on the CPU:
+The generator has the published eo2sar shape (light U-GAT-IT, ngf 64, 4 residual blocks, 3 -> 3 channels) with
+every weight seeded and perturbed by 0.02 x randn (a stand-in for trained weights: pretrained checkpoints cannot
+be downloaded here), run in float32 on the CPU. One run prints:
 
-- streamed: app.py itself (window-by-window reading, a band of tile rows in memory, Cloud-Optimized GeoTIFF
-  written from the finished rows);
-- whole-scene (baseline): sargen's former path, reimplemented compactly below: the scene read whole as
-  float32, every tile blended into a scene-sized canvas, the float32 result written at once as an
-  uncompressed GeoTIFF (no no-data: the strip is translated as data).
+- accuracy: on an example optical scene small enough to translate whole (--accuracy_size), the 8-bit difference
+  (mean, 99th percentile, max) between the tiled and the whole-image output for each tile size and pass count,
+  the seconds each took, against one pass and against the plain tile-by-tile forward (tiles of the same size,
+  no context, each normalized on its own: the baseline bench_ugatit.py calls plain);
+- the same scene with a statistics sample smaller than its tiles (a scene too large for one group): 2 and 3
+  passes;
+- the border effect: with the whole image's statistics, the difference as the overlap and the context grow;
+- seams: the mean absolute step across the lines where tiles hand over (their cores' borders) against the same
+  step one pixel inside the tiles, with 1 pass and the default (1.0: nothing marks the tile borders);
+- scenes: app.py --tile on 3-band uint8 GeoTIFF scenes (tiled, deflate, UTM grid, a no-data strip of a tenth of
+  the width on the left) at two sizes, each in its own process: peak resident memory (VmHWM, imports
+  included; the resident set once torch and GDAL are imported is given beside it), seconds and megapixels per
+  second, and the second size's peak against the first's.
 
-Every case runs in its own process, so its peak resident set is its own (VmHWM, which starts afresh in a new
-program, where ru_maxrss would keep the forking parent's); the resident set once the modules are imported
-(torch, GDAL: the same for every case) is given beside it. The machine may be
-shared: the ratios, measured in the same run, are the figures to compare.
+The machine may be shared: the ratios, measured in the same run, are the figures to compare.
 
-    python benchmarks/bench_scene.py                       # 8,000 and 4,000 px: several minutes on 2 cores
-    python benchmarks/bench_scene.py --sizes 2000,1000     # quicker
+    python benchmarks/bench_scene.py                                     # the full run: hours on 2 cores
+    python benchmarks/bench_scene.py --sizes 1000,2000 --accuracy_size 256 --tiles 128:32   # minutes
+    python benchmarks/bench_scene.py --parts scenes --sizes 2000,4000        # memory and throughput only
 """
 
 import argparse
@@ -38,34 +44,59 @@ import torch.nn.functional as F
 from affine import Affine
 from rasterio.windows import Window
 
+from data.image_io import tensor_to_uint8
+from datasets.make_dataset import category_of, render_eo2sar_pair
 from models.file_translation import app_main
-from models.tiling import SharedNormStatistics, blend_window, tile_cores, tile_starts
+from models.tiling import STATISTICS_PIXELS, TILE_CONTEXT, TilePlan, translate_tiled, translate_whole
 from models.translators import load_translator
 from models.ugatit_networks import Generator
 from util.device import reuse_memory_on_cpu
 
-TILE, OVERLAP = 256, 32
+PERTURBATION = 0.02
+PARTS = ("accuracy", "border", "seams", "scenes")
 
 
 def build_parser():
     """Benchmark settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="8000,4000", help="scene sides in pixels")
-    parser.add_argument("--ch", type=int, default=8, help="base channels of the light generator")
-    parser.add_argument("--n_res", type=int, default=2, help="residual blocks")
+    parser.add_argument("--sizes", default="8000,16000", help="sides in pixels of the two streamed scenes")
+    parser.add_argument("--scene_tile", default="256:32", help="TILE:OVERLAP of the streamed scenes")
+    parser.add_argument("--accuracy_size", type=int, default=512, help="side of the scene compared with the whole")
+    parser.add_argument("--tiles", default="256:32,128:32,64:16", help="TILE:OVERLAP pairs compared with the whole")
+    parser.add_argument("--sample_megapixels", type=float, default=0.25,
+                        help="statistics sample of the 'scene larger than the sample' rows")
+    parser.add_argument("--ch", type=int, default=64, help="base channels of the light generator")
+    parser.add_argument("--n_res", type=int, default=4, help="residual blocks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--work", default=None, help="folder for scenes and outputs (default: a temporary one)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"parts to run, of {','.join(PARTS)} (border and seams need accuracy's whole image)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     parser.add_argument("--case_args", default="{}", help=argparse.SUPPRESS)
     return parser
 
 
-def write_checkpoint(path, args):
-    """A seeded light EO (3) -> SAR (1) checkpoint in the eo2sar format."""
+def tile_pairs(text):
+    """[(tile, overlap), ...] of 'TILE:OVERLAP,...'."""
+    return [tuple(int(value) for value in pair.split(":")) for pair in text.split(",")]
+
+
+def perturbed_generator(args, input_nc=3, output_nc=3):
+    """A light generator of the published shape, seeded, rho off its initial values, every weight perturbed."""
     torch.manual_seed(0)
-    networks = {"genA2B": Generator(3, 1, ngf=args.ch, n_blocks=args.n_res, img_size=256, light=True),
-                "genB2A": Generator(1, 3, ngf=args.ch, n_blocks=args.n_res, img_size=256, light=True)}
-    torch.save({name: network.state_dict() for name, network in networks.items()}, path)
+    generator = Generator(input_nc, output_nc, ngf=args.ch, n_blocks=args.n_res, img_size=256, light=True)
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("rho"):
+                parameter.uniform_(0.2, 0.8)
+            parameter.add_(PERTURBATION * torch.randn_like(parameter))
+    return generator.eval()
+
+
+def write_checkpoint(path, args):
+    """The perturbed generators as an eo2sar-format checkpoint (genA2B, genB2A)."""
+    torch.save({"genA2B": perturbed_generator(args).state_dict(),
+                "genB2A": perturbed_generator(args).state_dict()}, path)
     return path
 
 
@@ -88,45 +119,6 @@ def write_scene(path, size, strip):
     return path
 
 
-def case_streamed(args, scene, checkpoint, out):
-    """app.py --tile on the scene: the streamed path."""
-    app_main(["--model_path", checkpoint, "--img", scene, "--out", out, "--tile", str(TILE), "--overlap",
-              str(OVERLAP), "--precision", "float32", "--device", "cpu",
-              "--intensity_scaling", "auto"])  # 8-bit levels / 255; the benchmark's checkpoint records no radiometry
-
-
-def case_whole_scene(args, scene, checkpoint, out):
-    """sargen's former whole-scene path (a compact reimplementation: whole read, scene-sized canvas, whole write)."""
-    reuse_memory_on_cpu(torch.device("cpu"), system_allocator=False)  # as app.py did
-    translator = load_translator(checkpoint, precision="float32")
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(scene) as dataset:
-        image = torch.from_numpy(dataset.read().astype(np.float32) / 255.0) * 2 - 1
-        profile = {"crs": dataset.crs, "transform": dataset.transform}
-    height, width = image.shape[-2:]
-    row_starts, column_starts = tile_starts(height, TILE, TILE - OVERLAP), tile_starts(width, TILE, TILE - OVERLAP)
-    tiles = [((top, left), row_core + column_core)
-             for top, row_core in zip(row_starts, tile_cores(row_starts, TILE, height))
-             for left, column_core in zip(column_starts, tile_cores(column_starts, TILE, width))]
-    statistics = SharedNormStatistics(translator.generator, TILE)
-    with statistics:
-        for (top, left), core in tiles:  # first pass: pooled normalization statistics
-            statistics.cores, statistics.masks = [core], [None]
-            translator(image[None, :, top: top + TILE, left: left + TILE])
-        statistics.finish_pass()
-        statistics.collecting = False
-        window = blend_window(TILE, OVERLAP)
-        output, weights = torch.zeros(1, height, width), torch.zeros(1, height, width)
-        for (top, left), core in tiles:
-            statistics.cores, statistics.masks = [core], [None]
-            tile_output = translator(image[None, :, top: top + TILE, left: left + TILE])[0][0]
-            output[:, top: top + TILE, left: left + TILE] += tile_output * window
-            weights[:, top: top + TILE, left: left + TILE] += window
-    db = -25.0 + (output / weights + 1) / 2 * 25.0
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(out, "w", driver="GTiff", width=width, height=height,
-                                                            count=1, dtype="float32", **profile) as dataset:
-        dataset.write(db.numpy())
-
-
 def peak_resident_mb():
     """This program's peak resident set in MB: Linux's VmHWM, else ru_maxrss (which may include the parent's)."""
     try:
@@ -136,44 +128,154 @@ def peak_resident_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(name, **case_args):
-    """Run one case in a fresh process (for its own peak memory) and return its JSON result."""
-    return case_runner.run_case(__file__, name, case_args)
+def case_scene(args, scene, checkpoint, out):
+    """app.py --tile on a scene at its default settings (float32 on the CPU, as app.py runs there)."""
+    tile, overlap = tile_pairs(args.scene_tile)[0]
+    app_main(["--model_path", checkpoint, "--img", scene, "--out", out, "--tile", str(tile), "--overlap",
+              str(overlap), "--precision", "float32", "--device", "cpu",
+              "--intensity_scaling", "auto"])  # 8-bit levels / 255; the benchmark's checkpoint records no radiometry
+
+
+def accuracy_scene(size):
+    """An example optical scene (datasets/make_dataset.py's renderer) in [-1, 1], CxHxW."""
+    optical, _ = render_eo2sar_pair(np.random.default_rng(7), size, category_of(1))
+    return torch.from_numpy(optical.transpose(2, 0, 1).astype(np.float32)) / 127.5 - 1.0
+
+
+def levels(output):
+    """An output in [-1, 1] (CxHxW) as 8-bit levels (HxWxC int array)."""
+    return tensor_to_uint8(output, (-1.0, 1.0)).astype(int)
+
+
+def timed(function, *args, **kwargs):
+    """(seconds, result) of one call of function(*args, **kwargs)."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def difference(tiled, whole):
+    """'mean M p99 P max X' of the 8-bit difference."""
+    values = np.abs(tiled - whole)
+    return f"mean {values.mean():5.2f} p99 {np.percentile(values, 99):5.1f} max {values.max():3d}"
+
+
+def seam_ratio(output, plan):
+    """Mean absolute step across the tiles' core borders over the mean step one pixel inside (both axes)."""
+    across, inside = [], []
+    for cores, starts, axis in ((plan.row_cores, plan.row_starts, 0), (plan.column_cores, plan.column_starts, 1)):
+        for (first, _), start in list(zip(cores, starts))[1:]:
+            border = start + first  # the first row (column) this tile owns
+            step = np.abs(np.diff(output.take(range(border - 2, border + 1), axis=axis), axis=axis))
+            across.append(step.take(1, axis=axis).mean())
+            inside.append(step.take(0, axis=axis).mean())
+    return float(np.mean(across) / np.mean(inside)) if across else float("nan")
+
+
+def report_accuracy(args, translator):
+    """Print the difference from the whole image per tile size and pass count, with the time each took."""
+    image = accuracy_scene(args.accuracy_size)
+    translate_whole(translator, image[:, :64, :64])  # warm-up: the first call of a process is slower
+    seconds, (whole, _) = timed(translate_whole, translator, image)
+    whole = levels(whole)
+    print(f"\nAccuracy: {args.accuracy_size} x {args.accuracy_size} px example scene, whole image {seconds:.1f} s; "
+          f"8-bit difference from the whole image (context {TILE_CONTEXT} px, statistics sample "
+          f"{STATISTICS_PIXELS / 1e6:g} MP)")
+    for tile, overlap in tile_pairs(args.tiles):
+        plain_seconds, (plain, _) = timed(translate_tiled, translator, image, tile, overlap, passes=1, context=0)
+        print(f"  tile {tile} overlap {overlap}: plain tile by tile (no context, 1 pass) "
+              f"{difference(levels(plain), whole)}  {plain_seconds:6.1f} s")
+        one_pass = None
+        for passes in (1, 2, 3):
+            seconds, (output, _) = timed(translate_tiled, translator, image, tile, overlap, passes=passes)
+            one_pass = one_pass or seconds
+            print(f"    --tile_passes {passes}: {difference(levels(output), whole)}  {seconds:6.1f} s = "
+                  f"{seconds / one_pass:.2f}x one pass, {plain_seconds / seconds:.2f}x the plain throughput")
+    tile, overlap = tile_pairs(args.tiles)[0]
+    pixels = int(args.sample_megapixels * 1e6)
+    print(f"  tile {tile} overlap {overlap}, scene larger than the statistics sample ({args.sample_megapixels:g} "
+          f"MP): 2 passes use the sample's statistics, 3 every tile's (in groups of the sample's size)")
+    for passes in (2, 3):
+        seconds, (output, _) = timed(translate_tiled, translator, image, tile, overlap, passes=passes,
+                                     statistics_pixels=pixels)
+        print(f"    --tile_passes {passes}: {difference(levels(output), whole)}  {seconds:6.1f} s")
+    return image, whole
+
+
+def report_border_effect(args, translator, image, whole):
+    """Print the difference with the whole image's statistics as the overlap, then the context, grows."""
+    tile = tile_pairs(args.tiles)[0][0]
+    print(f"\nBorder effect (tile {tile}, the whole image's statistics): the difference left")
+    for overlap, context in ((16, 0), (32, 0), (64, 0), (32, 16), (32, 32), (32, 48)):
+        if tile > 2 * overlap:
+            output, _ = translate_tiled(translator, image, tile, overlap, context=context)
+            print(f"  overlap {overlap:2d}, context {context:2d}: {difference(levels(output), whole)}")
+
+
+def report_seams(args, translator, image, whole):
+    """Print the seam ratio with one pass and with the default, and the whole image's at the same lines."""
+    tile, overlap = tile_pairs(args.tiles)[0]
+    plan = TilePlan(*image.shape[-2:], tile, overlap, translator.generator, TILE_CONTEXT)
+    ratios = {passes: seam_ratio(levels(translate_tiled(translator, image, tile, overlap, passes=passes)[0]), plan)
+              for passes in (1, 2)}
+    print(f"\nSeams (tile {tile} overlap {overlap}): step across the tiles' core borders / step one pixel inside: "
+          f"1 pass {ratios[1]:.2f}, default {ratios[2]:.2f} (the whole image at the same lines: "
+          f"{seam_ratio(whole, plan):.2f})")
+
+
+def report_scenes(args, folder, checkpoint):
+    """Print peak memory and throughput of app.py --tile at both scene sizes."""
+    sizes = [int(side) for side in args.sizes.split(",")]
+    tile, overlap = tile_pairs(args.scene_tile)[0]
+    print(f"\nScenes: app.py --tile {tile} --overlap {overlap}, defaults otherwise (context {TILE_CONTEXT}, 2 passes, "
+          f"statistics sample {STATISTICS_PIXELS / 1e6:g} MP), float32, a no-data strip of a tenth of the width")
+    peaks = []
+    for size in sizes:
+        scene = str(write_scene(folder / f"scene_{size}.tif", size, strip=size // 10))
+        out = folder / f"out_{size}.tif"
+        result = case_runner.run_case(__file__, "scene", {"scene": scene, "checkpoint": checkpoint, "out": str(out)})
+        out.unlink(missing_ok=True)
+        Path(scene).unlink(missing_ok=True)
+        peaks.append(result["peak_mb"])
+        megapixels = size * size / 1e6
+        print(f"  {size} x {size} px ({megapixels:.0f} MP): peak {result['peak_mb']:.0f} MB (after imports "
+              f"{result['imported_mb']:.0f} MB), {result['seconds']:.0f} s, {megapixels / result['seconds']:.4f} MP/s",
+              flush=True)
+    if len(peaks) > 1:
+        print(f"  peak at {sizes[-1]} px / peak at {sizes[0]} px: {peaks[-1] / peaks[0]:.3f}")
 
 
 def main():
-    """Build the scenes, run every case and print peak memory and throughput against the baseline."""
+    """Run every part and print its figures."""
     args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     if args.case:
         case_args = json.loads(args.case_args)
         imported_mb = peak_resident_mb()
         started = time.perf_counter()
-        {"streamed": case_streamed, "whole_scene": case_whole_scene}[args.case](args, **case_args)
-        seconds = time.perf_counter() - started
-        peak_mb = peak_resident_mb()
-        print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "imported_mb": imported_mb}))
+        {"scene": case_scene}[args.case](args, **case_args)
+        print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": peak_resident_mb(),
+                          "imported_mb": imported_mb}))
         return
+    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; light generator ngf {args.ch}, "
+          f"{args.n_res} residual blocks, 3 -> 3 channels, every weight perturbed by {PERTURBATION} x randn; "
+          f"float32 on the CPU", flush=True)
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
         folder = Path(folder)
         checkpoint = str(write_checkpoint(folder / "scene_params_latest.pt", args))
-        print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; light generator ngf {args.ch}, "
-              f"{args.n_res} residual blocks; --tile {TILE} --overlap {OVERLAP}, 2 passes, float32 on the CPU")
-        for size in (int(side) for side in args.sizes.split(",")):
-            scene = str(write_scene(folder / f"scene_{size}.tif", size, strip=size // 10))
-            megapixels = size * size / 1e6
-            results = {}
-            for name in ("streamed", "whole_scene"):
-                out = str(folder / f"{name}_{size}.tif")
-                results[name] = run_case(name, scene=scene, checkpoint=checkpoint, out=out)
-                Path(out).unlink(missing_ok=True)
-            streamed, whole = results["streamed"], results["whole_scene"]
-            print(f"{size} x {size} px ({megapixels:.0f} MP, no-data strip {size // 10} px): streamed "
-                  f"{megapixels / streamed['seconds']:.3f} MP/s, peak {streamed['peak_mb']:.0f} MB; whole-scene "
-                  f"{megapixels / whole['seconds']:.3f} MP/s, peak {whole['peak_mb']:.0f} MB -> "
-                  f"{whole['seconds'] / streamed['seconds']:.2f}x the throughput, "
-                  f"{streamed['peak_mb'] / whole['peak_mb']:.2f}x the memory (after imports: "
-                  f"{streamed['imported_mb']:.0f} and {whole['imported_mb']:.0f} MB)", flush=True)
+        reuse_memory_on_cpu(torch.device("cpu"), system_allocator=False)  # as app.py does
+        translator = load_translator(checkpoint, precision="float32")
+        parts = set(args.parts.split(","))
+        if parts - set(PARTS):
+            raise SystemExit(f"--parts: unknown {','.join(sorted(parts - set(PARTS)))} (choose from {','.join(PARTS)})")
+        if parts & {"accuracy", "border", "seams"}:
+            image, whole = report_accuracy(args, translator)
+            if "border" in parts:
+                report_border_effect(args, translator, image, whole)
+            if "seams" in parts:
+                report_seams(args, translator, image, whole)
+        if "scenes" in parts:
+            report_scenes(args, folder, checkpoint)
 
 
 if __name__ == "__main__":

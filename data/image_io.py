@@ -69,8 +69,9 @@ logger = logging.getLogger("sargen")
 READ_CHUNK_PIXELS = 1 << 22  # pixels per read when a scene is measured window by window
 COG_OPTIONS = {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": 512, "OVERVIEW_RESAMPLING": "AVERAGE",
                "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
-STAGING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1,
-                   "bigtiff": "IF_SAFER"}
+# Strips of a few rows: rows are written as they come (GDAL completes a partial strip from its block cache), so no
+# block row of a wide scene is buffered whole.
+STAGING_OPTIONS = {"tiled": False, "blockysize": 16, "compress": "ZSTD", "zstd_level": 1, "bigtiff": "IF_SAFER"}
 
 
 @dataclass(frozen=True)
@@ -316,13 +317,15 @@ class RasterReader:
                           dataset.crs or (gcp_crs if gcps else None), transform, tuple(gcps), nodata,
                           tuple(dataset.descriptions[index - 1] for index in self.file_bands))
 
-    def read(self, top=0, bottom=None, bands=None):
-        """Rows [top, bottom) of the 1-based `bands` (None: all) as an HxWxC array of the file's pixel type."""
+    def read(self, top=0, bottom=None, bands=None, left=0, right=None):
+        """Rows [top, bottom) and columns [left, right) (None: to the end) of the 1-based `bands` (None: all) as an
+        HxWxC array of the file's pixel type."""
         bottom = self.height if bottom is None else bottom
+        right = self.width if right is None else right
         indexes = band_indexes(bands, self.info.band_count, self.path)
         if self.pixels is not None:
-            return self.pixels[top:bottom, :, indexes]
-        window = Window(0, top, self.width, bottom - top)
+            return self.pixels[top:bottom, left:right, indexes]
+        window = Window(left, top, right - left, bottom - top)
         with decoding(self.path):
             if self.palette is not None:
                 return self.palette[self.dataset.read(1, window=window)][:, :, indexes]
@@ -504,12 +507,13 @@ class SceneReader:
             valid = self.reader.valid(raw)
             yield values.ravel() if valid is None else values[valid].ravel()
 
-    def rows(self, top, bottom):
-        """Rows [top, bottom) as (CxhxW float32 tensor in [0, 1], hxW bool tensor of valid pixels or None).
+    def rows(self, top, bottom, left=0, right=None):
+        """Rows [top, bottom) of columns [left, right) (None: to the end) as (Cxhxw float32 tensor in [0, 1], hxw
+        bool tensor of valid pixels or None).
 
         Masked pixels are 0 here: the tiler fills each tile from its own valid pixels.
         """
-        raw = self.reader.read(top, bottom, self.scaling.bands)
+        raw = self.reader.read(top, bottom, self.scaling.bands, left, right)
         valid = self.reader.valid(raw)
         array = map_to_unit_range(self.scaling.to_window_unit(raw.astype(np.float32)), self.window, valid)
         array = convert_channels(array, self.channels, self.path, self.scaling)
@@ -599,10 +603,10 @@ def written_by_sargen(path):
 class RasterWriter:
     """A Cloud-Optimized GeoTIFF written a band of rows at a time, with georeferencing and no-data.
 
-    Rows go to a temporary tiled GeoTIFF beside the target, whole 512-row block rows at a time (so every block
-    is compressed once); closing builds the COG from it with GDAL's COG driver (tiled, deflate, internal
-    overviews, GDAL reports LAYOUT=COG) into another temporary name and renames that onto the target. On any
-    failure both temporaries are removed and an existing target is left as it was.
+    Rows go to a temporary GeoTIFF of 16-row strips beside the target as they come (so memory does not grow with
+    the scene's width beyond the rows handed over); closing builds the COG from it with GDAL's COG driver (tiled,
+    deflate, internal overviews, GDAL reports LAYOUT=COG) into another temporary name and renames that onto the
+    target. On any failure both temporaries are removed and an existing target is left as it was.
     """
 
     def __init__(self, path, size, band_count, dtype, info=None, nodata=None, descriptions=None, units=None,
@@ -615,7 +619,7 @@ class RasterWriter:
         """
         self.path, (self.height, self.width) = Path(path), size
         self.dtype, self.nodata = np.dtype(dtype), nodata
-        self.band_count, self.next_row, self.pending = band_count, 0, []
+        self.band_count, self.next_row = band_count, 0
         self.exits = contextlib.ExitStack()
         try:
             self.final = self.exits.enter_context(atomic_path(self.path))
@@ -654,20 +658,9 @@ class RasterWriter:
             if self.nodata == 0 and self.dtype.kind == "u":
                 rows = np.maximum(rows, 1)  # a valid pixel is never read as no-data
             rows = np.where(valid, rows, self.dtype.type(self.nodata))
-        self.pending.append(rows)
-        self.next_row += len(rows)
-        block_rows = STAGING_OPTIONS["blockysize"]
-        buffered = sum(len(part) for part in self.pending)
-        if buffered >= block_rows or self.next_row == self.height:
-            self._flush(buffered if self.next_row == self.height else buffered - buffered % block_rows)
-
-    def _flush(self, count):
-        """Write the first `count` buffered rows to the staging file."""
-        buffered = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        top = self.next_row - len(buffered)
         with decoding(self.path, "write"):
-            self.dataset.write(buffered[:count].transpose(2, 0, 1), window=Window(0, top, self.width, count))
-        self.pending = [buffered[count:]] if count < len(buffered) else []
+            self.dataset.write(rows.transpose(2, 0, 1), window=Window(0, top, self.width, len(rows)))
+        self.next_row += len(rows)
 
     def close(self):
         """Build the COG from the staging file and put it in place of the target."""

@@ -244,10 +244,11 @@ def load_feedforward_translator(path, device, precision="auto"):
     return feedforward_translator(read_feedforward_checkpoint(path), path, device, precision)
 
 
-def translate_image(translator, image, tile=0, overlap=32, tile_batch=None, passes=2):
-    """Translate one C x H x W image of any size: whole (padded to multiples of 4), or tiled with `tile` px tiles."""
+def translate_image(translator, image, tile=0, overlap=32, **tiling):
+    """Translate one C x H x W image of any size: whole (padded to multiples of 4), or tiled with `tile` px tiles
+    (`tiling`: translate_tiled's keyword arguments)."""
     if tile:
-        return translate_tiled(translator, image, tile, overlap, tile_batch, passes)[0]
+        return translate_tiled(translator, image, tile, overlap, **tiling)[0]
     return translate_whole(translator, image)[0]
 
 

@@ -41,7 +41,15 @@ from data.radiometry import (
 )
 from data.single_dataset import resolve_image_paths
 from models.batch_translation import NO_VALID_PIXEL, app_device, translate_batch
-from models.tiling import TilePlan, pooling_passes, translate_rows, translate_tiled, translate_whole
+from models.tiling import (
+    TilePlan,
+    pooling_passes,
+    tile_reads,
+    tiling_arguments,
+    translate_rows,
+    translate_tiled,
+    translate_whole,
+)
 from models.translators import load_translator
 from options.app_options import AppOptions
 from util.cli import progress
@@ -169,8 +177,8 @@ def translate_source(translator, path, args):
     if args.tile:
         source, info = read_image_with_info(path, translator.input_nc, scaling)
         source = source * 2.0 - 1.0
-        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, args.tile_batch,
-                                          args.tile_passes, valid=info.valid)
+        output, heatmap = translate_tiled(translator, source, args.tile, args.overlap, valid=info.valid,
+                                          **tiling_arguments(args))
         return output, heatmap, source, info
     size = getattr(translator.generator, "img_size", None) or args.img_size  # None: a fully convolutional network
     if size is None:
@@ -222,7 +230,8 @@ def output_tags(args):
     """Metadata recorded in .tif outputs: how they were made."""
     return {"SARGEN_MODEL": str(getattr(args, "model_path", "")), "SARGEN_DIRECTION": getattr(args, "direction", ""),
             "SARGEN_OUT_UNIT": args.out_unit, "SARGEN_OUT_DB_WINDOW": ",".join(map(str, args.out_db_window)),
-            "SARGEN_TILE": f"{args.tile} overlap {args.overlap} passes {args.tile_passes}" if args.tile else "none"}
+            "SARGEN_TILE": (f"{args.tile} overlap {args.overlap} context {args.tile_context} passes {args.tile_passes}"
+                            if args.tile else "none")}
 
 
 def target_radiometry(args):
@@ -245,20 +254,20 @@ def output_values(output, unit, db_window):
 
 
 class ModelRangeRows:
-    """A SceneReader's bands of rows in the model range [-1, 1], counted on a progress bar (translate_rows' source)."""
+    """A SceneReader's windows in the model range [-1, 1], counted on a progress bar (translate_rows' source)."""
 
     def __init__(self, scene, bar):
-        """Wrap `scene`; `bar` advances once per band read."""
+        """Wrap `scene`; `bar` advances once per window read (a tile)."""
         self.scene, self.bar = scene, bar
         self.height, self.width = scene.height, scene.width
         self.any_valid = False  # whether a row read so far holds a valid pixel
 
-    def rows(self, top, bottom):
-        """Rows [top, bottom) in [-1, 1] and their valid mask."""
-        image, valid = self.scene.rows(top, bottom)
+    def rows(self, top, bottom, left=0, right=None):
+        """Rows [top, bottom) of columns [left, right) in [-1, 1] and their valid mask."""
+        image, valid = self.scene.rows(top, bottom, left, right)
         self.bar.update(1)
         self.any_valid = self.any_valid or valid is None or bool(valid.any())
-        return image.mul_(2.0).sub_(1.0), valid  # in place: the band is fresh, and a scene band is large
+        return image.mul_(2.0).sub_(1.0), valid  # in place: the window is fresh
 
 
 def open_output(target, info, band_count, args):
@@ -284,18 +293,20 @@ def write_output_rows(writer, args, top, rows, valid):
 def translate_scene(translator, path, target, args):
     """--tile: translate one image a band of tile rows at a time, writing each finished band to `target`.
 
-    The scene is read window by window (its scaling window measured in a streamed pass first), so memory is
-    bounded by the tile rows in flight. With --heatmap the heatmap overlay is written at the heatmap's own
-    resolution, a quarter of the scene's. Returns whether the scene holds a valid pixel.
+    The scene is read tile by tile (its scaling window measured in a streamed pass first), so memory is bounded
+    by the tiles in flight and one tile row of output. With --heatmap the heatmap overlay is written at the
+    heatmap's own resolution, a quarter of the scene's. Returns whether the scene holds a valid pixel.
     """
     with SceneReader(path, translator.input_nc, input_scaling(translator, path, args)) as scene:
-        plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator)
-        total = len(plan.row_starts) * pooling_passes(translator.generator, args.tile_passes)
-        with progress(total=total, desc=Path(path).name, unit="tile row", leave=False) as bar, \
+        tiling = tiling_arguments(args)
+        plan = TilePlan(scene.height, scene.width, args.tile, args.overlap, translator.generator, tiling["context"])
+        total = tile_reads(plan, pooling_passes(translator.generator, tiling["passes"]), tiling["statistics_pixels"])
+        with progress(total=total, desc=Path(path).name, unit="tile", leave=False) as bar, \
                 open_output(target, scene.info, translator.generator.output_nc, args) as writer:
             source = ModelRangeRows(scene, bar)
-            heatmap = translate_rows(translator, source, args.tile, args.overlap, args.tile_batch, args.tile_passes,
-                                     functools.partial(write_output_rows, writer, args), args.heatmap)
+            heatmap = translate_rows(translator, source, args.tile, args.overlap,
+                                     write_rows=functools.partial(write_output_rows, writer, args),
+                                     with_heatmap=args.heatmap, **tiling)
         if args.heatmap and heatmap is not None:
             preview = scene.reduced(*heatmap.shape[-2:]) * 2.0 - 1.0
             write_image(heatmap_overlay(heatmap, preview), heatmap_path(target), value_range=(-1.0, 1.0))

@@ -52,9 +52,10 @@ from models.gatys_objective import (
 )
 from models.losses import total_variation
 from models.step_trained_model import StepTrainedModel
+from models.tiling import add_tiling_options, tiling_arguments
 from models.ugatit_model import str2bool
 from models.vgg import add_vgg_options, fill_vgg_options
-from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, rate, step_count, weight
+from options.number_types import integer, rate, step_count, weight
 from options.train_options import add_iterative_training_options
 from util import distributed
 from util.cli import progress
@@ -113,17 +114,8 @@ class GatysFeedforwardModel(StepTrainedModel):
                                 help="losses against the image's category Gram (default: as in training)")
             parser.add_argument("--checkpoint", default=None,
                                 help=f"generator checkpoint (default CHECKPOINTS_DIR/NAME/EPOCH{CHECKPOINT_SUFFIX})")
-            parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0,
-                                help="translate each image tile by tile with tiles of this many pixels (a multiple "
-                                     "of 4), for images of any size; 0: the whole image at once")
-            parser.add_argument("--overlap", type=integer(0, MAX_NETWORK_SIDE), default=32,
-                                help="pixels shared by neighbouring tiles (--tile)")
-            parser.add_argument("--tile_batch", type=batch_count, default=None,
-                                help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-            parser.add_argument("--tile_passes", type=integer(1, 64), default=2,
-                                help="1: each tile normalized on its own; 2 (the generator's two normalization "
-                                     "layers read the source through local layers only): a first pass pools their "
-                                     "statistics over the image, so tiles match the whole-image translation")
+            add_tiling_options(parser, "translate each image tile by tile with tiles of this many pixels (a "
+                                       "multiple of 4), for images of any size; 0: the whole image at once")
         return parser
 
     def __init__(self, opt):
@@ -270,7 +262,8 @@ class GatysFeedforwardModel(StepTrainedModel):
     def result_notes(self):
         """The checkpoint, networks and loss settings shown on the results page."""
         opt = self.opt
-        tiling = (f"tiles of {opt.tile} px, overlap {opt.overlap}, {opt.tile_passes} passes" if opt.tile
+        tiling = (f"tiles of {opt.tile} px, overlap {opt.overlap}, context {opt.tile_context}, "
+                  f"{opt.tile_passes} passes" if opt.tile
                   else "whole images")
         return [f"checkpoint {self.checkpoint_file}, step {self.checkpoint_step}: {self.translator.description}, "
                 f"{tiling}",
@@ -282,8 +275,9 @@ class GatysFeedforwardModel(StepTrainedModel):
     def test(self):
         """Translate each source image in one pass (tiled with --tile) and compute its final float32 losses."""
         opt = self.opt
-        self.fake_B = [translate_image(self.translator, image, opt.tile, opt.overlap, opt.tile_batch,
-                                       opt.tile_passes) for image in self.real_A]
+        tiling = tiling_arguments(opt) if opt.tile else {}
+        self.fake_B = [translate_image(self.translator, image, opt.tile, opt.overlap, **tiling)
+                       for image in self.real_A]
         self.final_losses = []
         for image, fake, category in zip(self.real_A, self.fake_B, self.categories):
             image, fake = image[None].to(self.device), fake[None].to(self.device)

@@ -5,20 +5,28 @@ One implementation (tile plan, shared normalization statistics, no-data, blendin
 - ``translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None)``: a CxHxW tensor
   in memory; returns (output CxHxW, heatmap 1 x H/4 x W/4, or None when the translator gives none);
 - ``translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap)``: a scene
-  read a band of rows at a time (``source.height``, ``source.width``, ``source.rows(top, bottom)`` ->
-  (CxhxW tensor, hxW bool tensor of valid pixels or None)). Each band of output rows is handed to
-  ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by one band of
-  tile rows, not by the scene. Returns the heatmap (or None).
+  read a tile at a time (``source.height``, ``source.width``, ``source.rows(top, bottom, left, right)`` ->
+  (Cxhxw tensor, hxw bool tensor of valid pixels or None)). Each band of output rows is handed to
+  ``write_rows(top, rows, valid)`` as soon as no later tile overlaps it, so memory is bounded by the tiles in
+  flight and one tile row of output, not by the scene. Returns the heatmap (or None).
 
 The translator protocol: a callable on a CPU B x C x T x T batch in the model range ([-1, 1]; T is the tile
 side; the translator moves it to its device) returning the B x output_nc x T x T output (on any device), or a
 tuple whose first item is the output and whose third, if any, is a B x 1 x T/4 x T/4 heatmap (U-GAT-IT's
 (output, cam_logit, heatmap)); with attributes ``generator`` (its torch module, with ``output_nc``; a module
-whose ``light`` attribute is False only takes tiles of its ``img_size``) and ``device``.
+and optionally ``size_multiple``: the factor its sides must be multiples of, default 4) and ``device``.
 models.ugatit_inference.Translator is one, models.feedforward_generator.FeedForwardTranslator (the Gatys
-feed-forward generator, output without attention: (output, None, None)) another. Normalization layers
-(nn.InstanceNorm2d without running statistics, with or without affine, and U-GAT-IT's AdaLIN and LIN) are found
-by type and, with passes > 1, normalize every tile with statistics pooled over the whole image.
+feed-forward generator, output without attention: (output, None, None)) another.
+
+Passes (``passes``, app.py's --tile_passes): 1 translates every tile on its own (each normalized with its own
+statistics: level shifts between tiles, hidden by the blending). 2 (the default) first runs a statistics pass
+(models.tile_statistics): the image's tiles, or a sample spread over the scene when they hold more than
+``statistics_pixels``, run as one synchronized forward in which every normalization layer and global pool uses
+statistics pooled over all of them, so the result equals the whole image's up to the border effect; the output
+pass then translates the other tiles with those statistics and reuses the outputs of the sampled ones, so the
+whole costs about one pass. 3 or more: the statistics of every tile of any scene, gathered in groups of
+``statistics_pixels`` spread over it and added (two passes' work when there is more than one group; more than
+3 gives the same).
 
 No-data: ``valid`` (HxW, True = valid) marks the valid pixels. Every tile's masked pixels are filled from its
 valid pixels (data.radiometry.fill_masked: mirrored at the no-data edge), masked pixels are left out of the
@@ -26,29 +34,64 @@ pooled statistics, and tiles without a valid pixel are not translated. The outpu
 meaning: writers store no-data there.
 """
 
-import functools
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from data.radiometry import fill_masked
-from models.ugatit_networks import (
-    BOTTLENECK_SCALE,
-    AdaptiveInstanceLayerNorm,
-    InstanceLayerNorm,
-    blended_scale_and_shift,
-    scaled_and_shifted,
-)
+from models.tile_statistics import PooledStatistics, TileRegion, pooled_layers
+from models.ugatit_networks import BOTTLENECK_SCALE
+from options.number_types import MAX_NETWORK_SIDE, batch_count, integer, real
 from util.errors import SargenError
 
-NORMALIZATION_TYPES = (AdaptiveInstanceLayerNorm, InstanceLayerNorm, nn.InstanceNorm2d)
 HEATMAP_SCALE = BOTTLENECK_SCALE
+# Pixels of tiles the statistics pass runs together: images up to this size get the whole image's statistics
+# exactly; larger ones a stratified sample of this size. Memory grows with it (see docs: scenes and tiling).
+STATISTICS_PIXELS = 1_000_000
+# Pixels of context each tile is translated with beyond its own part on every side it shares with a neighbour:
+# they weigh nothing in the output. 32 keeps the border effect of a published-shape U-GAT-IT under a grey level.
+TILE_CONTEXT = 32
+EMIT_ROWS = 64  # output rows handed to write_rows at once
+
+
+def add_tiling_options(parser, tile_help):
+    """Add --tile (described by `tile_help`), --overlap, --tile_context, --tile_batch, --tile_passes and
+    --statistics_megapixels to `parser`."""
+    parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0, help=tile_help)
+    parser.add_argument("--overlap", type=integer(0, MAX_NETWORK_SIDE), default=32,
+                        help="pixels over which neighbouring tiles cross-fade (--tile)")
+    parser.add_argument("--tile_context", type=integer(0, MAX_NETWORK_SIDE), default=TILE_CONTEXT,
+                        help="pixels of its neighbours each tile is translated with on every side it shares with "
+                             "one; they weigh nothing in the output, which so stays clear of the padding the "
+                             "network sees at a tile's edges (--tile; the network's tiles are this much larger)")
+    parser.add_argument("--tile_batch", type=batch_count, default=None,
+                        help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
+    parser.add_argument("--tile_passes", type=integer(1, 64), default=2,
+                        help="1: every tile normalized on its own (tiles disagree); 2: every normalization layer "
+                             "and global pooling uses the whole image's statistics, gathered by translating all "
+                             "tiles (or a sample of --statistics_megapixels) together: the output equals the "
+                             "whole image's translation up to the border effect, for about the cost of one pass; "
+                             "P > 2: P - 2 more passes refine sampled statistics over all tiles")
+    parser.add_argument("--statistics_megapixels", type=real(above=0, maximum=1e4), default=STATISTICS_PIXELS / 1e6,
+                        help="megapixels of tiles translated together to gather the statistics (--tile_passes "
+                             "> 1): images up to this size get their own exactly, larger ones a spread sample; "
+                             "memory grows with it")
+
+
+def tiling_arguments(opt):
+    """translate_tiled's keyword arguments from the options add_tiling_options added (but tile and overlap)."""
+    return {"tile_batch": opt.tile_batch, "passes": opt.tile_passes, "context": opt.tile_context,
+            "statistics_pixels": int(opt.statistics_megapixels * 1e6)}
 
 
 def size_multiple(generator):
     """The multiple of which a generator's input sides must be: its `size_multiple` (a U-Net's 2**levels), else 4."""
     return getattr(generator, "size_multiple", BOTTLENECK_SCALE)
+
+
+def pooling_passes(generator, passes):
+    """The passes a tiled translation makes: `passes`, or 1 when `generator` has no layer whose statistics the first
+    passes would pool (batch normalization at eval is per-pixel: a tile is already normalized as the image)."""
+    return passes if pooled_layers(generator) else 1
 
 
 def pad_to_multiple(image, multiple=BOTTLENECK_SCALE):
@@ -69,150 +112,112 @@ def tile_starts(length, tile, stride):
     return starts + [length - tile]
 
 
-def tile_cores(starts, tile, length):
-    """Each tile's own part of [0, length) as (first, stop) relative to the tile: split mid-overlap, on 4 px."""
+def tile_cores(starts, tile, length, multiple=BOTTLENECK_SCALE):
+    """Each tile's own part of [0, length) as (first, stop) relative to the tile: split mid-overlap, on `multiple`."""
     bounds = [0]
     for previous, start in zip(starts, starts[1:]):
         middle = (start + previous + tile) // 2
-        bounds.append(middle - middle % BOTTLENECK_SCALE)
+        bounds.append(middle - middle % multiple)
     bounds.append(length)
     return [(first - start, stop - start) for start, first, stop in zip(starts, bounds, bounds[1:])]
 
 
-def blend_window(tile, overlap):
-    """A tile x tile weight that ramps from ~0 to 1 over `overlap` pixels at each edge (separable)."""
-    ramp = torch.ones(tile)
-    if overlap > 0:
-        edge = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
-        ramp[:overlap] = edge
-        ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
-    return ramp[:, None] * ramp[None, :]
+def edge_ramp(length, overlap, context, leading, trailing):
+    """A tile's blend weights along one axis: 0 over the `context` pixels at each edge shared with a neighbouring
+    tile (`leading`, `trailing`), then rising from ~0 to 1 over `overlap` pixels; 1 at the image's borders."""
+    ramp = torch.ones(length)
+    edge = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap if overlap else torch.ones(0)
+    if leading:
+        ramp[:context] = 0
+        ramp[context: context + overlap] = edge
+    if trailing:
+        ramp[length - context:] = 0
+        ramp[length - context - overlap: length - context] = torch.minimum(
+            ramp[length - context - overlap: length - context], edge.flip(0))
+    return ramp
+
+
+def summed_ramps(starts, ramps, length):
+    """The blend ramps of tiles starting at `starts`, added up along an axis of `length` pixels."""
+    total = torch.zeros(length)
+    for start, ramp in zip(starts, ramps):
+        total[start: start + len(ramp)] += ramp
+    return total
+
+
+def spread(count, wanted):
+    """`wanted` of the indices 0 .. count - 1, evenly spread (all of them when wanted >= count)."""
+    if wanted >= count:
+        return list(range(count))
+    return [int((index + 0.5) * count / wanted) for index in range(wanted)]
 
 
 class TilePlan:
-    """Where the tiles of a height x width image go: rows and columns of starts, and the part each tile owns.
+    """Where the tiles of a height x width image go: rows and columns of starts, the part each tile owns (for the
+    statistics) and its blend weights.
 
-    The image is padded (mirrored, or edge pixels repeated when it is too small) to a multiple of the network's
-    down-sampling factor, and up to one tile when smaller, and cropped back.
+    Each tile the network translates is `tile` pixels plus `context` pixels of its neighbours on each side (no
+    more than the image): the context pixels are translated but weigh nothing in the output, so every output
+    pixel comes from at least `context` pixels inside a tile, away from the padding its convolutions see at the
+    tile's edges (the border effect). Neighbouring tiles' weights cross-fade over `overlap` pixels. The image is
+    padded (mirrored) at the bottom and right to a multiple of the network's down-sampling factor (its
+    ``size_multiple``), and cropped back.
     """
 
-    def __init__(self, height, width, tile, overlap, generator):
+    def __init__(self, height, width, tile, overlap, generator, context=0):
         """Check the tile size against `overlap` and `generator`, and plan the tiles."""
         multiple = size_multiple(generator)
-        if tile % multiple or tile <= 2 * overlap or overlap < 0:
+        if tile % multiple or tile <= 2 * overlap or overlap < 0 or context < 0:
             raise SargenError(f"--tile {tile} must be a multiple of {multiple} and more than twice "
-                              f"--overlap {overlap} (>= 0)")
-        if getattr(generator, "light", True) is False and tile != generator.img_size:
-            raise SargenError(f"a full (non-light) generator only takes {generator.img_size} px tiles: "
-                              f"use --tile {generator.img_size}")
-        self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
+                              f"--overlap {overlap} (>= 0), and --tile_context {context} >= 0")
+        context -= context % max(1, multiple // 2)  # so tiles with their context stay on the network's grid
+        self.height, self.width, self.tile, self.overlap, self.context = height, width, tile, overlap, context
+        self.multiple = multiple
         # Tiles start on multiples of the network's down-sampling factor, so that each tile's strided layers sample
         # the whole image's grid: the image is padded to a multiple of it and the stride rounded down to one.
-        self.padded_height = max(-(-height // multiple) * multiple, tile)
-        self.padded_width = max(-(-width // multiple) * multiple, tile)
+        self.padded_height, self.padded_width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+        self.tile_height = min(tile + 2 * context, self.padded_height)
+        self.tile_width = min(tile + 2 * context, self.padded_width)
         stride = max(multiple, (tile - overlap) // multiple * multiple)
-        self.row_starts = tile_starts(self.padded_height, tile, stride)
-        self.column_starts = tile_starts(self.padded_width, tile, stride)
-        self.row_cores = tile_cores(self.row_starts, tile, height)
-        self.column_cores = tile_cores(self.column_starts, tile, width)
+        self.row_starts = tile_starts(self.padded_height, self.tile_height, stride)
+        self.column_starts = tile_starts(self.padded_width, self.tile_width, stride)
+        # the padded image's, as the whole image's normalization statistics cover its padding (translate_whole)
+        self.row_cores = tile_cores(self.row_starts, self.tile_height, self.padded_height, multiple)
+        self.column_cores = tile_cores(self.column_starts, self.tile_width, self.padded_width, multiple)
+        self.row_ramps = [edge_ramp(self.tile_height, overlap, context, row > 0, row < len(self.row_starts) - 1)
+                          for row in range(len(self.row_starts))]
+        self.column_ramps = [edge_ramp(self.tile_width, overlap, context, column > 0,
+                                       column < len(self.column_starts) - 1)
+                             for column in range(len(self.column_starts))]
+        # The weights add up separably: a valid pixel's tiles are all translated (only tiles without a valid pixel
+        # are left out), so its total weight is (rows' ramps summed) x (columns' ramps summed).
+        self.row_weights = summed_ramps(self.row_starts, self.row_ramps, self.padded_height)
+        self.column_weights = summed_ramps(self.column_starts, self.column_ramps, self.padded_width)
 
     def row_tiles(self, row):
-        """(left, (core top, bottom, left, right)) of each tile of tile row `row`, left to right."""
-        return [(left, self.row_cores[row] + column_core)
-                for left, column_core in zip(self.column_starts, self.column_cores)]
+        """(left, (core top, bottom, left, right), column ramp) of each tile of tile row `row`, left to right."""
+        return [(left, self.row_cores[row] + column_core, ramp)
+                for left, column_core, ramp in zip(self.column_starts, self.column_cores, self.column_ramps)]
 
+    def group_tiles(self, pixels):
+        """How many tiles a statistics group of `pixels` pixels holds (at least one)."""
+        return max(1, pixels // (self.tile_height * self.tile_width))
 
-def pooled_layers(generator):
-    """The normalization layers of `generator` whose statistics depend on the image (those the tiler pools)."""
-    return [module for module in generator.modules() if isinstance(module, NORMALIZATION_TYPES)
-            and not getattr(module, "track_running_stats", False)]
+    def statistics_sample(self, pixels):
+        """The statistics pass's tiles: (rows in the order to read them, tiles to take from each row, tiles in all).
 
-
-class SharedNormStatistics:
-    """Forward hooks that let every normalization layer use statistics pooled over all tiles of one image.
-
-    U-GAT-IT normalizes by instance and layer statistics, so a tile normalized on its own differs from
-    the same region of the whole image. A collecting pass sums each layer's inputs over the valid pixels of
-    the part of the image each tile owns; later passes normalize every tile with those image-wide statistics
-    (the formulas of InstanceNorm2d, AdaLIN and LIN with the statistics given).
-    """
-
-    def __init__(self, generator, tile):
-        """Prepare hooks for the normalization layers of `generator` run on `tile`-pixel tiles."""
-        self.layers = pooled_layers(generator)
-        self.tile = tile
-        self.sums, self.shared, self.cores, self.masks, self.handles = {}, None, [], [], []
-        self.collecting = True
-
-    def __enter__(self):
-        """Install the hooks."""
-        self.handles = [layer.register_forward_hook(functools.partial(self.hook, index))
-                        for index, layer in enumerate(self.layers)]
-        return self
-
-    def __exit__(self, *exc_info):
-        """Remove the hooks."""
-        for handle in self.handles:
-            handle.remove()
-
-    def hook(self, index, module, inputs, output):
-        """Collect this layer's sums over the tiles' own parts; normalize with shared statistics once known."""
-        features = inputs[0].float()
-        if self.collecting:
-            self.collect(index, features)
-        return None if self.shared is None else self.normalize(index, module, features, inputs)
-
-    def collect(self, index, features):
-        """Add the per-channel count, sum and sum of squares over each tile's own valid part (float64)."""
-        scale = self.tile // features.shape[-1]
-        count, total, squares = self.sums.get(index, (0, 0.0, 0.0))
-        for sample, ((top, bottom, left, right), valid) in enumerate(zip(self.cores, self.masks)):
-            core = features[sample, :, top // scale: bottom // scale, left // scale: right // scale]
-            if valid is not None:  # a feature pixel counts when any image pixel under it is valid
-                valid = F.max_pool2d(valid[None, None].float(), scale)[0, 0] if scale > 1 else valid
-                core = core[:, valid[top // scale: bottom // scale, left // scale: right // scale].bool()]
-            count += core[0].numel()
-            total = total + core.sum(dim=tuple(range(1, core.dim())), dtype=torch.float64)
-            squares = squares + torch.linalg.vector_norm(core, dim=tuple(range(1, core.dim())),
-                                                         dtype=torch.float64).square()
-        self.sums[index] = (count, total, squares)
-
-    def finish_pass(self):
-        """Turn the collected sums into the statistics the next pass normalizes with."""
-        self.shared = {}
-        for index, (count, total, squares) in self.sums.items():
-            channels = total.numel()
-            mean = total / count
-            biased = (squares / count - mean.square()).clamp_min(0)
-            layer_mean = total.sum() / (count * channels)
-            layer_var = ((squares.sum() - count * channels * layer_mean**2) / (count * channels - 1)).clamp_min(0)
-            as_map = lambda values: values.float().view(1, -1, 1, 1)  # noqa: E731
-            self.shared[index] = (as_map(mean), as_map(biased), as_map(biased * count / max(count - 1, 1)),
-                                  layer_mean.float(), layer_var.float())
-        self.sums = {}
-
-    def normalize(self, index, module, features, inputs):
-        """The layer's output computed with the shared statistics."""
-        mean, biased_var, unbiased_var, layer_mean, layer_var = self.shared[index]
-        if isinstance(module, nn.InstanceNorm2d):
-            scale = torch.rsqrt(biased_var + module.eps)
-            shift = -mean * scale
-            if module.affine:
-                weight = module.weight.float().view(1, -1, 1, 1)
-                scale, shift = scale * weight, shift * weight + module.bias.float().view(1, -1, 1, 1)
-            return torch.addcmul(shift, features, scale)
-        statistics = (mean, unbiased_var, layer_mean, layer_var)
-        scale, shift = blended_scale_and_shift(statistics, module.rho, module.eps)
-        if isinstance(module, AdaptiveInstanceLayerNorm):
-            gamma, beta = inputs[1].float()[:, :, None, None], inputs[2].float()[:, :, None, None]
-            return scaled_and_shifted(features, scale, shift, gamma, beta)
-        return scaled_and_shifted(features, scale, shift, module.gamma, module.beta)
-
-
-def pooling_passes(generator, passes):
-    """The passes a tiled translation makes: `passes`, or 1 when `generator` has no layer whose statistics the first
-    passes would pool (batch normalization at eval is per-pixel: a tile is already normalized as the image)."""
-    return passes if pooled_layers(generator) else 1
+        Every tile when they hold at most `pixels`; else about that many pixels of tiles spread evenly over the
+        rows and, within a row, over its tiles with valid pixels (rows after the spread ones stand in for rows
+        without any).
+        """
+        rows, columns = len(self.row_starts), len(self.column_starts)
+        wanted = self.group_tiles(pixels)
+        if rows * columns <= wanted:
+            return list(range(rows)), columns, rows * columns
+        sample_rows = min(rows, max(1, round((wanted * rows / columns) ** 0.5)))
+        per_row = min(columns, max(1, wanted // sample_rows))
+        chosen = spread(rows, sample_rows)
+        return chosen + [row for row in range(rows) if row not in chosen], per_row, sample_rows * per_row
 
 
 def default_tile_batch(device):
@@ -228,34 +233,35 @@ def output_and_heatmap(result):
 
 
 class MemorySource:
-    """A CxHxW tensor (and its HxW valid mask) read a band of rows at a time, as translate_rows reads scenes."""
+    """A CxHxW tensor (and its HxW valid mask) read a window at a time, as translate_rows reads scenes."""
 
     def __init__(self, image, valid=None):
         """Wrap `image` and `valid` (None: every pixel valid)."""
         self.image, self.valid = image, None if valid is None else torch.as_tensor(valid, dtype=torch.bool)
         self.height, self.width = image.shape[-2:]
 
-    def rows(self, top, bottom):
-        """Rows [top, bottom): (image rows, valid rows or None)."""
-        return self.image[:, top:bottom], None if self.valid is None else self.valid[top:bottom]
+    def rows(self, top, bottom, left=0, right=None):
+        """Rows [top, bottom) of columns [left, right): (image window, valid window or None)."""
+        return (self.image[:, top:bottom, left:right],
+                None if self.valid is None else self.valid[top:bottom, left:right])
 
 
 def translate_whole(translator, image):
-    """Translate one CxHxW image at its own size (padded to the generator's size multiple); return (output, heatmap
-    or None)."""
+    """Translate one CxHxW image at its own size (padded to the generator's multiple); return (output, heatmap)."""
     padded, (height, width) = pad_to_multiple(image, size_multiple(getattr(translator, "generator", None)))
     output, heatmap = output_and_heatmap(translator(padded[None]))
     return output[0, :, :height, :width], None if heatmap is None else heatmap[0]
 
 
-def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None):
+def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2, valid=None, context=TILE_CONTEXT,
+                    statistics_pixels=STATISTICS_PIXELS):
     """Translate a CxHxW image of any size tile by tile, blending overlaps; return (output, heatmap).
 
-    Tiles of `tile` pixels step by tile - overlap and are translated `tile_batch` at a time; each
-    output tile is weighted by a window that fades out over the overlap, so neighbouring tiles
-    cross-fade instead of meeting at a seam. With passes > 1 the first passes only gather image-wide
-    normalization statistics (SharedNormStatistics), so tiles match the whole-image translation.
-    Working memory grows with the tile batch, not the image. `valid`: see the module docstring.
+    Tiles of `tile` pixels (translated with `context` more on each side: TilePlan) step by tile - overlap and
+    are translated `tile_batch` at a time; each output tile is weighted by a window that fades out over the
+    overlap, so neighbouring tiles cross-fade instead of meeting at a seam. `passes` and `statistics_pixels`:
+    see the module docstring. Working memory grows with the tile batch and the statistics pass, not the image.
+    `valid`: see above.
     """
     height, width = image.shape[-2:]
     output = None
@@ -266,128 +272,245 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2,
             output = torch.zeros(rows.shape[0], height, width)
         output[:, top: top + rows.shape[1]] = rows
 
-    heatmap = translate_rows(translator, MemorySource(image, valid), tile, overlap, tile_batch, passes, keep_rows)
+    heatmap = translate_rows(translator, MemorySource(image, valid), tile, overlap, tile_batch, passes, keep_rows,
+                             context=context, statistics_pixels=statistics_pixels)
     return output, heatmap
 
 
-def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap=True):
+def statistics_groups(plan, passes, statistics_pixels):
+    """How many groups the statistics are gathered in: 0 with one pass, 1 with two (a sample when the tiles hold
+    more than `statistics_pixels`), with more enough groups of that size to hold every tile."""
+    if passes == 1:
+        return 0
+    return 1 if passes == 2 else -(-len(plan.row_starts) * len(plan.column_starts) // plan.group_tiles(
+        statistics_pixels))
+
+
+def tile_reads(plan, passes, statistics_pixels=STATISTICS_PIXELS):
+    """How many tiles translate_rows reads (those of the statistics pass(es) when every tile row holds a valid
+    pixel, then every tile for the output), for progress bars."""
+    tiles, groups = len(plan.row_starts) * len(plan.column_starts), statistics_groups(plan, passes, statistics_pixels)
+    if groups == 1:
+        order, per_row, total = plan.statistics_sample(statistics_pixels)
+        return min(len(plan.row_starts), -(-total // per_row)) * len(plan.column_starts) + tiles
+    return tiles * (groups and 2 or 1)
+
+
+def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap=True,
+                   context=TILE_CONTEXT, statistics_pixels=STATISTICS_PIXELS):
     """Translate a scene read band by band (see the module docstring), handing finished output rows on in order.
 
     Returns the heatmap (1 x ceil(H/4) x ceil(W/4)) when `with_heatmap` and the translator gives one, else None.
     """
-    plan = TilePlan(source.height, source.width, tile, overlap, translator.generator)
+    plan = TilePlan(source.height, source.width, tile, overlap, translator.generator, context)
     tile_batch = tile_batch or default_tile_batch(translator.device)
-    statistics = SharedNormStatistics(translator.generator, tile)
-    with statistics:
-        for _ in range(pooling_passes(translator.generator, passes) - 1):
-            for row in range(len(plan.row_starts)):
-                band, band_valid = read_band(source, plan, row)
-                for batch in tile_batches(plan, row, band, band_valid, tile_batch):
-                    run_batch(translator, statistics, batch)
-            statistics.finish_pass()
-        statistics.collecting = False  # the last pass only uses what the earlier ones gathered
-        blender = Blender(plan, translator.generator.output_nc, write_rows, with_heatmap)
-        for row in range(len(plan.row_starts)):
-            band, band_valid = read_band(source, plan, row)
-            blender.start_row(row, band_valid)
-            for batch in tile_batches(plan, row, band, band_valid, tile_batch):
-                blender.add(batch, run_batch(translator, statistics, batch))
-        return blender.finish()
+    groups = statistics_groups(plan, pooling_passes(translator.generator, passes), statistics_pixels)
+    if not groups:
+        return output_pass(translator, None, source, plan, tile_batch, write_rows, with_heatmap, {})
+    with PooledStatistics(translator.generator, plan) as statistics:
+        if groups == 1:
+            tiles = sampled_tiles(source, plan, statistics_pixels)
+            translated = gather_statistics(translator, statistics, tiles, tile_batch)
+        else:
+            for group in range(groups):
+                gather_statistics(translator, statistics, grouped_tiles(source, plan, group, groups), tile_batch)
+            translated = {}  # each group's tiles were normalized with their group's statistics, not the image's
+        statistics.finish_groups()
+        return output_pass(translator, statistics, source, plan, tile_batch, write_rows, with_heatmap, translated)
 
 
-def read_band(source, plan, row):
-    """The rows of tile row `row` (tile rows x padded width), padded at the bottom and right edges of the image."""
-    top = plan.row_starts[row]
-    band, valid = source.rows(top, min(top + plan.tile, source.height))
-    pad_bottom, pad_right = plan.tile - band.shape[-2], plan.padded_width - band.shape[-1]
+def sampled_tiles(source, plan, pixels):
+    """The tiles of the statistics sample (TilePlan.statistics_sample): all of them when they fit in `pixels`."""
+    order, per_row, total = plan.statistics_sample(pixels)
+    tiles = []
+    for row in order:
+        if len(tiles) >= total:
+            break
+        candidates = [tile for tile in row_tiles(source, plan, row) if tile[1] is not None]
+        tiles += [candidates[index] for index in spread(len(candidates), min(per_row, total - len(tiles)))]
+    return [(region, image) for region, image, _ in tiles]
+
+
+def z_order(row, column):
+    """The position of (row, column) along the Z-order curve (bits interleaved): near positions, near tiles."""
+    position = 0
+    for bit in range(16):
+        position |= ((row >> bit) & 1) << (2 * bit + 1) | ((column >> bit) & 1) << (2 * bit)
+    return position
+
+
+def grouped_tiles(source, plan, group, groups):
+    """The tiles of group `group` of `groups`: the tiles dealt in turn to the groups along the Z-order curve, so
+    each group is spread evenly over the scene."""
+    rows, columns = len(plan.row_starts), len(plan.column_starts)
+    order = sorted(((row, column) for row in range(rows) for column in range(columns)), key=lambda tile: z_order(*tile))
+    mine = {tile for rank, tile in enumerate(order) if rank % groups == group}
+    tiles = []
+    for row in range(rows):
+        wanted = [column for column in range(columns) if (row, column) in mine]
+        if wanted:
+            tiles += [(region, image) for region, image, _ in row_tiles(source, plan, row, wanted) if image is not None]
+    return tiles
+
+
+def gather_statistics(translator, statistics, tiles, tile_batch):
+    """Translate `tiles` as one synchronized group forward (PooledStatistics.gather), `tile_batch` per sub-batch.
+
+    Returns {(top, left): (output, heatmap or None)} of the tiles, normalized with the group's statistics.
+    """
+    if not tiles:
+        return {}
+
+    def translate_sub_batch(party, batch):
+        statistics.use_regions([region for region, _ in batch], party)
+        return output_and_heatmap(translator(torch.stack([image for _, image in batch])))
+
+    results = statistics.gather(translate_sub_batch, batched(tiles, tile_batch))
+    translated = {}
+    for batch, (outputs, heatmaps) in zip(batched(tiles, tile_batch), results):
+        for index, (region, _) in enumerate(batch):
+            translated[region.top, region.left] = (outputs[index], None if heatmaps is None else heatmaps[index])
+    return translated
+
+
+def output_pass(translator, statistics, source, plan, tile_batch, write_rows, with_heatmap, translated):
+    """Translate every tile (but those in `translated`, reused) and blend them into rows handed to `write_rows`."""
+    blender = Blender(plan, translator.generator.output_nc, write_rows, with_heatmap)
+    for row in range(len(plan.row_starts)):
+        blender.start_row(row)
+        remaining = []
+        for region, image, valid in row_tiles(source, plan, row):
+            blender.add_valid(region.left, valid)
+            if image is None:
+                continue
+            done = translated.pop((region.top, region.left), None)
+            if done is None:
+                remaining.append((region, image))
+            else:
+                blender.add_tile(region.left, *done)
+        for batch in batched(remaining, tile_batch):
+            outputs, heatmaps = run_batch(translator, statistics, batch)
+            for index, (region, _) in enumerate(batch):
+                blender.add_tile(region.left, outputs[index], None if heatmaps is None else heatmaps[index])
+    return blender.finish()
+
+
+def read_tile(source, plan, top, left):
+    """The tile at (top, left) as (C x tile_height x tile_width float tensor, its valid mask or None), mirrored
+    past the bottom and right edges of the image as pad_to_multiple pads the whole image."""
+    bottom, right = min(top + plan.tile_height, source.height), min(left + plan.tile_width, source.width)
+    image, valid = source.rows(top, bottom, left, right)
+    pad_bottom, pad_right = top + plan.tile_height - bottom, left + plan.tile_width - right
     if pad_bottom or pad_right:
         # mirrored as the networks pad their borders (and pad_to_multiple the whole image), repeated when too small
-        mode = "reflect" if pad_bottom < band.shape[-2] and pad_right < band.shape[-1] else "replicate"
-        band = F.pad(band[None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0]
+        mode = "reflect" if pad_bottom < image.shape[-2] and pad_right < image.shape[-1] else "replicate"
+        image = F.pad(image[None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0]
         if valid is not None:
             valid = F.pad(valid[None, None].float(), (0, pad_right, 0, pad_bottom), mode=mode)[0, 0].bool()
-    return band.float(), valid
+    return image.float(), valid
 
 
-def tile_batches(plan, row, band, band_valid, tile_batch):
-    """Lists of up to `tile_batch` (left, core, tile image filled where masked, tile mask or None) of a tile row.
-
-    Tiles without a valid pixel are left out.
-    """
+def row_tiles(source, plan, row, columns=None):
+    """(TileRegion, tile image filled where masked or None without a valid pixel, valid mask or None) of each tile
+    of tile row `row` (or of its tiles at the indexes `columns`), read from `source`."""
     tiles = []
-    for left, core in plan.row_tiles(row):
-        image = band[:, :, left: left + plan.tile]
-        valid = None if band_valid is None else band_valid[:, left: left + plan.tile]
+    top = plan.row_starts[row]
+    for column, (left, core, _) in enumerate(plan.row_tiles(row)):
+        if columns is not None and column not in columns:
+            continue
+        image, valid = read_tile(source, plan, top, left)
         if valid is not None:
-            if not bool(valid.any()):
-                continue
-            image = fill_masked(image, valid.numpy())
-            valid = None if bool(valid.all()) else valid
-        tiles.append((left, core, image, valid))
-    return [tiles[first: first + tile_batch] for first in range(0, len(tiles), tile_batch)]
+            if bool(valid.all()):
+                valid = None
+            elif bool(valid.any()):
+                image = fill_masked(image, valid.numpy())
+            else:
+                image = None
+        tiles.append((TileRegion(top, left, core, valid, plan.tile_width), image, valid))
+    return tiles
+
+
+def batched(items, size):
+    """`items` in lists of up to `size`."""
+    return [items[first: first + size] for first in range(0, len(items), size)]
 
 
 def run_batch(translator, statistics, batch):
-    """Translate a batch of tiles, telling the statistics hooks which part of each tile is its own and valid."""
-    statistics.cores = [core for _, core, _, _ in batch]
-    statistics.masks = [valid for _, _, _, valid in batch]
-    return output_and_heatmap(translator(torch.stack([image for _, _, image, _ in batch])))
+    """Translate a batch of (region, image) tiles, telling the statistics hooks (if any) where the tiles lie."""
+    if statistics is not None:
+        statistics.use_regions([region for region, _ in batch])
+    return output_and_heatmap(translator(torch.stack([image for _, image in batch])))
+
+
+def shift_up(canvas, shift, empty):
+    """Move the rows of a (... x rows x columns) canvas `shift` rows up in place, filling the freed rows with
+    `empty` (in blocks of `shift` rows, which never overlap: no second canvas)."""
+    rows = canvas.shape[-2]
+    if shift <= 0:
+        return
+    for first in range(0, rows - shift, shift):
+        stop = min(first + shift, rows - shift)
+        canvas[..., first:stop, :] = canvas[..., first + shift: stop + shift, :]
+    canvas[..., max(rows - shift, 0):, :] = empty
 
 
 class Blender:
     """Cross-fades translated tiles into a band of output rows and hands finished rows on, in order."""
 
     def __init__(self, plan, output_nc, write_rows, with_heatmap):
-        """Output and weight canvases one tile row high; the heatmap canvas for the whole (quarter-size) image."""
+        """Output and valid-mask canvases one tile row high; the heatmap canvas for the whole (quarter-size) image."""
         self.plan, self.write_rows = plan, write_rows
-        self.window = blend_window(plan.tile, plan.overlap)
-        self.output = torch.zeros(output_nc, plan.tile, plan.padded_width)
-        self.weights = torch.zeros(1, plan.tile, plan.padded_width)
-        self.top, self.written, self.valid = 0, 0, None
+        self.output = torch.zeros(output_nc, plan.tile_height, plan.padded_width)
+        self.valid = torch.ones(plan.tile_height, plan.padded_width, dtype=torch.bool)
+        self.top, self.written, self.row_ramp = 0, 0, None
+        self.column_ramps = dict(zip(plan.column_starts, plan.column_ramps))
         self.with_heatmap, self.heatmap, self.heat_weights = with_heatmap, None, None
 
-    def start_row(self, row, valid):
+    def start_row(self, row):
         """Hand on the rows no tile of row `row` or later overlaps, and move the canvases down to its top."""
         top = self.plan.row_starts[row]
         self.emit(top)
-        shift = top - self.top
-        if shift:
-            self.output = torch.cat([self.output[:, shift:], torch.zeros_like(self.output[:, :shift])], dim=1)
-            self.weights = torch.cat([self.weights[:, shift:], torch.zeros_like(self.weights[:, :shift])], dim=1)
-        self.top, self.valid = top, valid
+        for canvas, empty in ((self.output, 0), (self.valid, True)):
+            shift_up(canvas, top - self.top, empty)
+        self.top, self.row_ramp = top, self.plan.row_ramps[row]
 
-    def add(self, batch, result):
-        """Add each translated tile of `batch`, weighted by the blend window."""
-        outputs, heatmaps = result
-        tile = self.plan.tile
-        for index, (left, _, _, _) in enumerate(batch):
-            self.output[:, :, left: left + tile] += outputs[index].float().cpu() * self.window
-            self.weights[:, :, left: left + tile] += self.window
-            if self.with_heatmap and heatmaps is not None:
-                self.add_heatmap(left, heatmaps[index].float().cpu())
+    def add_valid(self, left, valid):
+        """Record the valid mask (None: all valid) of the current row's tile starting at column `left`."""
+        if valid is not None or not bool(self.valid[:, left: left + self.plan.tile_width].all()):
+            self.valid[:, left: left + self.plan.tile_width] = True if valid is None else valid
 
-    def add_heatmap(self, left, heatmap):
+    def add_tile(self, left, output, heatmap):
+        """Add a translated tile of the current row starting at column `left`, weighted by its blend window."""
+        window = self.row_ramp[:, None] * self.column_ramps[left][None, :]
+        width = self.plan.tile_width
+        self.output[:, :, left: left + width] += output.float().cpu() * window
+        if self.with_heatmap and heatmap is not None:
+            self.add_heatmap(left, heatmap.float().cpu(), window)
+
+    def add_heatmap(self, left, heatmap, window):
         """Add a tile's heatmap to the quarter-size heatmap canvas."""
         plan, scale = self.plan, HEATMAP_SCALE
         if self.heatmap is None:
             self.heatmap = torch.zeros(1, plan.padded_height // scale + 1, plan.padded_width // scale + 1)
             self.heat_weights = torch.zeros_like(self.heatmap)
-        heat_window, side = self.window[::scale, ::scale], plan.tile // scale
+        heat_window = window[::scale, ::scale]
         heat_top, heat_left = self.top // scale, left // scale
-        self.heatmap[:, heat_top: heat_top + side, heat_left: heat_left + side] += heatmap * heat_window
-        self.heat_weights[:, heat_top: heat_top + side, heat_left: heat_left + side] += heat_window
+        height, width = heat_window.shape
+        self.heatmap[:, heat_top: heat_top + height, heat_left: heat_left + width] += heatmap * heat_window
+        self.heat_weights[:, heat_top: heat_top + height, heat_left: heat_left + width] += heat_window
 
     def emit(self, stop):
-        """Hand on the finished rows [written, stop) of the image (the canvas starts at self.top)."""
-        stop = min(stop, self.plan.height)
-        if stop <= self.written:
-            return
-        first, last = self.written - self.top, stop - self.top
-        width = self.plan.width
-        rows = self.output[:, first:last, :width] / self.weights[:, first:last, :width].clamp_min(1e-12)
-        valid = None if self.valid is None else self.valid[first:last, :width]
-        self.write_rows(self.written, rows, valid)
-        self.written = stop
+        """Hand on the finished rows [written, stop) of the image (the canvas starts at self.top), EMIT_ROWS at a
+        time (what the writer converts at once stays small, however wide the scene)."""
+        stop, width = min(stop, self.plan.height), self.plan.width
+        while self.written < stop:
+            first = self.written - self.top
+            last = min(stop, self.written + EMIT_ROWS) - self.top
+            weights = self.plan.row_weights[self.written: last + self.top, None] * self.plan.column_weights[:width]
+            rows = self.output[:, first:last, :width] / weights.clamp_min(1e-12)
+            valid = self.valid[first:last, :width]
+            self.write_rows(self.written, rows, None if bool(valid.all()) else valid)
+            self.written = last + self.top
 
     def finish(self):
         """Hand on the last rows; return the heatmap (cropped to the image) or None."""

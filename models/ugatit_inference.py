@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from models.tiling import NORMALIZATION_TYPES
+from models.tile_statistics import NORMALIZATION_TYPES
 from models.ugatit_checkpoint import check_checkpoint, generator_from_checkpoint, read_checkpoint, sargen_state
 from models.ugatit_networks import ResnetBlock, set_fused_statistics
 from util.device import autocast_dtype

@@ -226,13 +226,43 @@ class ResnetAdaILNBlock(nn.Module):
         return self.norm2(out, gamma, beta) + features
 
 
-def _class_activation(features, gap_fc, gmp_fc, gap_weight, gmp_weight):
-    """Return CAM-weighted features (avg branch, max branch concatenated) and the CAM logits."""
+class GridAveragePool(nn.Module):
+    """Average pooling to a grid x grid map (grid 1: global average pooling), a module the tiler pools image-wide."""
+
+    def __init__(self, grid=1):
+        """Pool to `grid` x `grid` cells."""
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, features):
+        """The B x C x grid x grid cell means (the features themselves when they already have that size)."""
+        if tuple(features.shape[-2:]) == (self.grid, self.grid):
+            return features
+        return F.adaptive_avg_pool2d(features, self.grid)
+
+    def extra_repr(self):
+        """The grid, for printing."""
+        return f"grid={self.grid}"
+
+
+class GlobalMaxPool(nn.Module):
+    """Global max pooling (B x C x H x W -> B x C x 1 x 1), a module the tiler pools image-wide."""
+
+    def forward(self, features):
+        """The per-channel maximum."""
+        return F.adaptive_max_pool2d(features, 1)
+
+
+def _class_activation(features, cam, gap_fc, gmp_fc, gap_weight, gmp_weight):
+    """Return CAM-weighted features (avg branch, max branch concatenated) and the CAM logits.
+
+    `cam` is the network holding the global pools (average_pool, max_pool).
+    """
     # Same operation order as the reference, so autograd sums gradients identically too.
     batch = features.shape[0]
-    gap_logit = gap_fc(F.adaptive_avg_pool2d(features, 1).view(batch, -1))
+    gap_logit = gap_fc(cam.average_pool(features).view(batch, -1))
     avg_weighted = features * gap_weight.unsqueeze(2).unsqueeze(3)
-    gmp_logit = gmp_fc(F.adaptive_max_pool2d(features, 1).view(batch, -1))
+    gmp_logit = gmp_fc(cam.max_pool(features).view(batch, -1))
     max_weighted = features * gmp_weight.unsqueeze(2).unsqueeze(3)
     return torch.cat([avg_weighted, max_weighted], 1), torch.cat([gap_logit, gmp_logit], 1)
 
@@ -294,7 +324,7 @@ class Generator(nn.Module):
     """U-GAT-IT generator: encoder, CAM attention, AdaLIN residual bottleneck, LIN decoder."""
 
     def __init__(self, input_nc, output_nc, ngf=64, n_blocks=6, img_size=256, light=False):
-        """Build the network; img_size (a multiple of 4) only shapes FC.0 when not light."""
+        """Build the network; img_size (a multiple of 4) only shapes FC.0 (and its input grid) when not light."""
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -314,6 +344,11 @@ class Generator(nn.Module):
         self.DownBlock = nn.Sequential(*_generator_encoder(input_nc, ngf, n_blocks))
         self.FC = nn.Sequential(*_gamma_beta_mlp(channels, img_size, light))
         self.UpBlock2 = nn.Sequential(*_generator_decoder(output_nc, ngf))
+        # Parameter-free (no state-dict keys): the global pools of the attention and of the MLP's input, modules so
+        # that the tiler can pool them over a whole image. A full generator's MLP sees its bottleneck averaged to
+        # its training grid (img_size / 4 cells a side): the features themselves at img_size, defined at any size.
+        self.average_pool, self.max_pool = GridAveragePool(1), GlobalMaxPool()
+        self.mlp_pool = GridAveragePool(1 if light else img_size // BOTTLENECK_SCALE)
 
     def bottleneck_blocks(self):
         """The AdaLIN residual blocks UpBlock1_1 .. UpBlock1_<n_blocks>, in order."""
@@ -321,20 +356,17 @@ class Generator(nn.Module):
 
     def _gamma_and_beta(self, features):
         """Per-sample AdaLIN gamma and beta computed from the attended features."""
-        if self.light:
-            mlp_input = F.adaptive_avg_pool2d(features, 1).flatten(1)
-        else:
-            mlp_input = features.flatten(1)
-        hidden = self.FC(mlp_input)
+        hidden = self.FC(self.mlp_pool(features).flatten(1))
         return self.gamma(hidden), self.beta(hidden)
 
     def forward(self, image):
         """Translate image; return (output in [-1, 1], cam_logit (B, 2), heatmap (B, 1, h, w))."""
         features = self.DownBlock(image)
         weighted, cam_logit = _class_activation(
-            features, self.gap_fc, self.gmp_fc, self.gap_fc.weight, self.gmp_fc.weight
+            features, self, self.gap_fc, self.gmp_fc, self.gap_fc.weight, self.gmp_fc.weight
         )
         features = F.relu(self.conv1x1(weighted))
+        del weighted  # not kept through the bottleneck: it bounds what a paused tile holds (models/tile_statistics)
         heatmap = torch.sum(features, dim=1, keepdim=True)
         gamma, beta = self._gamma_and_beta(features)
         for block in self.bottleneck_blocks():
@@ -375,6 +407,7 @@ class Discriminator(nn.Module):
         self.conv1x1 = nn.Conv2d(channels * 2, channels, kernel_size=1, stride=1, bias=True)
         self.conv = _spectral_normalized(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=0, bias=False))
         self.model = nn.Sequential(*_discriminator_trunk(input_nc, ndf, n_layers))
+        self.average_pool, self.max_pool = GridAveragePool(1), GlobalMaxPool()  # parameter-free: no state-dict keys
 
     def forward(self, image, call_sizes=None):
         """Score image patches; return (out (B, 1, h, w), cam_logit (B, 2), heatmap (B, 1, h', w')).
@@ -395,7 +428,7 @@ class Discriminator(nn.Module):
         # The reference weights the CAM branches with the module's first parameter, which under
         # legacy spectral norm is weight_orig (un-normalized); the logits use the normalized weight.
         weighted, cam_logit = _class_activation(
-            features, functools.partial(spectral, self.gap_fc), functools.partial(spectral, self.gmp_fc),
+            features, self, functools.partial(spectral, self.gap_fc), functools.partial(spectral, self.gmp_fc),
             self.gap_fc.weight_orig, self.gmp_fc.weight_orig,
         )
         features = F.leaky_relu(self.conv1x1(weighted), LEAKY_SLOPE)

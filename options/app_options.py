@@ -3,15 +3,8 @@
 import argparse
 
 from data.image_io import add_image_options, apply_image_limits
-from options.number_types import (
-    MAX_IMAGE_SIDE,
-    MAX_NETWORK_SIDE,
-    batch_count,
-    integer,
-    network_side,
-    non_negative_int,
-    parse_float_pair,
-)
+from models.tiling import add_tiling_options
+from options.number_types import MAX_IMAGE_SIDE, integer, network_side, parse_float_pair
 from util.cli import ArgumentParser
 from util.device import add_allocator_option
 
@@ -40,16 +33,8 @@ class AppOptions:
         parser.add_argument("--overwrite", action="store_true",
                             help="replace existing output files that sargen did not write (never an input)")
         parser.add_argument("--heatmap", action="store_true", help="also save the CAM heatmap over the input")
-        parser.add_argument("--tile", type=integer(0, MAX_NETWORK_SIDE), default=0,
-                            help="translate at the input's own size, tile by tile, with tiles of this many pixels; "
-                                 "rasters are read and written a band of tile rows at a time")
-        parser.add_argument("--overlap", type=non_negative_int, default=32,
-                            help="pixels shared by neighbouring tiles (--tile)")
-        parser.add_argument("--tile_batch", type=batch_count, default=None,
-                            help="tiles translated at once (bounds memory); default 4 on CUDA, 1 on the CPU")
-        parser.add_argument("--tile_passes", type=integer(1, 64), default=2,
-                            help="1: each tile normalized on its own; 2: a first pass pools the normalization "
-                                 "statistics of the whole image, so tiles agree (twice the work)")
+        add_tiling_options(parser, "translate at the input's own size, tile by tile, with tiles of this many "
+                                   "pixels; rasters are read a tile and written a few rows at a time")
         parser.add_argument("--img_size", type=network_side, default=None,
                             help="translation size without tiling; default: the checkpoint's (256 for plain files)")
         parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),

@@ -14,7 +14,7 @@ from ugatit_helpers import one_torch_thread, perturbed_generators  # noqa: F401 
 from data.image_io import read_image, tensor_to_uint8, write_image
 from data.radiometry import IntensityScaling
 from models.file_translation import app_main
-from models.tiling import blend_window, translate_tiled
+from models.tiling import edge_ramp, translate_tiled
 from models.translators import load_translator
 from models.ugatit_inference import Translator
 from models.ugatit_networks import Generator, ResnetBlock
@@ -152,7 +152,9 @@ def test_hard_tile_edges_would_show_seams(checkpoint):
 
 
 def test_tiles_are_translated_in_bounded_batches(checkpoint):
-    """Memory is bounded by --tile_batch: no call sees more tiles than that, whatever the image size."""
+    """Memory is bounded by --tile_batch: no call sees more tiles than that, whatever the image size; with the
+    default passes every tile is translated once (the statistics pass's outputs are kept), with 3 passes over
+    statistics groups twice."""
     translator = load_translator(checkpoint, precision="float32")
     seen = []
     original_call = Translator.__call__
@@ -163,18 +165,24 @@ def test_tiles_are_translated_in_bounded_batches(checkpoint):
             return original_call(self, images)
 
     recording = Recording(translator.generator, "cpu", "float32")
-    translate_tiled(recording, smooth_texture(200, 120) * 2 - 1, tile=64, overlap=16, tile_batch=2)
-    assert max(seen) <= 2 and sum(seen) == 2 * 4 * 3  # 2 passes; rows start at 0, 48, 96, 136; columns 0, 48, 56
+    image = smooth_texture(200, 120) * 2 - 1
+    # tiles of 64 + 2 x 32 context px: rows start at 0, 48, 72; one column (the image is narrower than a tile)
+    for passes, statistics_pixels, translations in ((1, None, 3), (2, None, 3), (3, 128 * 120, 6)):
+        seen.clear()
+        translate_tiled(recording, image, tile=64, overlap=16, tile_batch=2, passes=passes,
+                        **({"statistics_pixels": statistics_pixels} if statistics_pixels else {}))
+        assert max(seen) <= 2 and sum(seen) == translations
 
 
-def test_blend_window_fades_over_the_overlap():
-    """The window is 1 inside, ramps at the edges, and overlapping windows sum to a constant along a line."""
-    window = blend_window(16, 4)
-    assert window[8, 8] == 1 and window[0, 8] < 0.2
-    line = torch.zeros(28)
-    line[:16] += window[8]
-    line[12:] += window[8]
-    assert torch.allclose(line[4:24], torch.ones(20))
+def test_blend_ramps_fade_over_the_overlap_after_the_context():
+    """A tile's weight is 0 over the context at edges shared with a neighbour, ramps over the overlap, is 1 at
+    image borders; the ramps of neighbouring tiles (stride tile - overlap) sum to a constant."""
+    first, second = edge_ramp(32, 4, 8, False, True), edge_ramp(32, 4, 8, True, False)
+    assert first[0] == 1 and first[-8:].eq(0).all() and 0 < first[-9] < 0.2
+    line = torch.zeros(44)  # tiles of 16 + 2 x 8 px, 12 px apart
+    line[:32] += first
+    line[12:] += second
+    assert torch.allclose(line, torch.ones(44))
 
 
 def test_published_key_list_checkpoint_runs(tmp_path, eo_image):

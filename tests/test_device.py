@@ -58,6 +58,36 @@ def test_freed_memory_stays_in_the_heap_for_reuse():
     assert free_heap_mib_after_freeing_64_mib("system") < 64
 
 
+# Allocates and frees in three threads in turn, then has glibc print its arenas (malloc_stats, to stderr).
+ARENAS_PROBE = """
+import ctypes, sys, threading
+import torch
+from util.device import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+for _ in range(3):
+    thread = threading.Thread(target=lambda: torch.ones(4 * 2**20).sum())
+    thread.start()
+    thread.join()
+ctypes.CDLL(sys.argv[2]).malloc_stats()
+"""
+
+
+def malloc_arenas(mode):
+    """How many malloc arenas the probe's process ended with, with memory reuse ('keep') or the defaults."""
+    completed = subprocess.run([sys.executable, "-c", ARENAS_PROBE, mode, glibc_with_mallinfo2()],
+                               capture_output=True, text=True, cwd=ROOT, check=True)
+    return sum(line.startswith("Arena ") for line in completed.stderr.splitlines())
+
+
+@pytest.mark.skipif(glibc_with_mallinfo2() is None, reason="needs glibc 2.33+")
+def test_with_reuse_threads_share_one_arena():
+    """With reuse every thread allocates from one arena, so what a thread freed serves the next (the tiler's
+    statistics pass runs sub-batches in threads); by default glibc gives threads arenas of their own."""
+    assert malloc_arenas("keep") == 1
+    assert malloc_arenas("system") > 1
+
+
 @pytest.mark.parametrize("flag, calls", [([], 1), (["--system_allocator"], 0)])
 def test_cpu_runs_reuse_memory_unless_system_allocator(monkeypatch, tmp_path, flag, calls):
     """train.py/test.py options and app.py on the CPU turn memory reuse on; --system_allocator does not."""
