@@ -116,6 +116,38 @@ def test_old_design_checkpoints_are_refused_in_one_line(tmp_path):
         load_translator(path)
 
 
+def test_content_targets_are_computed_once_per_image_when_reading_is_fixed():
+    """With no flip and no random crop each image's content targets are computed once and then come from the
+    cache, equal to fresh ones, in any batch order; with random crops (or flips) they are computed every step."""
+    import argparse
+
+    from models.gatys_feedforward_model import ContentTargetCache
+
+    class CountingObjective:
+        content_layers = ["relu2_2"]
+
+        def __init__(self):
+            self.images = 0
+
+        def content_targets(self, images, precision=True):
+            self.images += len(images)
+            return {"relu2_2": images * 2.0}
+
+    images = torch.rand(3, 3, 8, 8)
+    paths = ["a.png", "b.png", "c.png"]
+    fixed = argparse.Namespace(no_flip=True, preprocess="resize_and_crop", load_size=32, crop_size=32)
+    cache, objective = ContentTargetCache(fixed), CountingObjective()
+    first = cache.targets(objective, images[:2], paths[:2])
+    again = cache.targets(objective, images[[2, 0]], [paths[2], paths[0]])
+    assert objective.images == 3
+    assert torch.equal(first["relu2_2"], images[:2] * 2.0) and torch.equal(again["relu2_2"], images[[2, 0]] * 2.0)
+    cropped, objective = ContentTargetCache(argparse.Namespace(**{**vars(fixed), "load_size": 40})), CountingObjective()
+    for _ in range(2):
+        cropped.targets(objective, images, paths)
+    assert objective.images == 6
+    assert not ContentTargetCache(argparse.Namespace(**{**vars(fixed), "no_flip": False})).enabled
+
+
 def test_training_lowers_the_loss(x2ka_root, tmp_path, monkeypatch):
     """Thirty steps on five images bring the total loss (style + content + total variation) well below its start."""
     args = feedforward_args(x2ka_root, tmp_path, "falls", "--iteration", 30, "--save_freq", 30, "--lambda_tv", 0.1,
