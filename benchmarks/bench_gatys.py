@@ -290,10 +290,23 @@ def speed_case(args):
     print(json.dumps(figures))
 
 
+def without_option(argv, option):
+    """`argv` without `option` and its value (given as 'OPTION VALUE' or 'OPTION=VALUE')."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(f"{option}="):
+            kept.append(arg)
+    return kept
+
+
 def speed_figures(root, args, label, environment, extra):
     """Run part 2 in a new process (oneDNN reads its ISA limit once per process) with `environment` and sargen
     test options `extra`; echo what it prints and return its figures."""
-    argv = [arg for arg in sys.argv[1:] if not arg.startswith("--extra")]
+    argv = without_option(sys.argv[1:], "--extra")
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--case", "speed", "--case_root", str(root),
                "--extra", f"{args.extra} {extra}".strip()]
     print(f"--- time to the baseline's loss, {label} ---", flush=True)
