@@ -75,7 +75,7 @@ def build_parser():
     parser.add_argument("--scene", default="1024,900", help="HEIGHT,WIDTH of the scene translated whole and tiled")
     parser.add_argument("--tile", type=int, default=256, help="tile side for the scene")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap for the scene")
-    parser.add_argument("--tile_passes", default="1,2", help="--tile_passes values compared on the scene")
+    parser.add_argument("--tile_passes", default="1,2,3", help="--tile_passes values compared on the scene")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--extra", default="", help="extra sargen test options, e.g. '--precision float32'")
