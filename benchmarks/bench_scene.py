@@ -69,6 +69,8 @@ def build_parser():
     parser.add_argument("--n_res", type=int, default=4, help="residual blocks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--work", default=None, help="folder for scenes and outputs (default: a temporary one)")
+    parser.add_argument("--app_args", default="",
+                        help="extra app.py options of the scene runs, e.g. --app_args='--statistics_megapixels 0.25'")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"parts to run, of {','.join(PARTS)} (border and seams need accuracy's whole image)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
@@ -133,7 +135,8 @@ def case_scene(args, scene, checkpoint, out):
     tile, overlap = tile_pairs(args.scene_tile)[0]
     app_main(["--model_path", checkpoint, "--img", scene, "--out", out, "--tile", str(tile), "--overlap",
               str(overlap), "--precision", "float32", "--device", "cpu",
-              "--intensity_scaling", "auto"])  # 8-bit levels / 255; the benchmark's checkpoint records no radiometry
+              "--intensity_scaling", "auto",  # 8-bit levels / 255; the benchmark's checkpoint records no radiometry
+              *args.app_args.split()])
 
 
 def accuracy_scene(size):
@@ -194,8 +197,9 @@ def report_accuracy(args, translator):
     tile, overlap = tile_pairs(args.tiles)[0]
     pixels = int(args.sample_megapixels * 1e6)
     print(f"  tile {tile} overlap {overlap}, scene larger than the statistics sample ({args.sample_megapixels:g} "
-          f"MP): 2 passes use the sample's statistics, 3 every tile's (in groups of the sample's size)")
-    for passes in (2, 3):
+          f"MP): 2 passes use the sample's statistics, every further pass sweeps over every tile (in groups of the "
+          f"sample's size) and makes one more layer's statistics the whole scene's")
+    for passes in (2, 3, 4, 8, 16):
         seconds, (output, _) = timed(translate_tiled, translator, image, tile, overlap, passes=passes,
                                      statistics_pixels=pixels)
         print(f"    --tile_passes {passes}: {difference(levels(output), whole)}  {seconds:6.1f} s")
@@ -227,8 +231,9 @@ def report_scenes(args, folder, checkpoint):
     """Print peak memory and throughput of app.py --tile at both scene sizes."""
     sizes = [int(side) for side in args.sizes.split(",")]
     tile, overlap = tile_pairs(args.scene_tile)[0]
-    print(f"\nScenes: app.py --tile {tile} --overlap {overlap}, defaults otherwise (context {TILE_CONTEXT}, 2 passes, "
-          f"statistics sample {STATISTICS_PIXELS / 1e6:g} MP), float32, a no-data strip of a tenth of the width")
+    print(f"\nScenes: app.py --tile {tile} --overlap {overlap} {args.app_args or ''}, defaults otherwise (context "
+          f"{TILE_CONTEXT}, 2 passes, statistics sample {STATISTICS_PIXELS / 1e6:g} MP), float32, a no-data strip of "
+          f"a tenth of the width")
     peaks = []
     for size in sizes:
         scene = str(write_scene(folder / f"scene_{size}.tif", size, strip=size // 10))

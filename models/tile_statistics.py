@@ -19,13 +19,13 @@ border effect (convolutions near a tile's edge see padding instead of the neighb
 memory the group runs in sub-batches, each in a thread, one at a time: they meet at every pooled layer
 (SynchronizedGroup), so a paused tile holds only its activations at that layer, not a forward's peak.
 
-A scene too large for one group is gathered in several (each spread over the scene) whose sums are added: the
-statistics of the union of groups, each of whose tiles was normalized with its own group's. To first order in
-the groups' differences that is the union's own fixed point (if S_g are the groups' statistics and J the
-lower-triangular sensitivity of the statistics to those of earlier layers, the union's S satisfies
-(I - J)(S - mean of S_g) = 0 to first order, and I - J is invertible); the groups being spread samples of one
-scene, their differences are small. Between groups and after them, every tile is normalized with the stored
-values.
+A scene too large for one group (beyond the first, sampled pass) is gathered in sweeps over every tile, each in
+several groups spread over the scene whose sums are added. In sweep k the first k pooled-layer calls use the
+statistics already exact (the whole scene's) and the later ones the group's own; the sums of call k are then
+exact, since a layer's statistics depend only on the layers before it. The first sweep is the union of the
+groups' statistics, to first order the union's own fixed point (the groups being spread samples of one scene,
+their differences are small); each further sweep makes one more call exact. Between groups and after them,
+every tile is normalized with the stored values.
 """
 
 import dataclasses
@@ -315,6 +315,7 @@ class PooledStatistics:
         self.layers = pooled_layers(generator)
         self.plan = plan
         self.stored, self.sums, self.group = [], [], None
+        self.exact = []  # the statistics of the first pooled-layer calls known to be the whole scene's (sweeps)
         self.local = threading.local()
 
     def __enter__(self):
@@ -346,7 +347,7 @@ class PooledStatistics:
         kind = partials[0][0]
         pooled = functools.reduce(kind.combine, [partial for _, partial in partials])
         call = len(self.stored)
-        self.stored.append(kind.finish(pooled, self.plan))
+        self.stored.append(self.exact[call] if call < len(self.exact) else kind.finish(pooled, self.plan))
         if call < len(self.sums):
             self.sums[call] = (kind, kind.combine(self.sums[call][1], pooled))
         else:
@@ -367,4 +368,10 @@ class PooledStatistics:
 
     def finish_groups(self):
         """Store the statistics of all the groups gathered so far together, for the output pass."""
-        self.stored = [kind.finish(total, self.plan) for kind, total in self.sums]
+        self.stored = self.exact + [kind.finish(total, self.plan) for kind, total in self.sums[len(self.exact):]]
+
+    def start_sweep(self, exact_calls):
+        """Begin a sweep over every tile of a scene in groups, the first `exact_calls` pooled-layer calls' statistics
+        (those finished so far) being the whole scene's: every group is normalized with them there and pools the
+        later calls itself, and the sums of those are gathered anew."""
+        self.exact, self.sums = self.stored[:exact_calls], []

@@ -24,9 +24,13 @@ statistics: level shifts between tiles, hidden by the blending). 2 (the default)
 ``statistics_pixels``, run as one synchronized forward in which every normalization layer and global pool uses
 statistics pooled over all of them, so the result equals the whole image's up to the border effect; the output
 pass then translates the other tiles with those statistics and reuses the outputs of the sampled ones, so the
-whole costs about one pass. 3 or more: the statistics of every tile of any scene, gathered in groups of
-``statistics_pixels`` spread over it and added (two passes' work when there is more than one group; more than
-3 gives the same).
+whole costs about one pass. For a scene larger than the sample, each pass beyond 2 is a sweep over every tile,
+in synchronized groups of ``statistics_pixels`` spread over the scene whose sums are added (models.tile_statistics).
+The first sweep makes the first pooled layer's statistics the whole scene's, and every later one the next
+layer's as well, since a layer's statistics depend only on the layers before it: sweep k normalizes every tile
+with the k exact ones and gathers the rest anew. So the statistics converge to the whole scene's, one layer a
+sweep at the least; each sweep costs a pass. For an image that fits in the sample, 2 passes are exact and more
+change nothing.
 
 No-data: ``valid`` (HxW, True = valid) marks the valid pixels. Every tile's masked pixels are filled from its
 valid pixels (data.radiometry.fill_masked: mirrored at the no-data edge), masked pixels are left out of the
@@ -70,7 +74,8 @@ def add_tiling_options(parser, tile_help):
                              "and global pooling uses the whole image's statistics, gathered by translating all "
                              "tiles (or a sample of --statistics_megapixels) together: the output equals the "
                              "whole image's translation up to the border effect, for about the cost of one pass; "
-                             "P > 2: P - 2 more passes refine sampled statistics over all tiles")
+                             "P > 2, for scenes larger than the sample: P - 2 sweeps over every tile bring the "
+                             "statistics to the whole scene's, one more layer exact each sweep, a pass each")
     parser.add_argument("--statistics_megapixels", type=real(above=0, maximum=1e4), default=STATISTICS_PIXELS / 1e6,
                         help="megapixels of tiles translated together to gather the statistics (--tile_passes "
                              "> 1): images up to this size get their own exactly, larger ones a spread sample; "
@@ -277,23 +282,26 @@ def translate_tiled(translator, image, tile, overlap, tile_batch=None, passes=2,
     return output, heatmap
 
 
-def statistics_groups(plan, passes, statistics_pixels):
-    """How many groups the statistics are gathered in: 0 with one pass, 1 with two (a sample when the tiles hold
-    more than `statistics_pixels`), with more enough groups of that size to hold every tile."""
-    if passes == 1:
-        return 0
-    return 1 if passes == 2 else -(-len(plan.row_starts) * len(plan.column_starts) // plan.group_tiles(
-        statistics_pixels))
+def statistics_groups(plan, statistics_pixels):
+    """How many groups of `statistics_pixels` hold every tile of the plan (1: the whole image fits in one)."""
+    return -(-len(plan.row_starts) * len(plan.column_starts) // plan.group_tiles(statistics_pixels))
+
+
+def refinement_sweeps(plan, passes, statistics_pixels):
+    """Sweeps over every tile between the sample pass and the output pass: passes - 2, none when one pass or when
+    the whole image fits in the sample (its statistics are then exact already)."""
+    return max(passes - 2, 0) if statistics_groups(plan, statistics_pixels) > 1 else 0
 
 
 def tile_reads(plan, passes, statistics_pixels=STATISTICS_PIXELS):
-    """How many tiles translate_rows reads (those of the statistics pass(es) when every tile row holds a valid
-    pixel, then every tile for the output), for progress bars."""
-    tiles, groups = len(plan.row_starts) * len(plan.column_starts), statistics_groups(plan, passes, statistics_pixels)
-    if groups == 1:
-        order, per_row, total = plan.statistics_sample(statistics_pixels)
-        return min(len(plan.row_starts), -(-total // per_row)) * len(plan.column_starts) + tiles
-    return tiles * (groups and 2 or 1)
+    """How many tiles translate_rows reads (those of the sample pass when every tile row holds a valid pixel, of
+    each refinement sweep, then every tile for the output), for progress bars."""
+    tiles = len(plan.row_starts) * len(plan.column_starts)
+    if passes == 1:
+        return tiles
+    order, per_row, total = plan.statistics_sample(statistics_pixels)
+    sample = min(len(plan.row_starts), -(-total // per_row)) * len(plan.column_starts)
+    return sample + tiles * (refinement_sweeps(plan, passes, statistics_pixels) + 1)
 
 
 def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_rows, with_heatmap=True,
@@ -304,18 +312,20 @@ def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_
     """
     plan = TilePlan(source.height, source.width, tile, overlap, translator.generator, context)
     tile_batch = tile_batch or default_tile_batch(translator.device)
-    groups = statistics_groups(plan, pooling_passes(translator.generator, passes), statistics_pixels)
-    if not groups:
+    passes = pooling_passes(translator.generator, passes)
+    if passes == 1:
         return output_pass(translator, None, source, plan, tile_batch, write_rows, with_heatmap, {})
     with PooledStatistics(translator.generator, plan) as statistics:
-        if groups == 1:
-            tiles = sampled_tiles(source, plan, statistics_pixels)
-            translated = gather_statistics(translator, statistics, tiles, tile_batch)
-        else:
+        translated = gather_statistics(translator, statistics, sampled_tiles(source, plan, statistics_pixels),
+                                       tile_batch)
+        statistics.finish_groups()
+        groups = statistics_groups(plan, statistics_pixels)
+        for sweep in range(refinement_sweeps(plan, passes, statistics_pixels)):
+            statistics.start_sweep(exact_calls=sweep)
             for group in range(groups):
                 gather_statistics(translator, statistics, grouped_tiles(source, plan, group, groups), tile_batch)
-            translated = {}  # each group's tiles were normalized with their group's statistics, not the image's
-        statistics.finish_groups()
+            statistics.finish_groups()
+            translated = {}  # the sample's outputs used the sample's statistics, not the sweep's
         return output_pass(translator, statistics, source, plan, tile_batch, write_rows, with_heatmap, translated)
 
 

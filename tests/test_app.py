@@ -153,8 +153,8 @@ def test_hard_tile_edges_would_show_seams(checkpoint):
 
 def test_tiles_are_translated_in_bounded_batches(checkpoint):
     """Memory is bounded by --tile_batch: no call sees more tiles than that, whatever the image size; with the
-    default passes every tile is translated once (the statistics pass's outputs are kept), with 3 passes over
-    statistics groups twice."""
+    default passes every tile is translated once (the statistics pass's outputs are kept); with 3 passes and a
+    sample smaller than the image, the sample's tiles, then every tile in the sweep and again for the output."""
     translator = load_translator(checkpoint, precision="float32")
     seen = []
     original_call = Translator.__call__
@@ -167,7 +167,7 @@ def test_tiles_are_translated_in_bounded_batches(checkpoint):
     recording = Recording(translator.generator, "cpu", "float32")
     image = smooth_texture(200, 120) * 2 - 1
     # tiles of 64 + 2 x 32 context px: rows start at 0, 48, 72; one column (the image is narrower than a tile)
-    for passes, statistics_pixels, translations in ((1, None, 3), (2, None, 3), (3, 128 * 120, 6)):
+    for passes, statistics_pixels, translations in ((1, None, 3), (2, None, 3), (3, 128 * 120, 2 + 3 + 3)):
         seen.clear()
         translate_tiled(recording, image, tile=64, overlap=16, tile_batch=2, passes=passes,
                         **({"statistics_pixels": statistics_pixels} if statistics_pixels else {}))
