@@ -5,27 +5,28 @@ Baseline: the original research code's algorithm, one image at a time: Adam (lr 
 image's target loss. The style target is the target band's mean Gram (train.py --model gatys; --same_category
 for the category's), the content layers 1,3; every path minimises this same float32 loss.
 
-Compared with it:
-1. sargen's default per-image optimization (GatysModel.test: L-BFGS, 300 steps): time to reach the target loss,
-   and the whole default run.
-2. The feed-forward generator (--model gatys_feedforward), trained once here on the training images (its wall time
-   is reported on its own): inference time per image, and its loss relative to the baseline's and to sargen's.
-3. Warm-started optimization (--model gatys --init feedforward): time to reach the target loss, the generator's
-   pass included; and after how many images the generator's training has paid for itself.
-4. Quality on every test image: is the generated target band closer to the real target than the source is, in
-   per-channel mean and spread (standard deviation) and in the share of high-frequency energy (speckle grain)?
-5. A whole scene (--scene, e.g. 1024 x 900) translated by the generator at once and tiled (test.py --tile):
+What one run prints, then sums up at the end:
+1. The feed-forward generator (--model gatys_feedforward), trained once here on the training images: its training
+   wall time, then on every test image its mean Gatys loss against sargen's per-image optimization at its default
+   settings (L-BFGS, 300 steps), and whether the generated band is closer to the real target band than the source
+   is, in per-channel mean, spread and high-frequency share (speckle grain).
+2. On the first --images test images, against the baseline: feed-forward inference time; sargen's default
+   optimization (cold start from the source) and the warm start (--init feedforward, the generator's pass
+   included): time to reach the baseline's final loss. Measured in a separate process, in sargen's default
+   precision, and again without bfloat16 (float32, with oneDNN held to AVX512_CORE_VNNI: a CPU without bfloat16
+   instructions) when this CPU has it.
+3. A whole scene (--scene, e.g. 1024 x 900) translated by the generator at once and tiled (test.py --tile):
    times, and how far the tiled output is from the whole-image one for each --tile_passes.
 
-    python benchmarks/bench_gatys.py                                       # 128 px: about 35 min on 2 cores
-    python benchmarks/bench_gatys.py --train_steps 200                     # 128 px, a weaker generator: about 15 min
-    python benchmarks/bench_gatys.py --size 256 --baseline_steps 1000 --train_steps 1500   # the issue's setting
-    python benchmarks/bench_gatys.py --device cuda --size 256 --baseline_steps 1000        # on a GPU
+    python benchmarks/bench_gatys.py                  # 128 px on the CPU, everything the figures need
+    python benchmarks/bench_gatys.py --device cuda --size 256 --baseline_steps 1000   # make gpu-check
 """
 
 import argparse
-import math
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,14 +40,17 @@ import torch
 import train as train_script
 from data import create_dataloader, create_dataset
 from datasets.make_dataset import main as make_dataset
+from evaluation.band_character import closer_counts
 from models.feedforward_generator import CHECKPOINT_SUFFIX, load_feedforward_translator, translate_image
 from models.gatys_model import GatysModel
 from models.losses import content_loss, gram_matrix, style_loss
 from models.vgg import imagenet_normalize, load_vgg_features
 from options.test_options import TestOptions
+from util.device import autocast_dtype
 
 CONTENT_LAYERS = "1,3"
-HIGH_FREQUENCY = 0.25  # cycles per pixel: above it lies the speckle grain (half the Nyquist frequency)
+NO_BF16_ISA = "AVX512_CORE_VNNI"  # oneDNN's newest x86 ISA level without bfloat16 instructions
+TARGETS = {"loss ratio": 2.0, "closer": 5, "speed-up": 10.0, "inference": 1000.0}
 
 
 def build_parser():
@@ -56,28 +60,27 @@ def build_parser():
     parser.add_argument("--baseline_steps", type=int, default=300, help="Adam steps of the baseline")
     parser.add_argument("--images", type=int, default=2, help="test images timed against the baseline")
     parser.add_argument("--n_train", type=int, default=24, help="training images (x2ka example data)")
-    parser.add_argument("--n_test", type=int, default=6, help="test images of the quality comparison")
+    parser.add_argument("--n_test", type=int, default=6, help="test images of the loss and quality comparison")
     parser.add_argument("--vgg", default="vgg19", choices=("vgg16", "vgg19"))
     parser.add_argument("--vgg_weights", default="random", help="imagenet, random or a file")
     parser.add_argument("--same_category", action="store_true", help="style target: the image's category Gram")
-    parser.add_argument("--train_steps", type=int, default=600, help="generator training steps")
+    parser.add_argument("--train_steps", type=int, default=None,
+                        help="generator training steps (default: train.py's --iteration default)")
     parser.add_argument("--train_size", type=int, default=128, help="side of the generator's training crops")
     parser.add_argument("--train_batch", type=int, default=4, help="generator training batch")
-    parser.add_argument("--ngf", type=int, default=32, help="generator channels (--ngf)")
-    parser.add_argument("--n_res", type=int, default=5, help="generator residual blocks (--n_res)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="generator learning rate")
-    parser.add_argument("--warm_steps", type=int, default=300, help="steps of the warm-started optimization")
-    parser.add_argument("--warm_optimizer", default="lbfgs", choices=("lbfgs", "adam"),
-                        help="optimizer of the warm-started optimization")
-    parser.add_argument("--warm_lr", type=float, default=None, help="its step size (default: sargen's)")
+    parser.add_argument("--train_extra", default="", help="extra train.py options of the generator, e.g. '--ngf 32'")
+    parser.add_argument("--reach_steps", type=int, default=120,
+                        help="steps of the timed cold and warm optimizations (enough to reach the baseline's loss)")
     parser.add_argument("--repeats", type=int, default=10, help="timed generator passes per image (after one)")
     parser.add_argument("--scene", default="1024,900", help="HEIGHT,WIDTH of the scene translated whole and tiled")
     parser.add_argument("--tile", type=int, default=256, help="tile side for the scene")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap for the scene")
-    parser.add_argument("--tile_passes", default="1,2,4", help="--tile_passes values compared on the scene")
+    parser.add_argument("--tile_passes", default="1,2,3", help="--tile_passes values compared on the scene")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--extra", default="", help="extra sargen test options, e.g. '--precision float32'")
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: the timed comparison of part 2
+    parser.add_argument("--case_root", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -107,26 +110,72 @@ def style_options(args):
 
 
 def train_generator(root, args):
-    """The Gram file (train.py --model gatys), then the generator (train.py --model gatys_feedforward); seconds."""
+    """The Gram file (train.py --model gatys), then the generator (train.py --model gatys_feedforward): its wall
+    seconds and this process's CPU seconds (on a busy machine, CPU seconds / threads bounds the quiet wall time)."""
     common = common_options(root, args)
     train_script.main(["--model", "gatys", *common])
-    start = time.perf_counter()
+    steps = ["--iteration", str(args.train_steps)] if args.train_steps else []
+    start, cpu_start = time.perf_counter(), time.process_time()
     train_script.main(["--model", "gatys_feedforward", *common, *style_options(args), "--content_layer", CONTENT_LAYERS,
-                       "--crop_size", str(args.train_size), "--iteration", str(args.train_steps),
-                       "--batch_size", str(args.train_batch), "--ngf", str(args.ngf), "--n_res", str(args.n_res),
-                       "--lr", str(args.lr), "--display_id", "0", "--no_html", "--save_freq", str(args.train_steps),
-                       "--print_freq", str(max(1, args.train_steps // 10))])
-    return time.perf_counter() - start
+                       "--crop_size", str(args.train_size), "--batch_size", str(args.train_batch), *steps,
+                       "--display_id", "0", "--no_html", "--save_freq", "100000", "--print_freq", "50",
+                       *args.train_extra.split()])
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def gatys_model(root, args, *extra):
-    """A set-up test-time GatysModel (mean-Gram style target, content layers 1,3, snapshots every 5 steps)."""
+    """A set-up test-time GatysModel (mean-Gram style target, content layers 1,3)."""
     argv = ["--model", "gatys", *common_options(root, args), *style_options(args), "--content_layer", CONTENT_LAYERS,
-            "--style_source", "total", "--save_midResult", "--save_epoch", "5", "--log_freq", "5",
-            "--results_dir", str(root / "results"), *args.extra.split(), *extra]
+            "--style_source", "total", "--results_dir", str(root / "results"), *args.extra.split(), *extra]
     model = GatysModel(TestOptions().parse(argv, save=False))
     model.setup()
     return model
+
+
+def test_batch(model, position=0):
+    """Batch `position` of the test images, read as `model` reads them (its --batch_size)."""
+    loader = create_dataloader(create_dataset(model.opt), model.opt, shuffle=False)
+    return next(batch for index, batch in enumerate(loader) if index == position)
+
+
+# ---- part 1: the generator against sargen's optimization, and the quality of its band ------------------------
+
+
+def generator_against_optimization(root, args, checkpoint):
+    """The generator's and sargen's default optimization's mean loss on every test image; the quality counts."""
+    model = gatys_model(root, args, "--log_freq", "50", "--batch_size", str(args.n_test))
+    batch = test_batch(model)
+    model.set_input(batch)
+    translator = load_feedforward_translator(checkpoint, model.device, model.opt.precision)
+    generated = torch.stack([translate_image(translator, image) for image in model.real_A.cpu()]).to(model.device)
+    style_targets, _ = model.style_targets()
+    content_targets = model.objective.content_targets(model.real_A)
+    with torch.no_grad():
+        generated_losses = model.objective.losses(generated, content_targets, style_targets, precision=False)[0]
+    started = time.perf_counter()
+    model.test()
+    seconds = time.perf_counter() - started
+    optimized_losses = model.final_losses[0]
+    count = len(generated_losses)
+    print(f"sargen's default optimization ({model.opt.optimizer}, {model.opt.n_iter} steps, precision "
+          f"{model.objective.autocast_dtype or 'float32'}) of the {count} test images as one batch: {seconds:.1f} s; "
+          f"mean final loss {float(optimized_losses.mean()):.5g}")
+    print(f"feed-forward generator on the {count} test images: mean loss {float(generated_losses.mean()):.5g} = "
+          f"{ratio(float(generated_losses.mean()), float(optimized_losses.mean()))} the optimization's (per image: "
+          + ", ".join(f"{float(g) / float(o):.2f}x" for g, o in zip(generated_losses, optimized_losses)) + ")")
+    counts, averages = closer_counts(model.real_A.cpu(), generated.cpu(), [image.cpu() for image in model.real_B])
+    optimized_counts, _ = closer_counts(model.real_A.cpu(), model.fake_B.cpu(), [image.cpu() for image in model.real_B])
+    print(f"quality on {count} test images (channels averaged; closer to the real target band than the source is, "
+          f"in how many images; the optimized images for comparison):")
+    for key, closer in counts.items():
+        print(f"  {key}: generated closer in {closer} of {count} (optimized: {optimized_counts[key]}); source "
+              f"{averages[(key, 'source')]:.4f}, generated {averages[(key, 'generated')]:.4f}, real target "
+              f"{averages[(key, 'target')]:.4f}")
+    return {"loss_ratio": float(generated_losses.mean()) / float(optimized_losses.mean()), "counts": counts,
+            "optimized_counts": optimized_counts, "test_images": count}
+
+
+# ---- part 2: time to the baseline's loss (run in its own process, see speed_figures) ---------------------------
 
 
 def run_baseline(model, content, style_targets, content_targets, steps):
@@ -165,15 +214,15 @@ def float32_loss(model, images, content_targets, style_targets):
 
 
 def time_to_reach(model, target_loss, content_targets, style_targets):
-    """(seconds, step, loss) at which a test() run first reached `target_loss` (float32 check on its snapshots);
-    seconds is None when it did not."""
+    """(seconds, step, loss) at which a test() run first reached `target_loss` (float32 check of its image after
+    every step); seconds is None when it did not."""
     seconds_at_step = {point["step"] + 1: point["seconds"] for point in model.curves[0]}
     snapshots = [(int(label.rsplit("_", 1)[1]), images) for label, images in model.intermediate.items()]
     snapshots.append((model.opt.n_iter, model.fake_B))
     for step, images in snapshots:
         loss = float(float32_loss(model, images, content_targets, style_targets))
         if loss <= target_loss:
-            return seconds_at_step.get(step, seconds_at_step[max(seconds_at_step)]), step, loss
+            return seconds_at_step[step], step, loss
     return None, model.opt.n_iter, loss
 
 
@@ -190,98 +239,86 @@ def timed_generator(translator, image, repeats, **tiling):
     return statistics.median(seconds), output
 
 
-def image_statistics(image):
-    """Per-channel mean, standard deviation and share of spectral energy above HIGH_FREQUENCY of a [-1, 1] image."""
-    values = (image.double().cpu() + 1) / 2
-    mean = values.mean(dim=(1, 2))
-    spread = values.std(dim=(1, 2))
-    power = torch.fft.fft2(values - mean[:, None, None]).abs().square()
-    height, width = values.shape[-2:]
-    radius = torch.hypot(torch.fft.fftfreq(height)[:, None], torch.fft.fftfreq(width)[None, :])
-    share = power[:, radius > HIGH_FREQUENCY].sum(1) / power.sum(dim=(1, 2)).clamp_min(1e-30)
-    return {"mean": mean, "spread": spread, "high-frequency share": share}
+def reach(model, batch, target_loss, content_targets, style_targets, offset=0.0):
+    """Run a timed optimization of one image; print and return its time to `target_loss` (+ offset) or None."""
+    model.set_input(batch)
+    model.test()
+    seconds, step, loss = time_to_reach(model, target_loss, content_targets, style_targets)
+    return (None, step, loss) if seconds is None else (seconds + offset, step, loss)
 
 
 def compare_one_image(root, args, position, checkpoint):
-    """Baseline, sargen's default, the generator and the warm start on test image `position`: the figures."""
-    model = gatys_model(root, args)
-    batch = next(batch for index, batch in enumerate(create_dataloader(create_dataset(model.opt), model.opt,
-                                                                       shuffle=False)) if index == position)
+    """Baseline, the cold and the warm start on test image `position`: times to the baseline's loss."""
+    tracked = ["--save_midResult", "--save_epoch", "1", "--log_freq", "1", "--n_iter", str(args.reach_steps)]
+    model = gatys_model(root, args, *tracked)
+    batch = test_batch(model, position)
     model.set_input(batch)
     style_targets, _ = model.style_targets()
-    content_targets = model.objective.content_targets(model.real_A)
+    content_targets = model.objective.content_targets(model.real_A, precision=False)
     name = Path(batch["A_paths"][0]).stem
     target_loss, baseline_seconds = run_baseline(model, model.real_A, style_targets, content_targets,
                                                  args.baseline_steps)
+    figures = {"baseline_seconds": baseline_seconds}
     print(f"[{name}] baseline: Adam lr 0.01, full {args.vgg} forward, float32, {args.baseline_steps} steps at "
           f"{args.size} px: {baseline_seconds:.1f} s ({baseline_seconds / args.baseline_steps:.3f} s/step), final "
           f"loss {target_loss:.5g}")
-    figures = {"baseline_seconds": baseline_seconds, "target_loss": target_loss}
-
-    model.test()
-    default_seconds = model.curves[0][-1]["seconds"]
-    reached, step, loss = time_to_reach(model, target_loss, content_targets, style_targets)
-    default_loss = float(model.final_losses[0][0])
-    print(f"[{name}] sargen default: {model.opt.optimizer}, {model.opt.n_iter} steps, precision "
-          f"{model.objective.autocast_dtype or 'float32'}: {default_seconds:.1f} s, final loss {default_loss:.5g}; "
-          + (f"reached the baseline's loss at step {step} after {reached:.1f} s: {ratio(baseline_seconds, reached)}"
-             if reached else f"did not reach the baseline's loss (best checked {loss:.5g})")
-          + f"; whole default run ({model.opt.n_iter} steps) vs baseline ({args.baseline_steps} steps): "
-            f"{ratio(baseline_seconds, default_seconds)}")
-    figures.update(default_seconds=default_seconds, default_loss=default_loss, default_reached=reached)
-
     translator = load_feedforward_translator(checkpoint, model.device, model.opt.precision)
-    generator_seconds, generated = timed_generator(translator, model.real_A[0], args.repeats)
-    generated_loss = float(float32_loss(model, generated[None].to(model.device), content_targets, style_targets))
+    generator_seconds, _ = timed_generator(translator, model.real_A[0].cpu(), args.repeats)
+    figures["generator_seconds"] = generator_seconds
     print(f"[{name}] feed-forward generator: {generator_seconds * 1000:.1f} ms per {args.size} px image "
-          f"({translator.description}): {ratio(baseline_seconds, generator_seconds)} faster than the baseline; "
-          f"loss {generated_loss:.5g} = {ratio(generated_loss, target_loss)} the baseline's, "
-          f"{ratio(generated_loss, default_loss)} sargen's optimized loss")
-    figures.update(generator_seconds=generator_seconds, generated_loss=generated_loss)
-
-    warm_options = ["--init", "feedforward", "--feedforward_checkpoint", str(checkpoint), "--optimizer",
-                    args.warm_optimizer, "--n_iter", str(args.warm_steps)]
-    warm = gatys_model(root, args, *warm_options, *(["--lr", str(args.warm_lr)] if args.warm_lr else []))
-    warm.set_input(batch)
-    warm.test()
-    reached, step, loss = time_to_reach(warm, target_loss, content_targets, style_targets)
-    warm_final = float(warm.final_losses[0][0])
-    if reached is None:
-        print(f"[{name}] warm start ({args.warm_optimizer}, {args.warm_steps} steps from the generator's output): "
-              f"did not reach the baseline's loss {target_loss:.5g}; final {warm_final:.5g} = "
-              f"{ratio(warm_final, target_loss)} the baseline's after {warm.curves[0][-1]['seconds']:.1f} s")
-    else:
-        reached += generator_seconds
-        print(f"[{name}] warm start ({args.warm_optimizer} from the generator's output): reached the baseline's "
-              f"loss at step {step} after {reached:.1f} s (generator pass included): "
-              f"{ratio(baseline_seconds, reached)} faster than the baseline")
-    figures.update(warm_reached=reached, warm_final=warm_final)
+          f"({translator.description}): {ratio(baseline_seconds, generator_seconds)} faster than the baseline")
+    warm = gatys_model(root, args, *tracked, "--init", "feedforward", "--feedforward_checkpoint", str(checkpoint))
+    for label, runner, offset in (("cold", model, 0.0), ("warm", warm, generator_seconds)):
+        seconds, step, loss = reach(runner, batch, target_loss, content_targets, style_targets, offset)
+        figures[f"{label}_seconds"] = seconds
+        start = "from the source" if label == "cold" else "from the generator's output, its pass included"
+        per_step = runner.curves[0][-1]["seconds"] / runner.opt.n_iter
+        print(f"[{name}] {label} start ({runner.opt.optimizer} {start}, precision "
+              f"{runner.objective.autocast_dtype or 'float32'}, {per_step:.3f} s/step): "
+              + (f"reached the baseline's loss at step {step} after {seconds:.2f} s: "
+                 f"{ratio(baseline_seconds, seconds)} faster" if seconds else
+                 f"did not reach the baseline's loss in {step} steps (best {loss:.5g})"))
     return figures
 
 
-def quality(root, args, checkpoint):
-    """Statistics of source, generated and real target on every test image; how often generated is closer."""
-    opt = TestOptions().parse(["--model", "gatys", *common_options(root, args)], save=False)
-    translator = load_feedforward_translator(checkpoint, opt.device, "float32")
-    closer = {}
-    totals = {}
-    count = 0
-    for item in create_dataset(opt):
-        statistics_of = {label: image_statistics(image) for label, image in (
-            ("source", item["A"]), ("generated", translate_image(translator, item["A"])), ("target", item["B"]))}
-        for key in statistics_of["target"]:
-            target = statistics_of["target"][key]
-            distance = {label: float((statistics_of[label][key] - target).abs().mean())
-                        for label in ("source", "generated")}
-            closer[key] = closer.get(key, 0) + (distance["generated"] < distance["source"])
-            for label in statistics_of:
-                totals[(key, label)] = totals.get((key, label), 0.0) + float(statistics_of[label][key].mean())
-        count += 1
-    print(f"quality on {count} test images (channels averaged; generated closer to the real target than the "
-          f"source is, in how many images):")
-    for key in closer:
-        print(f"  {key}: closer in {closer[key]} of {count}; source {totals[(key, 'source')] / count:.4f}, "
-              f"generated {totals[(key, 'generated')] / count:.4f}, real target {totals[(key, 'target')] / count:.4f}")
+def speed_case(args):
+    """Part 2 in this process (run by speed_figures): the figures of every timed image, as one JSON line."""
+    torch.set_num_threads(args.threads)
+    root = Path(args.case_root)
+    checkpoint = root / "checkpoints" / "bench" / f"latest{CHECKPOINT_SUFFIX}"
+    figures = [compare_one_image(root, args, position, checkpoint) for position in range(args.images)]
+    print(json.dumps(figures))
+
+
+def without_option(argv, option):
+    """`argv` without `option` and its value (given as 'OPTION VALUE' or 'OPTION=VALUE')."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(f"{option}="):
+            kept.append(arg)
+    return kept
+
+
+def speed_figures(root, args, label, environment, extra):
+    """Run part 2 in a new process (oneDNN reads its ISA limit once per process) with `environment` and sargen
+    test options `extra`; echo what it prints and return its figures."""
+    argv = without_option(sys.argv[1:], "--extra")
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--case", "speed", "--case_root", str(root),
+               "--extra", f"{args.extra} {extra}".strip()]
+    print(f"--- time to the baseline's loss, {label} ---", flush=True)
+    completed = subprocess.run(command, env={**os.environ, **environment}, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"the timed comparison ({label}) failed:\n{completed.stderr[-3000:]}")
+    lines = completed.stdout.strip().splitlines()
+    print("\n".join(line for line in lines[:-1] if line.startswith("[")), flush=True)
+    return json.loads(lines[-1])
+
+
+# ---- part 3: a scene, whole and tiled --------------------------------------------------------------------------
 
 
 def tiled_scene(root, args, checkpoint):
@@ -301,13 +338,19 @@ def tiled_scene(root, args, checkpoint):
             translator, source, 1, tile=args.tile, overlap=args.overlap, passes=passes)
         difference = (tiled - whole).abs()
         print(f"  --tile {args.tile} --overlap {args.overlap} --tile_passes {passes}: {seconds:.2f} s "
-              f"({height * width / 1e6 / seconds:.2f} MP/s); |tiled - whole| on [-1, 1]: mean {difference.mean():.4f}, "
-              f"99th percentile {difference.flatten().quantile(0.99):.4f}, size {tuple(tiled.shape[-2:])}")
+              f"({height * width / 1e6 / seconds:.2f} MP/s); |tiled - whole| on [-1, 1]: mean {difference.mean():.5f}, "
+              f"99th percentile {difference.flatten().quantile(0.99):.5f}, size {tuple(tiled.shape[-2:])}")
+
+
+# ---- the run ---------------------------------------------------------------------------------------------------
 
 
 def main():
-    """Train the generator, run every path on the same images and print times, losses and ratios."""
+    """Train the generator, run every path on the same images and print times, losses, counts and ratios."""
     args = build_parser().parse_args()
+    if args.case == "speed":
+        speed_case(args)
+        return
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available here")
@@ -317,39 +360,53 @@ def main():
         root = Path(folder)
         make_dataset(["x2ka", "--out", str(root), "--size", str(args.size), "--n_train", str(args.n_train),
                       "--n_test", str(args.n_test)])
-        training_seconds = train_generator(root, args)
+        training_seconds, training_cpu = train_generator(root, args)
         checkpoint = root / "checkpoints" / "bench" / f"latest{CHECKPOINT_SUFFIX}"
-        print(f"generator training (one time): {training_seconds:.1f} s, {args.train_steps} steps of "
-              f"{args.train_batch} x {args.train_size} px crops of {args.n_train} images, ngf {args.ngf}, "
-              f"{args.n_res} residual blocks")
-        figures = [compare_one_image(root, args, position, checkpoint) for position in range(args.images)]
-        summarize(figures, training_seconds)
-        quality(root, args, checkpoint)
+        steps = torch.load(checkpoint, weights_only=True)["sargen_gatys_feedforward"]["iteration"]
+        print(f"generator training (one time): {training_seconds:.1f} s wall, {training_cpu:.1f} s CPU on "
+              f"{torch.get_num_threads()} threads, {steps} steps ({training_seconds / steps:.2f} s/step) of "
+              f"{args.train_batch} x {args.train_size} px crops of {args.n_train} images")
+        quality = generator_against_optimization(root, args, checkpoint)
+        cpu = torch.device(args.device).type == "cpu"
+        has_bfloat16 = autocast_dtype(torch.device(args.device), "auto") is not None
+        default_label = "default precision" if has_bfloat16 or not cpu else "default precision = no bfloat16 (float32)"
+        speed = {default_label: speed_figures(root, args, f"sargen's {default_label}", {}, "")}
+        if cpu and has_bfloat16:
+            speed["no bfloat16"] = speed_figures(root, args, f"without bfloat16 (float32, ONEDNN_MAX_CPU_ISA="
+                                                 f"{NO_BF16_ISA})", {"ONEDNN_MAX_CPU_ISA": NO_BF16_ISA},
+                                                 "--precision float32")
         tiled_scene(root, args, checkpoint)
+        summarize((training_seconds, training_cpu), quality, speed)
 
 
-def summarize(figures, training_seconds):
-    """Print the ratios over the timed images and when the generator's training has paid for itself."""
-    def mean(key):
-        return statistics.mean(figure[key] for figure in figures)
+def summarize(training_times, quality, speed):
+    """Every figure the issue asks for, with its target."""
+    def mean_ratio(figures, key):
+        if any(figure[key] is None for figure in figures):
+            return f"not reached on {sum(figure[key] is None for figure in figures)} of {len(figures)} images"
+        return ratio(statistics.mean(figure["baseline_seconds"] for figure in figures),
+                     statistics.mean(figure[key] for figure in figures))
 
-    print(f"summary over {len(figures)} image(s):")
-    print(f"  feed-forward inference vs the baseline: {ratio(mean('baseline_seconds'), mean('generator_seconds'))}; "
-          f"its loss / the baseline's: {ratio(mean('generated_loss'), mean('target_loss'))}, / sargen's optimized: "
-          f"{ratio(mean('generated_loss'), mean('default_loss'))}")
-    saved_by_generator = mean("baseline_seconds") - mean("generator_seconds")
-    print(f"  generator training {training_seconds:.1f} s = the baseline's time for "
-          f"{training_seconds / mean('baseline_seconds'):.2f} images: feed-forward translation has paid for it after "
-          f"{math.ceil(training_seconds / saved_by_generator)} images")
-    if all(figure["warm_reached"] for figure in figures):
-        saved_by_warm_start = mean("baseline_seconds") - mean("warm_reached")
-        speedup = ratio(mean("baseline_seconds"), mean("warm_reached"))
-        print(f"  warm-started optimization to the baseline's loss: {speedup} faster; it has paid for the training "
-              f"after {math.ceil(training_seconds / saved_by_warm_start)} images")
-    else:
-        reached = sum(figure["warm_reached"] is not None for figure in figures)
-        print(f"  warm-started optimization reached the baseline's loss on {reached} of {len(figures)} images; final "
-              f"loss / the baseline's: {ratio(mean('warm_final'), mean('target_loss'))}")
+    training_seconds, training_cpu = training_times
+    count = quality["test_images"]
+    counts = ", ".join(f"{key} {closer}/{count}" for key, closer in quality["counts"].items())
+    optimized = ", ".join(f"{key} {closer}/{count}" for key, closer in quality["optimized_counts"].items())
+    print("summary:")
+    print(f"  generator training: {training_seconds:.1f} s wall, {training_cpu:.1f} s CPU (target: within 10 minutes "
+          f"on 2 CPU cores)")
+    print(f"  generator loss / sargen's optimized loss, mean over the test images: {quality['loss_ratio']:.2f}x "
+          f"(target: at most {TARGETS['loss ratio']:g}x)")
+    print(f"  generated band closer to the real target than the source: {counts} (target: at least "
+          f"{TARGETS['closer']} of 6 each; sargen's optimization: {optimized})")
+    figures = next(iter(speed.values()))
+    print(f"  feed-forward inference vs the baseline: {mean_ratio(figures, 'generator_seconds')} faster "
+          f"(target: {TARGETS['inference']:g}x)")
+    for label, figures in speed.items():
+        print(f"  {label}: sargen's optimization to the baseline's loss {mean_ratio(figures, 'cold_seconds')} "
+              f"faster, warm start (--init feedforward) {mean_ratio(figures, 'warm_seconds')} faster "
+              f"(target: {TARGETS['speed-up']:g}x)")
+    baseline = statistics.mean(figure["baseline_seconds"] for figure in next(iter(speed.values())))
+    print(f"  generator training = the baseline's time for {training_seconds / baseline:.1f} images")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,37 @@
 """The feed-forward generator of --model gatys_feedforward, its checkpoints and its translator.
 
-The network follows Johnson et al. (2016) with Ulyanov et al.'s (2016) instance normalization: a 9x9 stem,
-two stride-2 3x3 convolutions, --n_res residual blocks (models.ugatit_networks.ResnetBlock: reflect-padded 3x3
-convolutions with instance normalization), two nearest-neighbour x2 up-samplings each followed by a 3x3
-convolution (no transposed convolutions, so no checkerboard artefacts), and a 9x9 output convolution. Every inner
-convolution is followed by instance normalization and ReLU. The output convolution gives the change to the source
-image, in tanh's domain: output = tanh(atanh(source) + change), with the convolution starting at zero. The bands
-of one scene share its structure, so the untrained network is the identity (zero content loss, the source's style
-loss) and training only has to learn the band's change, radiometry and speckle grain. It is fully convolutional:
-any image whose sides are multiples of 4 (others are padded), so it trains on crops and translates whole scenes.
+The target band differs from the source mostly in each channel's mean and spread and in its speckle grain, and
+the Gatys style loss measures exactly those (it is dominated by the first VGG block's Gram matrix). The network
+is built so these are learned first and fast, by a few explicit parameters, and everything else by a small
+convolutional body at full resolution:
+
+- output head: ``w_source * source + w_normalized * normalized(source) + offset`` per channel, where
+  ``normalized`` is the source standardized over the whole image (instance normalization). It sets each
+  channel's mean and spread as a blend of the source's own and a learned band-wide value: what every image
+  needs to reach the band's mean Gram.
+- grain: ``(amplitude + modulation * source) * filtered(noise)`` per channel: new speckle, independent between
+  channels, shaped by a learned 3x3 filter, stronger or weaker with the brightness. The noise is hashed from the
+  source values at the pixel and its right and lower neighbours (grain_noise), so it needs no position and no
+  random state: a pixel gets the same noise in a whole image and in any tile that holds it.
+- body: ``n_layers`` reflect-padded 3x3 convolutions with LeakyReLU on the source and the noise; after the first
+  half, the features are joined by their own image-wide standardization (one instance-normalization layer), so
+  the change adapts to each image's statistics; a last 3x3 convolution, starting at zero, gives the change.
+
+The untrained generator is the identity (output = source). Both instance-normalization layers read the source
+only through local layers, so the tiler's collecting pass gathers their whole-image statistics exactly: with two
+passes (--tile_passes 2) a tiled translation equals the whole-image one away from tile borders. The network has
+no down-sampling: any image size works; the tiler still pads to multiples of 4.
 
 FeedForwardTranslator satisfies the translator protocol of models/tiling.py, so tiled translation of large
 scenes goes through the one blended tiler (translate_tiled), with instance statistics pooled over the image.
 """
 
-import re
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from data.radiometry import to_channels
 from models.tiling import translate_tiled, translate_whole
-from models.ugatit_networks import DOWNSAMPLING_STEPS, ResnetBlock
 from util.checkpoint import check_version, load_checkpoint, load_state_dict_strict
 from util.device import autocast_dtype
 from util.errors import SargenError
@@ -29,67 +39,137 @@ from util.errors import SargenError
 CHECKPOINT_SUFFIX = "_net_gatys_feedforward.pth"
 STATE_KEY = "sargen_gatys_feedforward"
 NETWORK_NAME = "generator"
-OUTER_KERNEL = 9
-# Stride-2 down-samplings and x2 up-samplings: U-GAT-IT's count, whose 4 px multiples the tiler's splits assume.
-SAMPLING_STEPS = DOWNSAMPLING_STEPS
-SOURCE_LIMIT = 0.999  # sources are clamped to +-this before atanh (atanh(1) is infinite): +-3.8
-_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
+ARCHITECTURE = "normalized-head-grain"  # recorded in checkpoints; generators of the first design have none
+LEAKY_SLOPE = 0.2
+HEAD_LR_SCALE = 10.0  # the head's and grain's few parameters learn at this multiple of --lr
+NOISE_LEVELS = 65535  # source values are quantized to this many steps before hashing
+HASH_MULTIPLIER = 0x45D9F3B  # a 32-bit integer mixing constant (< 2**27: products stay within int64)
+HASH_MASK = 0xFFFFFFFF
+NOISE_SEED = 0x9E3779B1
+CONTEXT_SCALE = 4  # the context branch's down-sampling: the tiler's 4 px grid keeps it aligned across tiles
 
 
-def conv_norm_relu(in_channels, out_channels, kernel_size, stride=1):
-    """Reflection padding, a bias-free convolution, instance normalization and ReLU."""
-    return [nn.ReflectionPad2d(kernel_size // 2),
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=False),
-            nn.InstanceNorm2d(out_channels), nn.ReLU(True)]
+def _mix32(values):
+    """An integer hash of int64 tensors holding 32-bit values (two multiply-xorshift rounds)."""
+    values = ((values >> 16) ^ values) * HASH_MULTIPLIER & HASH_MASK
+    values = ((values >> 16) ^ values) * HASH_MULTIPLIER & HASH_MASK
+    return (values >> 16) ^ values
+
+
+def grain_noise(images, channels):
+    """`channels` maps of unit-variance uniform noise, hashed from each pixel's values and its right and lower
+    neighbours' (edges repeated): a deterministic function of the source around the pixel, so equal in a whole
+    image and in any tile holding the pixel and its neighbours."""
+    levels = ((images.float().clamp(-1.0, 1.0) + 1.0) * (NOISE_LEVELS / 2.0)).round().to(torch.int64)
+    padded = F.pad(levels, (0, 1, 0, 1), mode="replicate")
+    height, width = images.shape[-2:]
+    neighbourhood = [padded[:, :, :height, :width], padded[:, :, :height, 1:], padded[:, :, 1:, :width]]
+    maps = []
+    for channel in range(channels):
+        hashed = torch.full_like(levels[:, 0], (NOISE_SEED * (channel + 1)) & HASH_MASK)
+        for values in neighbourhood:
+            for band in range(values.shape[1]):
+                hashed = _mix32(hashed ^ values[:, band])
+        uniform = (hashed & 0xFFFFFF).to(images.dtype if images.is_floating_point() else torch.float32) / 0x1000000
+        maps.append((uniform * 2.0 - 1.0) * 3.0**0.5)
+    return torch.stack(maps, dim=1).to(torch.float32)
+
+
+def conv3x3(in_channels, out_channels):
+    """A reflect-padded 3x3 convolution."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="reflect")
+
+
+def conv_stack(in_channels, channels, count):
+    """`count` 3x3 convolutions, each followed by LeakyReLU."""
+    layers = []
+    for _ in range(count):
+        layers += [conv3x3(in_channels, channels), nn.LeakyReLU(LEAKY_SLOPE)]
+        in_channels = channels
+    return nn.Sequential(*layers)
 
 
 class FeedForwardGenerator(nn.Module):
-    """Source image in [-1, 1] -> generated target-band image in [-1, 1], in one pass."""
+    """Source image in [-1, 1] -> generated target-band image in [-1, 1], in one pass (see the module docstring)."""
 
-    def __init__(self, input_nc=3, output_nc=3, ngf=32, n_res=5):
-        """Build the network: ngf channels at full resolution, 4 ngf at the residual blocks."""
+    def __init__(self, input_nc=3, output_nc=3, ngf=16, n_layers=3):
+        """Build the network: `ngf` channels; `n_layers` convolutions at full resolution (the first half before the
+        image-wide normalization) and as many in the quarter-resolution context branch."""
         super().__init__()
-        if ngf < 1 or n_res < 0:
-            raise ValueError(f"ngf must be >= 1 and n_res >= 0, got {ngf} and {n_res}")
-        self.input_nc, self.output_nc, self.ngf, self.n_res = input_nc, output_nc, ngf, n_res
-        self.stem = nn.Sequential(*conv_norm_relu(input_nc, ngf, OUTER_KERNEL))
-        down, channels = [], ngf
-        for _ in range(SAMPLING_STEPS):
-            down += conv_norm_relu(channels, channels * 2, 3, stride=2)
-            channels *= 2
-        self.down = nn.Sequential(*down)
-        self.blocks = nn.Sequential(*[ResnetBlock(channels) for _ in range(n_res)])
-        up = []
-        for _ in range(SAMPLING_STEPS):
-            up += [nn.Upsample(scale_factor=2, mode="nearest"), *conv_norm_relu(channels, channels // 2, 3)]
-            channels //= 2
-        self.up = nn.Sequential(*up)
-        self.output = nn.Sequential(nn.ReflectionPad2d(OUTER_KERNEL // 2),
-                                    nn.Conv2d(channels, output_nc, OUTER_KERNEL))
-        nn.init.zeros_(self.output[1].weight)  # start as the identity: the change is zero
-        nn.init.zeros_(self.output[1].bias)
+        if ngf < 1 or n_layers < 1:
+            raise ValueError(f"ngf and n_layers must be >= 1, got {ngf} and {n_layers}")
+        self.input_nc, self.output_nc, self.ngf, self.n_layers = input_nc, output_nc, ngf, n_layers
+        before = (n_layers + 1) // 2
+        self.encode = conv_stack(input_nc + output_nc, ngf, before)
+        self.normalize = nn.InstanceNorm2d(ngf)
+        self.context = conv_stack(input_nc, ngf, n_layers)
+        self.context_normalize = nn.InstanceNorm2d(ngf)
+        self.context_merge = conv_stack(2 * ngf, ngf, 1)
+        self.decode = conv_stack(3 * ngf, ngf, n_layers - before)
+        self.change = conv3x3(ngf if n_layers > before else 3 * ngf, output_nc)
+        nn.init.zeros_(self.change.weight)  # start as the identity: the change is zero
+        nn.init.zeros_(self.change.bias)
+        channel_shape = (1, output_nc, 1, 1)
+        self.source_norm = nn.InstanceNorm2d(output_nc)
+        self.source_weight = nn.Parameter(torch.ones(channel_shape))
+        self.normalized_weight = nn.Parameter(torch.zeros(channel_shape))
+        self.offset = nn.Parameter(torch.zeros(channel_shape))
+        self.grain_amplitude = nn.Parameter(torch.zeros(channel_shape))
+        self.grain_modulation = nn.Parameter(torch.zeros(channel_shape))
+        identity = torch.zeros(output_nc, 1, 3, 3)
+        identity[:, 0, 1, 1] = 1.0
+        self.grain_filter = nn.Parameter(identity)
+
+    def head_parameters(self):
+        """The output head's and the grain's parameters (a few per channel: trained at a higher rate)."""
+        return [self.source_weight, self.normalized_weight, self.offset, self.grain_amplitude,
+                self.grain_modulation, self.grain_filter]
+
+    def body_change(self, images, noise):
+        """The body's change: full-resolution features and their image-wide standardization, joined by the
+        quarter-resolution context (regions' brightness and texture, which speckle hides from single pixels)."""
+        features = self.encode(torch.cat([images, noise.to(images.dtype)], dim=1))
+        context = self.context(F.avg_pool2d(images, CONTEXT_SCALE, ceil_mode=True))
+        context = self.context_merge(torch.cat([context, self.context_normalize(context)], dim=1))
+        context = F.interpolate(context, scale_factor=CONTEXT_SCALE, mode="bilinear", align_corners=False)
+        height, width = images.shape[-2:]
+        joined = torch.cat([features, self.normalize(features), context[..., :height, :width]], dim=1)
+        return self.change(self.decode(joined))
 
     def forward(self, images):
-        """Translate a B x input_nc x H x W batch (H, W multiples of 4): tanh(atanh(source) + change)."""
-        change = self.output(self.up(self.blocks(self.down(self.stem(images)))))
-        source = to_channels(images, self.output_nc).clamp(-SOURCE_LIMIT, SOURCE_LIMIT)
-        return torch.tanh(torch.atanh(source) + change)
+        """Translate a B x input_nc x H x W batch in [-1, 1]."""
+        noise = grain_noise(images, self.output_nc)
+        change = self.body_change(images, noise)
+        source = to_channels(images, self.output_nc).float()
+        filtered = F.conv2d(F.pad(noise, (1, 1, 1, 1), mode="reflect"), self.grain_filter.float(),
+                            groups=self.output_nc)
+        grain = (self.grain_amplitude + self.grain_modulation * source) * filtered
+        # the head in float32 whatever the body's arithmetic: 8-bit outputs need more than bfloat16's 8 bits
+        head = self.source_weight * source + self.normalized_weight * self.source_norm(source) + self.offset
+        return (head + grain + change.float()).clamp(-1.0, 1.0)
 
     def description(self):
         """The architecture in words."""
-        return (f"feed-forward generator ngf {self.ngf}, {self.n_res} residual blocks, "
+        return (f"feed-forward generator ({ARCHITECTURE}) ngf {self.ngf}, {self.n_layers} layers, "
                 f"{self.input_nc}->{self.output_nc} channels")
 
 
 def generator_config(state_dict, path):
-    """FeedForwardGenerator's keyword arguments read from a state dict's shapes."""
+    """FeedForwardGenerator's keyword arguments read from a state dict's shapes; a one-line error for generators of
+    the first design (encoder, residual blocks, decoder), which this sargen no longer builds."""
+    if "stem.1.weight" in state_dict:
+        raise SargenError(f"{path} holds a feed-forward generator of sargen's first design (down-sampling encoder, "
+                          f"residual blocks): this sargen builds another network; retrain it with train.py --model "
+                          f"gatys_feedforward (minutes on a CPU)")
     try:
-        stem, output = state_dict["stem.1.weight"], state_dict["output.1.weight"]
+        first, change = state_dict["encode.0.weight"], state_dict["change.weight"]
     except KeyError as error:
         raise SargenError(f"{path} '{NETWORK_NAME}' is not a feed-forward generator state dict: "
                           f"{error.args[0]} is missing") from None
-    blocks = {match.group(1) for key in state_dict if (match := _BLOCK_KEY.match(key))}
-    return {"input_nc": stem.shape[1], "output_nc": output.shape[0], "ngf": stem.shape[0], "n_res": len(blocks)}
+    output_nc = change.shape[0]
+    layers = sum(1 for key in state_dict if key.endswith(".weight") and key.startswith("context."))
+    return {"input_nc": first.shape[1] - output_nc, "output_nc": output_nc, "ngf": first.shape[0],
+            "n_layers": layers}
 
 
 def holds_feedforward(payload):

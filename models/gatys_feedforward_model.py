@@ -19,6 +19,7 @@ training flag is needed.
 
 import argparse
 import logging
+import math
 from collections import OrderedDict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 from data import create_dataset
 from models.feedforward_generator import (
     CHECKPOINT_SUFFIX,
+    HEAD_LR_SCALE,
     NETWORK_NAME,
     STATE_KEY,
     FeedForwardGenerator,
@@ -62,6 +64,9 @@ from util.errors import SargenError
 logger = logging.getLogger("sargen")
 
 LOSS_NAMES = ("style", "content", "tv", "total")
+# Defaults measured on the x2ka example data at 128 px (benchmarks/bench_gatys.py): within 10 minutes on 2 CPU cores.
+DEFAULT_NGF, DEFAULT_LAYERS, DEFAULT_LR, DEFAULT_STEPS = 16, 3, 2e-3, 400
+CONTENT_CACHE_BYTES = 2 << 30
 GRAM_FILE_NAME = f"latest{GRAM_SUFFIX}"
 
 
@@ -91,15 +96,18 @@ class GatysFeedforwardModel(StepTrainedModel):
             parser.add_argument("--gram_file", default=None,
                                 help=f"Gram file of the target band (default CHECKPOINTS_DIR/NAME/{GRAM_FILE_NAME}, "
                                      f"computed as train.py --model gatys would when missing)")
-            parser.add_argument("--ngf", type=integer(1, 4096), default=32,
-                                help="generator channels at full resolution")
-            parser.add_argument("--n_res", type=integer(0, 256), default=5, help="residual blocks of the generator")
+            parser.add_argument("--ngf", type=integer(1, 4096), default=DEFAULT_NGF,
+                                help="channels of the generator's convolutions")
+            parser.add_argument("--n_layers", type=integer(1, 256), default=DEFAULT_LAYERS,
+                                help="3x3 convolutions of the generator's body (half before its image-wide "
+                                     "normalization)")
             parser.add_argument("--lambda_tv", type=weight, default=0.0,
                                 help="weight of the total-variation loss (mean absolute neighbour difference)")
-            parser.add_argument("--iteration", type=step_count, default=2000, help="training steps")
-            parser.add_argument("--lr", type=rate, default=1e-3, help="Adam learning rate")
+            parser.add_argument("--iteration", type=step_count, default=DEFAULT_STEPS, help="training steps")
+            parser.add_argument("--lr", type=rate, default=DEFAULT_LR,
+                                help=f"Adam learning rate of the body (the output head and grain: {HEAD_LR_SCALE:g}x)")
             parser.add_argument("--decay_flag", type=str2bool, default=True,
-                                help="decay the learning rate linearly to 0 over the second half of the steps")
+                                help="decay the learning rate to 0 along a half cosine over the steps")
             add_iterative_training_options(parser)
         else:
             parser.add_argument("--same_category", action=argparse.BooleanOptionalAction, default=None,
@@ -125,9 +133,14 @@ class GatysFeedforwardModel(StepTrainedModel):
         if self.gram_payload is not None:
             check_gram_metadata(self.gram_payload, expected_metadata(opt), self.gram_path)
         self.objective = GatysObjective(opt, self.device)
-        self.generator = FeedForwardGenerator(opt.input_nc, opt.output_nc, opt.ngf, opt.n_res).to(self.device)
+        self.generator = FeedForwardGenerator(opt.input_nc, opt.output_nc, opt.ngf, opt.n_layers).to(self.device)
         self.networks = OrderedDict({NETWORK_NAME: self.generator})
-        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=opt.lr)
+        head = self.generator.head_parameters()
+        body = [parameter for parameter in self.generator.parameters() if all(parameter is not p for p in head)]
+        self.optimizer = torch.optim.Adam([{"params": body, "lr": opt.lr},
+                                           {"params": head, "lr": opt.lr * HEAD_LR_SCALE, "lr_scale": HEAD_LR_SCALE}],
+                                          lr=opt.lr)
+        self.content_cache = ContentTargetCache(opt)
         self.optimizers = OrderedDict({NETWORK_NAME: self.optimizer})
         self.generator_forward = self.generator  # wrapped for torchrun in setup()
 
@@ -161,9 +174,9 @@ class GatysFeedforwardModel(StepTrainedModel):
         """Take a batch: source images (and categories) for training; source and paired targets for testing."""
         self.real_A = batch["A"].to(self.device) if self.is_train else batch["A"]
         self.categories = batch["category"]
+        self.image_paths = batch["A_paths"]
         if not self.is_train:
             self.real_B = batch["B"]
-            self.image_paths = batch["A_paths"]
 
     def training_state(self):
         """The resume state plus what test.py needs: the style targets and their record."""
@@ -181,7 +194,7 @@ class GatysFeedforwardModel(StepTrainedModel):
         self.step += 1
         self.set_learning_rate()
         opt, real_A = self.opt, self.real_A
-        content_targets = self.objective.content_targets(real_A, precision=True)
+        content_targets = self.content_cache.targets(self.objective, real_A, self.image_paths)
         style_targets = stacked_style_targets(self.gram_payload, self.categories, opt.same_category,
                                               self.objective.style_layers, self.device)
         fake_B = self.generator_forward(real_A)
@@ -195,6 +208,12 @@ class GatysFeedforwardModel(StepTrainedModel):
         self.optimizer.step()
         self.losses = {name: logged[name] for name in LOSS_NAMES}
         self.current_images = (real_A[0], fake_B[0].detach())
+
+    def learning_rate(self, step):
+        """The body's learning rate at 1-based `step`: --lr, decayed to 0 along a half cosine with --decay_flag."""
+        if not self.opt.decay_flag:
+            return self.opt.lr
+        return self.opt.lr * 0.5 * (1.0 + math.cos(math.pi * min(step - 1, self.opt.iteration) / self.opt.iteration))
 
     def progress_losses(self, losses):
         """The progress bar shows the total and the content loss (the style loss is ~1e-5 before its weight)."""
@@ -274,6 +293,37 @@ class GatysFeedforwardModel(StepTrainedModel):
         return [image_result(path, real_A, fake_B, real_B, losses)
                 for path, real_A, fake_B, real_B, losses in zip(self.image_paths, self.real_A, self.fake_B,
                                                                 self.real_B, self.final_losses)]
+
+
+class ContentTargetCache:
+    """The content targets (VGG features) of each training image, computed once when the images are read the same
+    way at every step (no flip, no random crop): a third of a training step's VGG work."""
+
+    def __init__(self, opt, limit_bytes=CONTENT_CACHE_BYTES):
+        """Cache when --no_flip and the preprocessing has no random crop; hold at most `limit_bytes`."""
+        self.enabled = opt.no_flip and (opt.preprocess in ("scale_width", "none") or (
+            opt.preprocess == "resize_and_crop" and opt.crop_size >= opt.load_size))
+        self.limit_bytes, self.used_bytes, self.entries = limit_bytes, 0, {}
+
+    def targets(self, objective, images, paths):
+        """{layer: B x C x H x W} content targets of `images` (files `paths`), from the cache where it has them."""
+        if not self.enabled:
+            return objective.content_targets(images, precision=True)
+        missing = [index for index, path in enumerate(paths) if path not in self.entries]
+        computed = {}
+        if missing:
+            features = objective.content_targets(images[missing], precision=True)
+            for position, index in enumerate(missing):
+                computed[index] = {name: values[position].clone() for name, values in features.items()}
+                self.remember(paths[index], computed[index])
+        return {name: torch.stack([computed[index][name] if index in computed else self.entries[path][name]
+                                   for index, path in enumerate(paths)]) for name in objective.content_layers}
+
+    def remember(self, path, entry):
+        """Keep `entry` for `path` while the cache holds less than its limit (beyond it: computed at every step)."""
+        size = sum(features.numel() * features.element_size() for features in entry.values())
+        if self.used_bytes + size <= self.limit_bytes:
+            self.entries[path], self.used_bytes = entry, self.used_bytes + size
 
 
 def compute_gram_file(opt, path):

@@ -265,11 +265,11 @@ class StepTrainedModel(BaseModel):
         return self.opt.iteration
 
     def set_learning_rate(self):
-        """Set every optimizer's learning rate for the current step."""
+        """Set every optimizer's learning rate for the current step (times a parameter group's `lr_scale`)."""
         rate = self.learning_rate(self.step)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
-                group["lr"] = rate
+                group["lr"] = rate * group.get("lr_scale", 1.0)
 
     def stop_if_not_finite(self, losses):
         """`losses` detached and averaged over the ranks; stops the run (on every rank alike) if one is NaN or Inf."""

@@ -288,7 +288,8 @@ class VGGFeatures(nn.Module):
         activations = vgg_input(images)
         outputs = {}
         for index, module in enumerate(self.features):
-            activations = module(activations)
+            # the first convolution's input gradient (image optimization, generator training) by the fast path
+            activations = input_gradient_conv2d(module, activations) if index == 0 else module(activations)
             if index in self.layer_indices:
                 outputs[self.layer_indices[index]] = activations
         return outputs
@@ -437,8 +438,13 @@ class InputGradientConv2d(nn.Module):
 
     def forward(self, inputs):
         """conv(inputs)."""
-        weight, bias = self.conv.weight, self.conv.bias
-        if torch.is_autocast_enabled(inputs.device.type):
-            dtype = torch.get_autocast_dtype(inputs.device.type)
-            inputs, weight, bias = inputs.to(dtype), weight.to(dtype), bias.to(dtype)
-        return _InputGradientConv.apply(inputs, weight, bias)
+        return input_gradient_conv2d(self.conv, inputs)
+
+
+def input_gradient_conv2d(conv, inputs):
+    """conv(inputs) for a frozen 3x3, stride-1, padding-1 `conv`, with the fast input-gradient backward."""
+    weight, bias = conv.weight, conv.bias
+    if torch.is_autocast_enabled(inputs.device.type):
+        dtype = torch.get_autocast_dtype(inputs.device.type)
+        inputs, weight, bias = inputs.to(dtype), weight.to(dtype), bias.to(dtype)
+    return _InputGradientConv.apply(inputs, weight, bias)

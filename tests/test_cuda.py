@@ -64,10 +64,10 @@ def test_ugatit_training_step_on_cuda_matches_the_reference_step(tmp_path_factor
 def test_feedforward_translation_and_tiling_on_cuda_match_the_cpu():
     """The feed-forward generator on the GPU, whole and tiled, gives the CPU's translation."""
     torch.manual_seed(0)
-    generator = FeedForwardGenerator(3, 3, ngf=8, n_res=1)
+    generator = FeedForwardGenerator(3, 3, ngf=8, n_layers=1)
     image = torch.rand(3, 70, 90, generator=torch.Generator().manual_seed(2)) * 2 - 1
     cpu = translate_image(FeedForwardTranslator(generator, "cpu", "float32"), image)
-    gpu_translator = FeedForwardTranslator(FeedForwardGenerator(3, 3, ngf=8, n_res=1), CUDA, "float32")
+    gpu_translator = FeedForwardTranslator(FeedForwardGenerator(3, 3, ngf=8, n_layers=1), CUDA, "float32")
     gpu_translator.generator.load_state_dict(generator.state_dict())
     for tiling in ({}, {"tile": 48, "overlap": 16, "tile_batch": 4}):
         gpu = translate_image(gpu_translator, image, **tiling)
@@ -78,7 +78,7 @@ def test_feedforward_translation_and_tiling_on_cuda_match_the_cpu():
 def test_feedforward_training_on_cuda_lowers_the_loss(x2ka_root, tmp_path, monkeypatch):
     """Thirty feed-forward training steps on the GPU bring the total loss well below its start."""
     args = gatys_train_args(x2ka_root, tmp_path, "--model", "gatys_feedforward", "--name", "cuda", "--gpu_ids", "0",
-                            "--ngf", "8", "--n_res", "1", "--iteration", "30", "--save_freq", "30", "--batch_size",
+                            "--ngf", "8", "--n_layers", "1", "--iteration", "30", "--save_freq", "30", "--batch_size",
                             "2", "--display_id", "0", "--print_freq", "1", "--decay_flag", "false", "--no_html")
     run_entry_point(train_script, args, monkeypatch)
     log = read_loss_log(tmp_path / "checkpoints" / "cuda" / "loss_log.txt")

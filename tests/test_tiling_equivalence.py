@@ -95,13 +95,13 @@ def full_generator():
 
 @pytest.fixture(scope="module")
 def trained_feedforward():
-    """A gatys_feedforward generator (ngf 8, 2 residual blocks) after 200 training steps from X to Ka band
+    """A gatys_feedforward generator (ngf 8, 2 layers) after 200 training steps from X to Ka band
     (an L1 loss to the co-registered Ka image of example x2ka pairs)."""
     torch.manual_seed(2)
     pairs = [render_x2ka(np.random.default_rng(index), 48, category_of(index)) for index in range(6)]
     sources = torch.stack([to_model_range(x_band) for x_band, _ in pairs])
     targets = torch.stack([to_model_range(ka_band) for _, ka_band in pairs])
-    generator = trained(FeedForwardGenerator(3, 3, ngf=8, n_res=2), sources, targets, 200)
+    generator = trained(FeedForwardGenerator(3, 3, ngf=8, n_layers=2), sources, targets, 200)
     return FeedForwardTranslator(generator, "cpu", "float32")
 
 
