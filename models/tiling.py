@@ -319,13 +319,14 @@ def translate_rows(translator, source, tile, overlap, tile_batch, passes, write_
         translated = gather_statistics(translator, statistics, sampled_tiles(source, plan, statistics_pixels),
                                        tile_batch)
         statistics.finish_groups()
-        groups = statistics_groups(plan, statistics_pixels)
-        for sweep in range(refinement_sweeps(plan, passes, statistics_pixels)):
+        sweeps, groups = refinement_sweeps(plan, passes, statistics_pixels), statistics_groups(plan, statistics_pixels)
+        if sweeps:
+            translated = {}  # the sample's outputs used the sample's statistics, not the sweeps': not kept
+        for sweep in range(sweeps):
             statistics.start_sweep(exact_calls=sweep)
             for group in range(groups):
                 gather_statistics(translator, statistics, grouped_tiles(source, plan, group, groups), tile_batch)
             statistics.finish_groups()
-            translated = {}  # the sample's outputs used the sample's statistics, not the sweep's
         return output_pass(translator, statistics, source, plan, tile_batch, write_rows, with_heatmap, translated)
 
 
